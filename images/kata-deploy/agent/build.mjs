@@ -1,0 +1,26 @@
+// Bundles the node agent into one CommonJS file so the image needs only a Node.js runtime
+// (Debian's nodejs), and so tests run exactly the code the image ships.
+import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export async function buildAgent() {
+  await build({
+    entryPoints: [path.join(here, "src/cli.ts")],
+    outfile: path.join(here, "dist/kata-deploy.cjs"),
+    bundle: true,
+    platform: "node",
+    // The image runs Debian trixie's nodejs (20.x); keep the bundle loadable there.
+    target: "node20",
+    format: "cjs",
+    sourcemap: "inline",
+    legalComments: "none",
+    logLevel: "warning",
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  await buildAgent();
+}

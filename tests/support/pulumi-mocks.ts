@@ -1,0 +1,2 @@
+// Placeholder: the shared recording Pulumi mock setup replaces this file.
+export {};
