@@ -1,0 +1,53 @@
+// The contract between the pure config planners (config/*.ts: text in, text out, no I/O) and the
+// agent's side-effecting edge (reading files, state, atomic writes, restarts).
+
+/** One Kata runtime handler to configure, with host-absolute paths. */
+export interface KataRuntime {
+  /** Runtime / handler / RuntimeClass name, e.g. "kata-qemu". */
+  name: string;
+  /** Kata shim (hypervisor flavour), e.g. "qemu", "fc", "qemu-runtime-rs". */
+  shim: string;
+  /** Host path of the shim-v2 binary, e.g. /opt/kata/bin/containerd-shim-kata-v2 (runtime-rs shims: /opt/kata/runtime-rs/bin/...). */
+  shimBinary: string;
+  /** Host path of the Kata configuration, e.g. /opt/kata/share/defaults/kata-containers/configuration-qemu.toml. */
+  configPath: string;
+  /** containerd snapshotter for this runtime (Firecracker needs a block one such as "devmapper"), when configured. */
+  snapshotter?: string;
+}
+
+/** What an install wants configured. */
+export interface KataConfigRequest {
+  runtimes: KataRuntime[];
+  /**
+   * The runtime that the containerd alias `untrusted` points at, so the seed's
+   * `io.kubernetes.cri.untrusted-workload: "true"` annotation selects Kata. Undefined: no alias.
+   */
+  untrustedAlias?: KataRuntime;
+}
+
+/**
+ * A whole-file outcome of a plan. `after === undefined` means the file must not exist
+ * (delete it if it does). `before` is what the planner was given, so callers can skip no-op writes.
+ */
+export interface FileEdit {
+  /** Host-absolute path (as seen on the node, not prefixed with --host-root). */
+  path: string;
+  before: string | undefined;
+  after: string | undefined;
+}
+
+/**
+ * A user-fixable problem with an existing config (bad TOML/JSON, duplicate table, a table we would add
+ * already defined by someone else, an inline table we cannot extend, ...). The message names the
+ * problem and the fix; the caller prefixes the file path. Nothing has been written when it is thrown.
+ */
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    /** Host-absolute path of the offending file, when the planner knows it. */
+    readonly file?: string,
+  ) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
