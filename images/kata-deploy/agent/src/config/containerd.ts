@@ -1,0 +1,639 @@
+// Pure planner for containerd's configuration: text in, text out.
+//
+// Config v1/v2 (containerd 1.x): the Kata runtime tables are spliced into the main file, next to the
+// existing runtimes, in the file's own indentation and line endings. Config v3/v4 (containerd 2.x):
+// a drop-in file we own entirely, plus one `imports` entry in the main file. Removal takes out exactly
+// the text we added, so an untouched file comes back byte-for-byte and anything others changed in the
+// meantime stays. See docs/config-shapes.md for the shapes covered.
+import * as path from "node:path";
+import { isDeepStrictEqual } from "node:util";
+import {
+  type CstInlineArray,
+  type CstTable,
+  type TomlDocument,
+  type TomlPath,
+  type TomlTable,
+  detectEol,
+  endOfLastNode,
+  endOfLine,
+  endOfTableContent,
+  formatKeyPath,
+  goPathMatch,
+  indentationAt,
+  inlineTableOnPath,
+  isKeyValue,
+  isPlainTable,
+  isTable,
+  offsetOf,
+  parseToml,
+  pathStartsWith,
+  renderKeyValues,
+  rootKeyValue,
+  splice,
+  startOfLine,
+  tablePath,
+  toPlain,
+  valueAt,
+} from "./toml-document";
+import { ConfigError, type FileEdit, type KataConfigRequest } from "./types";
+
+export type ContainerdFlavor = "containerd" | "k3s" | "rke2";
+export type ContainerdConfigVersion = 1 | 2 | 3 | 4;
+
+export interface ContainerdLayout {
+  flavor: ContainerdFlavor;
+  /** Host path of the file we edit (k3s/rke2: the config template, which they render into config.toml on start). */
+  mainConfig: string;
+  dropInDir: string;
+  /** Host path of our owned drop-in (plain containerd, config v3+). Template flavours keep everything in the template. */
+  dropIn: string;
+  /** Candidate systemd units, in order of preference. */
+  systemdUnits: string[];
+  /**
+   * k3s/rke2: the config version the template renders. A template's TOML part has no `version` key
+   * (the base template writes it), so it cannot be detected from the template itself.
+   */
+  templateVersion?: ContainerdConfigVersion;
+  /** k3s/rke2: the file the distribution renders from the template; read its `version` to pick the hint. */
+  renderedConfig?: string;
+}
+
+/** What the CRI runtimes table is called in each config version. */
+export function criRuntimePlugin(version: ContainerdConfigVersion): string {
+  if (version === 1) return "cri";
+  if (version === 2) return "io.containerd.grpc.v1.cri";
+  return "io.containerd.cri.v1.runtime";
+}
+
+export const runtimesTablePath = (version: ContainerdConfigVersion): string[] => [
+  "plugins",
+  criRuntimePlugin(version),
+  "containerd",
+  "runtimes",
+];
+
+const DROP_IN_NAME = "99-kata-deploy.toml";
+/** First line(s) of a k3s/rke2 template that extends the distribution's generated config. */
+export const BASE_TEMPLATE_HEADER = '{{ template "base" . }}';
+
+export function containerdLayout(flavor: ContainerdFlavor, configVersionHint?: ContainerdConfigVersion): ContainerdLayout {
+  if (flavor === "containerd") {
+    return {
+      flavor,
+      mainConfig: "/etc/containerd/config.toml",
+      dropInDir: "/etc/containerd/conf.d",
+      dropIn: `/etc/containerd/conf.d/${DROP_IN_NAME}`,
+      systemdUnits: ["containerd"],
+    };
+  }
+  const dir = `/var/lib/rancher/${flavor}/agent/etc/containerd`;
+  const version = configVersionHint ?? 2;
+  // k3s/rke2 read config-v3.toml.tmpl when they run containerd 2.x, config.toml.tmpl before.
+  const v3 = version >= 3;
+  const dropInDir = `${dir}/${v3 ? "config-v3.toml.d" : "config.toml.d"}`;
+  return {
+    flavor,
+    mainConfig: `${dir}/${v3 ? "config-v3.toml.tmpl" : "config.toml.tmpl"}`,
+    dropInDir,
+    dropIn: `${dropInDir}/${DROP_IN_NAME}`,
+    systemdUnits: flavor === "k3s" ? ["k3s", "k3s-agent"] : ["rke2-server", "rke2-agent"],
+    templateVersion: version,
+    renderedConfig: `${dir}/config.toml`,
+  };
+}
+
+/**
+ * The config version of a containerd config: its root `version` key, 1 when absent (containerd's
+ * rule). A missing file (`text === undefined`) reads as 2, what kata-deploy writes by default.
+ */
+export function detectContainerdConfigVersion(text: string | undefined, file?: string): ContainerdConfigVersion {
+  if (text === undefined) return 2;
+  return versionOf(parseToml(text, file), file) ?? 1;
+}
+
+function versionOf(doc: TomlDocument, file: string | undefined): ContainerdConfigVersion | undefined {
+  const version = doc.value.version;
+  if (version === undefined) return undefined;
+  if (version === 1 || version === 2 || version === 3 || version === 4) return version;
+  const line = rootKeyValue(doc, "version")?.loc.start.line;
+  throw new ConfigError(
+    `line ${line ?? "?"}: \`version = ${JSON.stringify(version)}\` is not a containerd config version (1, 2, 3 or 4); fix it and run again`,
+    file,
+  );
+}
+
+/** A JSON-serialisable record of exactly what we added. */
+export interface ContainerdOwned {
+  version: ContainerdConfigVersion;
+  /** Runtime names whose tables we added (may include `runc`, declared to keep containerd 1.x's built-in one). */
+  runtimes: string[];
+  /** The entry we appended to the main file's `imports`. */
+  importEntry?: string;
+  /** Host path of the drop-in we own. */
+  dropIn?: string;
+  /** The main file did not exist: we created it (it is deleted again when nothing but our skeleton is left). */
+  createdMain?: boolean;
+  /** We added the whole `imports = [...]` line, not only an entry. */
+  importsKeyAdded?: boolean;
+  /** The template was only a header without a final line break: we added one before our tables. */
+  templateHeaderEolAdded?: boolean;
+}
+
+type Read = (hostPath: string) => string | undefined;
+
+interface RuntimeStanza {
+  name: string;
+  values: TomlTable;
+  options?: TomlTable;
+}
+
+/**
+ * containerd 1.x's built-in runtime, which disappears as soon as a config declares any `runtimes`
+ * table (seen with `config dump` on 1.6 and 1.7; 2.x keeps it). `sandbox_mode` is 1.7's built-in
+ * value (1.6 ignores the key); options stay unset, i.e. runc's zero-valued defaults, as built in.
+ */
+const BUILT_IN_RUNC: RuntimeStanza = { name: "runc", values: { runtime_type: "io.containerd.runc.v2", sandbox_mode: "podsandbox" } };
+
+function stanzasFor(request: KataConfigRequest, file: string): RuntimeStanza[] {
+  const runtimes = [...request.runtimes];
+  if (request.untrustedAlias) runtimes.push({ ...request.untrustedAlias, name: "untrusted" });
+  const seen = new Set<string>();
+  return runtimes.map((runtime) => {
+    if (seen.has(runtime.name)) throw new ConfigError(`runtime \`${runtime.name}\` is requested twice; list each shim once`, file);
+    seen.add(runtime.name);
+    return {
+      name: runtime.name,
+      values: {
+        runtime_type: `io.containerd.kata-${runtime.shim}.v2`,
+        runtime_path: runtime.shimBinary,
+        privileged_without_host_devices: true,
+        pod_annotations: ["io.katacontainers.*"],
+        ...(runtime.snapshotter ? { snapshotter: runtime.snapshotter } : {}),
+      },
+      options: { ConfigPath: runtime.configPath },
+    };
+  });
+}
+
+/** The effective table containerd sees for a stanza (for self-checks and tests). */
+export function stanzaTable(stanza: RuntimeStanza): TomlTable {
+  return stanza.options ? { ...stanza.values, options: stanza.options } : { ...stanza.values };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The working set: files as they will be after the plan, starting from what `read` returns.
+
+class FileView {
+  private readonly changed = new Map<string, string | undefined>();
+  constructor(private readonly read: Read) {}
+  get(file: string): string | undefined {
+    return this.changed.has(file) ? this.changed.get(file) : this.read(file);
+  }
+  set(file: string, text: string | undefined): void {
+    this.changed.set(file, text);
+  }
+  edits(): FileEdit[] {
+    return [...this.changed].map(([file, after]) => ({ path: file, before: this.read(file), after }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Template flavours (k3s, rke2): leading `{{ template ... }}` lines are kept verbatim, the rest is TOML.
+
+const isTemplateFlavor = (flavor: ContainerdFlavor): boolean => flavor !== "containerd";
+
+interface SplitText {
+  header: string;
+  body: string;
+}
+
+function splitTemplate(text: string, file: string): SplitText {
+  let header = "";
+  let rest = text;
+  for (;;) {
+    const lineEnd = rest.indexOf("\n");
+    const line = lineEnd === -1 ? rest : rest.slice(0, lineEnd);
+    if (!/^\s*\{\{-?\s*template\s.*\}\}\s*$/.test(line)) break;
+    header += lineEnd === -1 ? rest : rest.slice(0, lineEnd + 1);
+    rest = lineEnd === -1 ? "" : rest.slice(lineEnd + 1);
+  }
+  const action = /\{\{/.exec(rest);
+  if (action) {
+    const line = header.split("\n").length + rest.slice(0, action.index).split("\n").length - 1;
+    throw new ConfigError(
+      `line ${line}: Go template actions below the header are not supported; keep \`${BASE_TEMPLATE_HEADER}\` as the first line and plain TOML after it, then run again`,
+      file,
+    );
+  }
+  return { header, body: rest };
+}
+
+const headerLines = (header: string): number => (header === "" ? 0 : header.split("\n").length - 1);
+
+// ---------------------------------------------------------------------------------------------------
+// Install
+
+export function planContainerdInstall(a: {
+  layout: ContainerdLayout;
+  read: Read;
+  request: KataConfigRequest;
+  previous?: ContainerdOwned;
+  defaultVersionWhenMissing?: ContainerdConfigVersion;
+}): { edits: FileEdit[]; owned: ContainerdOwned } {
+  const { layout, request, previous } = a;
+  const view = new FileView(a.read);
+  // Re-install: take out what the previous install added (exactly), then add what is wanted now.
+  // Unchanged input therefore gives identical bytes, and shims no longer wanted disappear.
+  const kept = previous ? uninstallInto(view, layout, previous) : { runcKept: false };
+  const stanzas = stanzasFor(request, layout.mainConfig);
+  const owned = isTemplateFlavor(layout.flavor)
+    ? installIntoTemplate(view, layout, stanzas)
+    : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2);
+  // A runc we declared earlier and had to keep (others declared runtimes since) stays ours.
+  if (kept.runcKept && !owned.runtimes.includes(BUILT_IN_RUNC.name)) owned.runtimes.unshift(BUILT_IN_RUNC.name);
+  return { edits: view.edits(), owned };
+}
+
+function installIntoTemplate(view: FileView, layout: ContainerdLayout, stanzas: RuntimeStanza[]): ContainerdOwned {
+  const file = layout.mainConfig;
+  const existing = view.get(file);
+  const split = existing === undefined ? { header: `${BASE_TEMPLATE_HEADER}\n`, body: "" } : splitTemplate(existing, file);
+  const { body } = split;
+  // A header that ends the file without a line break needs one before our tables.
+  const eolAdded = split.header !== "" && !split.header.endsWith("\n");
+  const header = eolAdded ? split.header + detectEol(split.header) : split.header;
+  const lineOffset = headerLines(header);
+  const doc = parseToml(body, file, lineOffset);
+  const version = versionOf(doc, file) ?? layout.templateVersion ?? 2;
+  // The base template always declares runc, so there is no built-in runtime to preserve.
+  const newBody = addRuntimeStanzas(body, file, runtimesTablePath(version), stanzas, lineOffset);
+  view.set(file, header + newBody);
+  return {
+    version,
+    runtimes: stanzas.map((stanza) => stanza.name),
+    ...(existing === undefined ? { createdMain: true } : {}),
+    ...(eolAdded ? { templateHeaderEolAdded: true } : {}),
+  };
+}
+
+function installIntoPlain(
+  view: FileView,
+  layout: ContainerdLayout,
+  stanzas: RuntimeStanza[],
+  defaultVersion: ContainerdConfigVersion,
+): ContainerdOwned {
+  const file = layout.mainConfig;
+  const existing = view.get(file);
+  const version = existing === undefined ? defaultVersion : detectContainerdConfigVersion(existing, file);
+  const mainText = existing ?? skeleton(version);
+  const created = existing === undefined ? { createdMain: true } : {};
+
+  if (version <= 2) {
+    // containerd 1.x replaces a whole plugin section when an import defines it, so the runtimes go
+    // into the main file. Declaring a `runtimes` table there hides the built-in runc unless it is
+    // declared too (checked with containerd 1.6 and 1.7; 2.x merges and keeps it).
+    const runtimesPath = runtimesTablePath(version);
+    const doc = parseToml(mainText, file);
+    checkCriEnabled(doc, version, file);
+    const keepRunc = valueAt(doc.value, runtimesPath) === undefined ? [BUILT_IN_RUNC] : [];
+    const all = [...keepRunc, ...stanzas];
+    view.set(file, addRuntimeStanzas(mainText, file, runtimesPath, all, 0));
+    return { version, runtimes: all.map((stanza) => stanza.name), ...created };
+  }
+
+  // v3+: containerd 2.x merges imported plugin sections key by key (and keeps the built-in runc).
+  const doc = parseToml(mainText, file);
+  checkCriEnabled(doc, version, file);
+  const runtimesPath = runtimesTablePath(version);
+  for (const stanza of stanzas) checkNotDefined(doc, runtimesPath, stanza.name, file);
+  for (const imported of literalImports(doc, file)) {
+    if (imported === layout.dropIn) continue;
+    const text = view.get(imported);
+    if (text === undefined) continue;
+    const importedDoc = parseToml(text, imported);
+    for (const stanza of stanzas) checkNotDefined(importedDoc, runtimesPath, stanza.name, imported);
+  }
+  const { text: withImport, entry, keyAdded } = ensureImport(doc, file, layout.dropIn);
+  view.set(file, withImport);
+  view.set(layout.dropIn, renderDropIn(version, stanzas, layout.mainConfig));
+  return {
+    version,
+    runtimes: stanzas.map((stanza) => stanza.name),
+    dropIn: layout.dropIn,
+    ...(entry === undefined ? {} : { importEntry: entry }),
+    ...(keyAdded ? { importsKeyAdded: true } : {}),
+    ...created,
+  };
+}
+
+const skeleton = (version: ContainerdConfigVersion): string => `version = ${version}\n`;
+
+function checkCriEnabled(doc: TomlDocument, version: ContainerdConfigVersion, file: string): void {
+  const disabled = doc.value.disabled_plugins;
+  if (!Array.isArray(disabled)) return;
+  const names = version <= 2 ? ["cri", "io.containerd.grpc.v1.cri"] : ["io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri"];
+  const hit = disabled.find((name) => names.includes(String(name)));
+  if (hit !== undefined) {
+    throw new ConfigError(
+      `line ${rootKeyValue(doc, "disabled_plugins")?.loc.start.line ?? "?"}: the CRI plugin is disabled (disabled_plugins contains "${hit}"), so Kubernetes cannot use Kata through this containerd; remove it from disabled_plugins and run again`,
+      file,
+    );
+  }
+}
+
+function checkNotDefined(doc: TomlDocument, runtimesPath: TomlPath, name: string, file: string): void {
+  const runtimePath = [...runtimesPath, name];
+  if (valueAt(doc.value, runtimePath) === undefined) return;
+  const line = lineDefining(doc, runtimePath);
+  throw new ConfigError(
+    `${line ? `line ${line}: ` : ""}runtime \`${name}\` is already defined ([${formatKeyPath(runtimePath)}]) by something other than kata-deploy; remove or rename it (or install other shims) and run again`,
+    file,
+  );
+}
+
+/** Line of the first table header or key that defines `keyPath` or something under it. */
+function lineDefining(doc: TomlDocument, keyPath: TomlPath): number | undefined {
+  for (const block of doc.blocks) {
+    if (isTable(block)) {
+      const current = tablePath(block);
+      if (pathStartsWith(current, keyPath)) return block.loc.start.line;
+      for (const item of block.items) {
+        if (isKeyValue(item) && pathStartsWith([...current, ...item.key.value], keyPath)) return item.loc.start.line;
+        if (isKeyValue(item) && pathStartsWith(keyPath, [...current, ...item.key.value])) return item.loc.start.line;
+      }
+    } else if (isKeyValue(block)) {
+      const full = block.key.value;
+      if (pathStartsWith(full, keyPath) || pathStartsWith(keyPath, full)) return block.loc.start.line;
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Adding and removing runtime tables in a TOML text (v1/v2 main file, template body).
+
+interface StanzaStyle {
+  header: string;
+  key: string;
+  optionsHeader: string;
+  optionsKey: string;
+}
+
+/**
+ * Indentation for new runtime tables: copied from an existing runtime table (and its options table)
+ * when there is one, else containerd's own style (`config default`): sub-tables indented by two.
+ */
+function styleFor(doc: TomlDocument, runtimesPath: TomlPath): StanzaStyle {
+  const tables = doc.blocks.filter(isTable);
+  const sibling = tables.find((table) => tablePath(table).length === runtimesPath.length + 1 && pathStartsWith(tablePath(table), runtimesPath));
+  if (!sibling) return { header: "", key: "  ", optionsHeader: "  ", optionsKey: "    " };
+  const indentOf = (table: CstTable) => indentationAt(doc.text, offsetOf(doc, table.key.loc.start));
+  const keyIndentOf = (table: CstTable, fallback: string) => {
+    const first = table.items.find(isKeyValue);
+    return first ? indentationAt(doc.text, offsetOf(doc, first.loc.start)) : fallback;
+  };
+  const header = indentOf(sibling);
+  const key = keyIndentOf(sibling, `${header}  `);
+  const unit = key.startsWith(header) ? key.slice(header.length) : "  ";
+  const options = tables.find((table) => isDeepStrictEqual(tablePath(table), [...tablePath(sibling), "options"]));
+  const optionsHeader = options ? indentOf(options) : key;
+  return { header, key, optionsHeader, optionsKey: options ? keyIndentOf(options, optionsHeader + unit) : optionsHeader + unit };
+}
+
+function renderStanza(stanza: RuntimeStanza, runtimesPath: TomlPath, style: StanzaStyle, eol: string): string {
+  const tablePathOf = [...runtimesPath, stanza.name];
+  const lines = [`${style.header}[${formatKeyPath(tablePathOf)}]`, ...renderKeyValues(stanza.values).map((line) => style.key + line)];
+  if (stanza.options) {
+    lines.push(
+      `${style.optionsHeader}[${formatKeyPath([...tablePathOf, "options"])}]`,
+      ...renderKeyValues(stanza.options).map((line) => style.optionsKey + line),
+    );
+  }
+  return lines.join(eol);
+}
+
+/**
+ * Where new runtime tables go: after the last existing runtime table, else at the end of the nearest
+ * enclosing plugin section, else at the end of the file. Always at the end of a line that ends a
+ * table's last key-value, so no key changes the table it belongs to.
+ */
+function insertionPoint(doc: TomlDocument, runtimesPath: TomlPath): number {
+  const tables = doc.blocks.filter(isTable);
+  for (let depth = runtimesPath.length; depth >= 2; depth--) {
+    const prefix = runtimesPath.slice(0, depth);
+    const last = tables.filter((table) => pathStartsWith(tablePath(table), prefix)).at(-1);
+    if (last) return endOfTableContent(doc, last);
+  }
+  return endOfLastNode(doc);
+}
+
+function addRuntimeStanzas(text: string, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number): string {
+  const doc = parseToml(text, file, lineOffset);
+  for (let depth = 1; depth <= runtimesPath.length; depth++) {
+    const value = valueAt(doc.value, runtimesPath.slice(0, depth));
+    if (value !== undefined && !isPlainTable(value)) {
+      throw new ConfigError(
+        `\`${formatKeyPath(runtimesPath.slice(0, depth))}\` must be a table but is ${Array.isArray(value) ? "an array" : `the value ${JSON.stringify(value)}`}; fix it and run again`,
+        file,
+      );
+    }
+  }
+  for (const stanza of stanzas) {
+    const blocking = inlineTableOnPath(doc, [...runtimesPath, stanza.name]);
+    if (blocking) {
+      throw new ConfigError(
+        `line ${blocking.line + lineOffset}: \`${formatKeyPath(blocking.keyPath)}\` is an inline table, which TOML does not allow to be extended; rewrite it as [${formatKeyPath(blocking.keyPath)}...] table sections and run again`,
+        file,
+      );
+    }
+    checkNotDefinedWithOffset(doc, runtimesPath, stanza.name, file, lineOffset);
+  }
+  if (stanzas.length === 0) return text;
+
+  const eol = detectEol(text);
+  const style = styleFor(doc, runtimesPath);
+  const rendered = stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, eol));
+  const at = insertionPoint(doc, runtimesPath);
+  const result =
+    doc.blocks.length === 0
+      ? rendered.join(eol + eol) + eol + text // nothing to follow: the tables open the (empty) document
+      : splice(text, at, at, rendered.map((stanza) => eol + eol + stanza).join(""));
+
+  // Self-check with the strict parser: valid, and containerd will see exactly our values.
+  const check = parseToml(result, file, lineOffset);
+  for (const stanza of stanzas) {
+    if (!isDeepStrictEqual(toPlain(valueAt(check.value, [...runtimesPath, stanza.name])), stanzaTable(stanza))) {
+      throw new Error(`internal error: the edit of ${file} does not define runtime ${stanza.name} as intended`);
+    }
+  }
+  return result;
+}
+
+function checkNotDefinedWithOffset(doc: TomlDocument, runtimesPath: TomlPath, name: string, file: string, lineOffset: number): void {
+  try {
+    checkNotDefined(doc, runtimesPath, name, file);
+  } catch (error) {
+    if (error instanceof ConfigError && lineOffset > 0) {
+      throw new ConfigError(error.message.replace(/^line (\d+)/, (_, line: string) => `line ${Number(line) + lineOffset}`), file);
+    }
+    throw error;
+  }
+}
+
+/**
+ * Removes the tables of the named runtimes (and their sub-tables) with the line breaks that were
+ * added in front of them. A table's trailing comments are kept: they may introduce what follows.
+ */
+function removeRuntimeStanzas(text: string, file: string, runtimesPath: TomlPath, names: readonly string[], lineOffset: number): string {
+  let current = text;
+  for (;;) {
+    const doc = parseToml(current, file, lineOffset);
+    const ours = doc.blocks
+      .filter(isTable)
+      .filter((table) => names.some((name) => pathStartsWith(tablePath(table), [...runtimesPath, name])));
+    const table = ours.at(-1); // from the end, so earlier offsets stay valid and separators pair up
+    if (!table) return current;
+    current = removeTable(doc, table, tablePath(table).length === runtimesPath.length + 1);
+  }
+}
+
+function removeTable(doc: TomlDocument, table: CstTable, isStanzaHead: boolean): string {
+  const text = doc.text;
+  const eol = detectEol(text);
+  const start = startOfLine(text, offsetOf(doc, table.key.loc.start));
+  const end = endOfTableContent(doc, table);
+  if (start === 0) {
+    // The tables opened the document: the line break after them was ours.
+    const after = text.startsWith(eol + eol, end) ? end + eol.length : text.startsWith(eol, end) ? end + eol.length : end;
+    return splice(text, 0, after, "");
+  }
+  const blankLineBefore = text.slice(0, start).endsWith(eol + eol);
+  const from = start - (isStanzaHead && blankLineBefore ? 2 : 1) * eol.length;
+  return splice(text, Math.max(0, from), end, "");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// imports (v3+ main file)
+
+/** Non-glob `imports` entries, resolved like containerd does (relative to the importing file). */
+function literalImports(doc: TomlDocument, file: string): string[] {
+  const imports = doc.value.imports;
+  if (!Array.isArray(imports)) return [];
+  return imports
+    .filter((entry): entry is string => typeof entry === "string" && !/[*?[]/.test(entry))
+    .map((entry) => resolveImport(entry, file));
+}
+
+const resolveImport = (entry: string, importingFile: string): string =>
+  path.posix.isAbsolute(entry) ? path.posix.normalize(entry) : path.posix.join(path.posix.dirname(importingFile), entry);
+
+function importCovers(entry: string, importingFile: string, target: string): boolean {
+  const resolved = resolveImport(entry, importingFile);
+  return /[*?[]/.test(entry) ? goPathMatch(resolved, target) : resolved === target;
+}
+
+function ensureImport(doc: TomlDocument, file: string, target: string): { text: string; entry?: string; keyAdded: boolean } {
+  const text = doc.text;
+  const eol = detectEol(text);
+  const entryText = JSON.stringify(target);
+  const imports = rootKeyValue(doc, "imports");
+  if (!imports) {
+    // Right under `version` (root keys must precede the first table).
+    const version = rootKeyValue(doc, "version");
+    const line = `imports = [${entryText}]`;
+    const result = version
+      ? splice(text, endOfLine(text, offsetOf(doc, version.loc.end)), endOfLine(text, offsetOf(doc, version.loc.end)), eol + line)
+      : line + eol + text;
+    return { text: result, entry: target, keyAdded: true };
+  }
+  const value = doc.value.imports;
+  if (imports.value.type !== "InlineArray" || !Array.isArray(value) || value.some((entry) => typeof entry !== "string")) {
+    throw new ConfigError(`line ${imports.loc.start.line}: \`imports\` must be an array of file paths; fix it and run again`, file);
+  }
+  if ((value as string[]).some((entry) => importCovers(entry, file, target))) return { text, keyAdded: false };
+  const array = imports.value as CstInlineArray;
+  const last = array.items.at(-1);
+  const result = last
+    ? insertAt(text, offsetOf(doc, last.item.loc.end), `, ${entryText}`) // before a trailing comma, if any
+    : insertAt(text, offsetOf(doc, array.loc.start) + 1, entryText);
+  return { text: result, entry: target, keyAdded: false };
+}
+
+const insertAt = (text: string, at: number, insert: string): string => splice(text, at, at, insert);
+
+function removeImport(text: string, file: string, entry: string, keyAdded: boolean): string {
+  const doc = parseToml(text, file);
+  const imports = rootKeyValue(doc, "imports");
+  if (!imports || imports.value.type !== "InlineArray") return text;
+  const items = (imports.value as CstInlineArray).items;
+  const index = items.findLastIndex((item) => item.item.type === "String" && item.item.value === entry);
+  if (index === -1) return text;
+  const eol = detectEol(text);
+  if (keyAdded && items.length === 1) {
+    const start = startOfLine(text, offsetOf(doc, imports.loc.start));
+    const end = endOfLine(text, offsetOf(doc, imports.loc.end));
+    return start === 0 ? splice(text, 0, Math.min(text.length, end + eol.length), "") : splice(text, start - eol.length, end, "");
+  }
+  const ours = items[index];
+  const previous = items[index - 1];
+  const next = items[index + 1];
+  if (previous) return splice(text, offsetOf(doc, previous.item.loc.end), offsetOf(doc, ours.item.loc.end), "");
+  if (next) return splice(text, offsetOf(doc, ours.item.loc.start), offsetOf(doc, next.item.loc.start), "");
+  return splice(text, offsetOf(doc, ours.item.loc.start), offsetOf(doc, ours.item.loc.end), "");
+}
+
+function renderDropIn(version: ContainerdConfigVersion, stanzas: RuntimeStanza[], mainConfig: string): string {
+  const runtimesPath = runtimesTablePath(version);
+  const style: StanzaStyle = { header: "", key: "  ", optionsHeader: "  ", optionsKey: "    " };
+  return [
+    `# Written by kata-deploy and imported from ${mainConfig}; \`kata-deploy uninstall\` removes both.`,
+    "# Local changes to this file are overwritten.",
+    `version = ${version}`,
+    "",
+    stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, "\n")).join("\n\n"),
+    "",
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Uninstall
+
+export function planContainerdUninstall(a: { layout: ContainerdLayout; read: Read; previous: ContainerdOwned }): FileEdit[] {
+  const view = new FileView(a.read);
+  uninstallInto(view, a.layout, a.previous);
+  return view.edits();
+}
+
+function uninstallInto(view: FileView, layout: ContainerdLayout, previous: ContainerdOwned): { runcKept: boolean } {
+  const file = layout.mainConfig;
+  const existing = view.get(file);
+  if (previous.dropIn !== undefined) view.set(previous.dropIn, undefined);
+  if (existing === undefined) return { runcKept: false };
+
+  if (isTemplateFlavor(layout.flavor)) {
+    const { header, body } = splitTemplate(existing, file);
+    const newBody = removeRuntimeStanzas(body, file, runtimesTablePath(previous.version), previous.runtimes, headerLines(header));
+    const result = previous.templateHeaderEolAdded && newBody === "" ? header.replace(/\r?\n$/, "") : header + newBody;
+    view.set(file, previous.createdMain && result === `${BASE_TEMPLATE_HEADER}\n` ? undefined : result);
+    return { runcKept: false };
+  }
+  let runcKept = false;
+
+  let result = existing;
+  if (previous.importEntry !== undefined) result = removeImport(result, file, previous.importEntry, previous.importsKeyAdded ?? false);
+  if (previous.version <= 2 && previous.runtimes.length > 0) {
+    const runtimesPath = runtimesTablePath(previous.version);
+    const kata = previous.runtimes.filter((name) => name !== BUILT_IN_RUNC.name);
+    result = removeRuntimeStanzas(result, file, runtimesPath, kata, 0);
+    // The runc we declared stands in for containerd 1.x's built-in one. If others have declared
+    // runtimes since, the built-in one would vanish with ours: keep ours then.
+    if (previous.runtimes.includes(BUILT_IN_RUNC.name)) {
+      const remaining = valueAt(parseToml(result, file).value, runtimesPath);
+      const others = isPlainTable(remaining) ? Object.keys(remaining).filter((name) => name !== BUILT_IN_RUNC.name) : [];
+      if (others.length === 0) result = removeRuntimeStanzas(result, file, runtimesPath, [BUILT_IN_RUNC.name], 0);
+      else runcKept = true;
+    }
+  }
+  view.set(file, previous.createdMain && result === skeleton(previous.version) ? undefined : result);
+  return { runcKept };
+}

@@ -1,0 +1,62 @@
+// CRI-O planner: one owned drop-in. There is no CRI-O binary on Debian, so the output is checked as
+// TOML against the keys CRI-O documents for VM runtimes (crio.conf(5)).
+import { strict as assert } from "node:assert";
+import { parse as parseToml } from "smol-toml";
+import { CRIO_DROP_IN, planCrioInstall, planCrioUninstall } from "../../images/kata-deploy/agent/src/config/crio";
+import { CLH, FakeHost, FC, QEMU, REQUEST } from "./config-fixtures";
+
+describe("config/crio planner", () => {
+  it("writes one drop-in with a VM runtime table per shim", () => {
+    const host = new FakeHost({ "/etc/crio/crio.conf": "[crio.runtime]\ndefault_runtime = \"runc\"\n" });
+    const plan = planCrioInstall({ read: host.read, request: REQUEST });
+    host.apply(plan.edits);
+    assert.deepEqual(plan.edits.map((edit) => edit.path), [CRIO_DROP_IN]);
+    const parsed = JSON.parse(JSON.stringify(parseToml(host.files.get(CRIO_DROP_IN) as string)));
+    assert.deepEqual(parsed, {
+      crio: {
+        runtime: {
+          runtimes: {
+            "kata-qemu": {
+              runtime_path: "/opt/kata/bin/containerd-shim-kata-v2",
+              runtime_type: "vm",
+              runtime_root: "/run/vc",
+              runtime_config_path: "/opt/kata/share/defaults/kata-containers/configuration-qemu.toml",
+              privileged_without_host_devices: true,
+            },
+            "kata-fc": {
+              runtime_path: "/opt/kata/bin/containerd-shim-kata-v2",
+              runtime_type: "vm",
+              runtime_root: "/run/vc",
+              runtime_config_path: "/opt/kata/share/defaults/kata-containers/configuration-fc.toml",
+              privileged_without_host_devices: true,
+            },
+          },
+        },
+      },
+    });
+    assert.equal(host.files.get("/etc/crio/crio.conf"), "[crio.runtime]\ndefault_runtime = \"runc\"\n", "crio.conf untouched");
+  });
+
+  it("install again is a no-op; a new shim set replaces the old; uninstall deletes only the drop-in", () => {
+    const host = new FakeHost({ "/etc/crio/crio.conf.d/10-site.toml": "[crio.runtime]\nlog_level = \"info\"\n" });
+    const first = planCrioInstall({ read: host.read, request: REQUEST });
+    host.apply(first.edits);
+    const again = planCrioInstall({ read: host.read, request: REQUEST, previous: first.owned });
+    for (const edit of again.edits) assert.equal(edit.after, edit.before);
+    const second = planCrioInstall({ read: host.read, request: { runtimes: [QEMU, CLH] }, previous: first.owned });
+    host.apply(second.edits);
+    const runtimes = (parseToml(host.files.get(CRIO_DROP_IN) as string) as { crio: { runtime: { runtimes: Record<string, unknown> } } }).crio.runtime.runtimes;
+    assert.deepEqual(Object.keys(runtimes).sort(), ["kata-clh", "kata-qemu"]);
+    host.apply(planCrioUninstall({ read: host.read, previous: second.owned }));
+    assert.deepEqual(host.snapshot(), { "/etc/crio/crio.conf.d/10-site.toml": "[crio.runtime]\nlog_level = \"info\"\n" });
+  });
+
+  it("moving the drop-in deletes the old one", () => {
+    const host = new FakeHost();
+    const first = planCrioInstall({ read: host.read, request: { runtimes: [FC] } });
+    host.apply(first.edits);
+    const moved = planCrioInstall({ read: host.read, request: { runtimes: [FC] }, previous: first.owned, dropIn: "/etc/crio/crio.conf.d/50-kata.toml" });
+    host.apply(moved.edits);
+    assert.deepEqual(Object.keys(host.snapshot()), ["/etc/crio/crio.conf.d/50-kata.toml"]);
+  });
+});
