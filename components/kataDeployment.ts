@@ -1,0 +1,301 @@
+// KataDeployment: puts Kata Containers on every containerd/CRI-O node of a cluster, and takes it off again
+// on `pulumi destroy` in the order the seed's manual removal prescribes. The Kubernetes objects come from
+// the pure builders in manifests.ts; this file only wires them into Pulumi resources and, above all,
+// declares the dependency edges that make the engine delete in the right order. The engine deletes a
+// resource before everything it depends on (A --> B: A depends on B, so A is created after B and deleted
+// before it):
+//
+//   RuntimeClasses --> installers --> wait step --> cleanup DaemonSet --> RBAC --> namespace
+//                      labeler -----^
+//
+// so `pulumi destroy` deletes the RuntimeClasses, then the labeler and installers (each installer pod's
+// preStop uninstalls and labels its node `cleanup`; the still-present cleanup DaemonSet then restarts the
+// runtime and removes the labels), then runs the wait step's `delete` (until no node carries a Kata
+// label), then deletes the cleanup DaemonSet, then RBAC and the namespace. On `pulumi up` the same edges
+// create the cleanup DaemonSet first; it has no pods until an installer labels a node `cleanup`.
+import * as path from "node:path";
+import * as command from "@pulumi/command";
+import * as docker from "@pulumi/docker";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  buildCleanupDaemonSet,
+  buildInstallerDaemonSet,
+  buildLabelerDaemonSet,
+  buildNamespace,
+  buildRbac,
+  buildRuntimeClasses,
+  DaemonSetManifest,
+} from "./manifests";
+import {
+  ContainerdFlavor,
+  ContainerRuntime,
+  DEFAULT_CLEANUP_TIMEOUT_SECONDS,
+  KataSettings,
+  ManifestOptions,
+  PodOverhead,
+} from "./settings";
+import { normalizeSettings } from "./validation";
+
+export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
+
+/** Build context of the kata-deploy image, found from this file so that consumer stacks build the same image. */
+export const IMAGE_CONTEXT = path.resolve(__dirname, "../images/kata-deploy");
+/** The destroy-time wait script (plain JavaScript: it runs wherever `pulumi destroy` runs). */
+export const WAIT_SCRIPT = path.join(__dirname, "wait-for-clean-nodes.mjs");
+
+/** How to build and push the kata-deploy image when `image` is not given. */
+export interface KataImageBuildArgs {
+  /** Repository to push to, without tag, e.g. `registry.example.com/platform/kata-deploy`. Required. */
+  repository: pulumi.Input<string>;
+  /** Tag pushed alongside the digest. Default `latest` (the DaemonSets are pinned to the digest anyway). */
+  tag?: pulumi.Input<string>;
+  /** Registry credentials, when the registry needs a login. The password is stored as a secret. */
+  registry?: {
+    server: pulumi.Input<string>;
+    username?: pulumi.Input<string>;
+    password?: pulumi.Input<string>;
+  };
+  /** Kata Containers release to package. Default: the Dockerfile's `KATA_VERSION`. */
+  kataVersion?: pulumi.Input<string>;
+  /** sha256 of `kata-static-<version>-<arch>.tar.xz`; required by the Dockerfile when it downloads the release. */
+  kataTarballSha256?: pulumi.Input<string>;
+  /** Path, inside images/kata-deploy/, of a local release tarball (air-gapped builds: nothing is downloaded). */
+  kataTarball?: pulumi.Input<string>;
+  /** Target platform, e.g. `linux/amd64` (one: @pulumi/docker's Image builds a single platform). Default: the builder's. */
+  platform?: pulumi.Input<string>;
+  /** Debian-based base image. Default: the Dockerfile's (`debian:trixie-slim`). */
+  baseImage?: pulumi.Input<string>;
+}
+
+export interface KataDeploymentArgs {
+  /**
+   * An already pushed kata-deploy image, ideally pinned by digest (`repo@sha256:...`). When set, nothing is
+   * built. Default: build and push from `images/kata-deploy/` per `imageBuild`, and pin to the pushed digest.
+   */
+  image?: pulumi.Input<string>;
+  /** Image build settings; used (and `repository` required) only when `image` is not set. */
+  imageBuild?: KataImageBuildArgs;
+  /** Container runtimes to install for; one installer DaemonSet each. Default `["containerd", "crio"]`. */
+  runtimes?: ContainerRuntime[];
+  /** Kata shims to configure; one RuntimeClass `kata-<shim>` each. Default `["qemu", "fc"]`. */
+  shims?: string[];
+  /** The shim behind the `kata` RuntimeClass and the containerd `untrusted` alias. Default: the first of `shims`. */
+  defaultShim?: string;
+  /**
+   * An existing namespace to deploy into; it must admit privileged, hostPID pods. Default: the component
+   * creates (and on destroy deletes) namespace `kata-deploy`, labelled Pod Security `privileged`.
+   */
+  namespace?: string;
+  /**
+   * Kubeconfig (content, not a path) the destroy-time wait uses to watch node labels; stored as a secret.
+   * Pass the same cluster as your Kubernetes provider's. Default: the ambient kubeconfig of the machine that
+   * runs `pulumi destroy` ($KUBECONFIG or ~/.kube/config, current context).
+   */
+  kubeconfig?: pulumi.Input<string>;
+  /** Prefix of the node label keys `<prefix>/container-runtime` and `<prefix>/kata-runtime`. Default `kata-containers.io`. */
+  labelPrefix?: string;
+  /** Installer rolling-update budget: nodes (or "N%") whose runtime restarts at once. Default 1. */
+  maxUnavailable?: number | string;
+  /** containerd distribution, which decides the config directory mounted: `containerd` (default), `k3s`, `rke2`. */
+  containerdFlavor?: ContainerdFlavor;
+  /** Per-shim RuntimeClass `overhead.podFixed` overrides, e.g. `{ qemu: { memory: "320Mi" } }`. Default: upstream's values. */
+  runtimeClassOverhead?: Record<string, Partial<PodOverhead>>;
+  /** Also create RuntimeClass `kata` for the default shim. Default true. */
+  createDefaultRuntimeClass?: boolean;
+  /** How long `pulumi destroy` waits for every node to be cleaned before failing. Default 600 seconds. */
+  cleanupTimeoutSeconds?: number;
+  /** How long `pulumi up` waits for the installers to be ready on every node (a Pulumi duration). Default `20m`. */
+  installTimeout?: string;
+}
+
+/**
+ * The builders emit plain Kubernetes JSON typed by kubernetes-models (the OpenAPI schema). Pulumi's input
+ * types describe the same JSON but type a Quantity as `string` where the schema allows `number | string`,
+ * so the two are not structurally assignable; the builders only ever emit string quantities.
+ */
+function asPulumiInput<T>(manifest: object): T {
+  return manifest as unknown as T;
+}
+
+/** Kata Containers on a Kubernetes cluster: RBAC, runtime labeler, per-runtime installers, cleanup, RuntimeClasses. */
+export class KataDeployment extends pulumi.ComponentResource {
+  /** Names of the RuntimeClasses created (`kata-<shim>`, and `kata` when enabled). */
+  readonly runtimeClassNames: pulumi.Output<string[]>;
+  /** Namespace of the DaemonSets. */
+  readonly namespace: pulumi.Output<string>;
+  /** Image every DaemonSet runs (the pushed digest when the component built it). */
+  readonly image: pulumi.Output<string>;
+  /** The validated settings, with defaults applied. */
+  readonly settings: KataSettings;
+
+  constructor(name: string, args: KataDeploymentArgs = {}, opts: pulumi.ComponentResourceOptions = {}) {
+    super(KATA_DEPLOYMENT_TYPE, name, {}, opts);
+    const settings = normalizeSettings(args, this);
+    this.settings = settings;
+    const cleanupTimeoutSeconds = args.cleanupTimeoutSeconds ?? DEFAULT_CLEANUP_TIMEOUT_SECONDS;
+    if (!Number.isInteger(cleanupTimeoutSeconds) || cleanupTimeoutSeconds < 1) {
+      throw new pulumi.ResourceError(
+        `KataDeployment: cleanupTimeoutSeconds is ${JSON.stringify(cleanupTimeoutSeconds)}; allowed values: a whole number of seconds >= 1`,
+        this,
+        true,
+      );
+    }
+    if (args.image === undefined && args.imageBuild?.repository === undefined) {
+      throw new pulumi.ResourceError(
+        "KataDeployment: image is not set and imageBuild.repository is missing; set image to a pushed kata-deploy image, or imageBuild.repository to build and push one",
+        this,
+        true,
+      );
+    }
+    const child = { parent: this };
+
+    const image = args.image !== undefined ? pulumi.output(args.image) : this.buildImage(name, args.imageBuild!);
+    this.image = image;
+
+    // Namespaced objects take the namespace's name from the Namespace resource (when created), which makes
+    // them depend on it: it is created first and deleted last.
+    let namespace: pulumi.Output<string>;
+    if (settings.createNamespace) {
+      const ns = new k8s.core.v1.Namespace(`${name}-namespace`, asPulumiInput(buildNamespace(settings)), child);
+      namespace = ns.metadata.name;
+    } else {
+      namespace = pulumi.output(settings.namespace);
+    }
+    this.namespace = namespace;
+
+    const rbac = buildRbac(settings);
+    const serviceAccount = new k8s.core.v1.ServiceAccount(
+      `${name}-service-account`,
+      { metadata: { ...rbac.serviceAccount.metadata, namespace } },
+      child,
+    );
+    const clusterRole = new k8s.rbac.v1.ClusterRole(
+      `${name}-cluster-role`,
+      asPulumiInput(rbac.clusterRole),
+      child,
+    );
+    const clusterRoleBinding = new k8s.rbac.v1.ClusterRoleBinding(
+      `${name}-cluster-role-binding`,
+      {
+        metadata: rbac.clusterRoleBinding.metadata,
+        roleRef: { ...rbac.clusterRoleBinding.roleRef, name: clusterRole.metadata.name },
+        subjects: [{ kind: "ServiceAccount", name: serviceAccount.metadata.name, namespace }],
+      },
+      child,
+    );
+    const rbacResources = [serviceAccount, clusterRole, clusterRoleBinding];
+
+    const daemonSet = (
+      resourceName: string,
+      build: (options: ManifestOptions) => DaemonSetManifest,
+      options: pulumi.CustomResourceOptions,
+    ): k8s.apps.v1.DaemonSet => {
+      // Metadata never depends on the image, so it is known at preview even when the image is not built yet.
+      const metadata = build({ ...settings, image: "" }).metadata;
+      return new k8s.apps.v1.DaemonSet(
+        resourceName,
+        {
+          metadata: { ...metadata, namespace },
+          // The spec embeds the image, which may be known only after the build: build it inside apply.
+          spec: image.apply((ref) => asPulumiInput<k8s.types.input.apps.v1.DaemonSetSpec>(build({ ...settings, image: ref }).spec)),
+        },
+        { ...child, ...options },
+      );
+    };
+
+    const cleanup = daemonSet(`${name}-cleanup`, buildCleanupDaemonSet, { dependsOn: rbacResources });
+
+    // Nothing to do on create; its delete runs once the labeler, installers and RuntimeClasses are gone, and
+    // before the cleanup DaemonSet goes. No `triggers`: a trigger change would replace it, and a replace runs
+    // the old delete during `pulumi up`.
+    const environment: Record<string, pulumi.Input<string>> = {
+      KATA_DEPLOY_LABEL_PREFIX: settings.labelPrefix,
+      KATA_DEPLOY_TIMEOUT_SECONDS: String(cleanupTimeoutSeconds),
+      KATA_DEPLOY_NAMESPACE: namespace,
+    };
+    if (args.kubeconfig !== undefined) environment.KATA_DEPLOY_KUBECONFIG = pulumi.secret(args.kubeconfig);
+    const waitForCleanNodes = new command.local.Command(
+      `${name}-wait-for-clean-nodes`,
+      {
+        interpreter: ["node"],
+        delete: scriptPathForState(WAIT_SCRIPT),
+        environment,
+      },
+      { ...child, dependsOn: [cleanup] },
+    );
+
+    daemonSet(`${name}-runtime-labeler`, buildLabelerDaemonSet, {
+      dependsOn: [...rbacResources, waitForCleanNodes],
+    });
+    const installTimeout = args.installTimeout ?? "20m";
+    const installers = settings.runtimes.map((runtime) =>
+      daemonSet(`${name}-installer-${runtime}`, (options) => buildInstallerDaemonSet(runtime, options), {
+        dependsOn: [...rbacResources, waitForCleanNodes],
+        // Ready means installed on every selected node: pulling a large image and installing may take a while.
+        customTimeouts: { create: installTimeout, update: installTimeout },
+      }),
+    );
+
+    // Created after the installers are ready (no Kata pod is admitted before its handler exists) and so
+    // deleted before them (no new Kata pod is scheduled while nodes are being uninstalled).
+    const runtimeClasses = buildRuntimeClasses(settings).map(
+      (runtimeClass) =>
+        new k8s.node.v1.RuntimeClass(`${name}-runtimeclass-${runtimeClass.metadata.name}`, asPulumiInput(runtimeClass), {
+          ...child,
+          dependsOn: installers,
+        }),
+    );
+
+    this.runtimeClassNames = pulumi.output(runtimeClasses.map((runtimeClass) => runtimeClass.metadata.name));
+    this.registerOutputs({
+      runtimeClassNames: this.runtimeClassNames,
+      namespace: this.namespace,
+      image: this.image,
+    });
+  }
+
+  /** Builds and pushes images/kata-deploy/ and returns the pushed `repo@sha256:...`. */
+  private buildImage(name: string, build: KataImageBuildArgs): pulumi.Output<string> {
+    // Only the settings given are passed, so the Dockerfile's defaults apply to the rest.
+    const buildArgs: Record<string, pulumi.Input<string>> = {};
+    const optional: [string, pulumi.Input<string> | undefined][] = [
+      ["BASE_IMAGE", build.baseImage],
+      ["KATA_VERSION", build.kataVersion],
+      ["KATA_TARBALL_SHA256", build.kataTarballSha256],
+      ["KATA_TARBALL", build.kataTarball],
+    ];
+    for (const [key, value] of optional) if (value !== undefined) buildArgs[key] = value;
+    const registry = build.registry && {
+      server: build.registry.server,
+      username: build.registry.username,
+      password: build.registry.password === undefined ? undefined : pulumi.secret(build.registry.password),
+    };
+    const image = new docker.Image(
+      `${name}-image`,
+      {
+        imageName: pulumi.interpolate`${build.repository}:${build.tag ?? "latest"}`,
+        build: {
+          context: IMAGE_CONTEXT,
+          dockerfile: path.join(IMAGE_CONTEXT, "Dockerfile"),
+          platform: build.platform,
+          args: buildArgs,
+        },
+        registry,
+      },
+      { parent: this },
+    );
+    return image.repoDigest;
+  }
+}
+
+/**
+ * The wait step's `delete` runs at destroy time with the inputs stored at the last `up`, possibly from
+ * another checkout of the project. A path relative to the project directory (Pulumi runs both the program
+ * and the command provider there) survives moving or re-cloning the project; a script outside it (an
+ * unusual layout) keeps its absolute path.
+ */
+function scriptPathForState(scriptPath: string): string {
+  const relative = path.relative(process.cwd(), scriptPath);
+  return relative.startsWith("..") || path.isAbsolute(relative) ? scriptPath : relative;
+}

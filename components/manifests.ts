@@ -1,0 +1,349 @@
+// Pure builders: settings in, Kubernetes objects out. No Pulumi, no I/O. The Pulumi component, the YAML
+// renderer (`npm run render`) and the e2e harness all take their objects from here, so every container's
+// command, env, volumes, probes and security context are defined exactly once.
+//
+// Types come from kubernetes-models (generated from the Kubernetes OpenAPI schema, the same schema the tests
+// validate against). The package is ESM-only; these imports are type-only, so nothing is loaded at run time.
+import type { IDaemonSet } from "kubernetes-models/apps/v1/DaemonSet" with { "resolution-mode": "import" };
+import type { IRuntimeClass } from "kubernetes-models/node.k8s.io/v1/RuntimeClass" with { "resolution-mode": "import" };
+import type { IClusterRole } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole" with { "resolution-mode": "import" };
+import type { IClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding" with { "resolution-mode": "import" };
+import type { IPolicyRule } from "kubernetes-models/rbac.authorization.k8s.io/v1/PolicyRule" with { "resolution-mode": "import" };
+import type { INamespace } from "kubernetes-models/v1/Namespace" with { "resolution-mode": "import" };
+import type { IServiceAccount } from "kubernetes-models/v1/ServiceAccount" with { "resolution-mode": "import" };
+import type { IContainer } from "kubernetes-models/v1/Container" with { "resolution-mode": "import" };
+import type { IEnvVar } from "kubernetes-models/v1/EnvVar" with { "resolution-mode": "import" };
+import type { IPodSpec } from "kubernetes-models/v1/PodSpec" with { "resolution-mode": "import" };
+import type { IVolume } from "kubernetes-models/v1/Volume" with { "resolution-mode": "import" };
+import type { IVolumeMount } from "kubernetes-models/v1/VolumeMount" with { "resolution-mode": "import" };
+import type { IObjectMeta } from "@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta" with { "resolution-mode": "import" };
+import {
+  ARTIFACTS_DIR,
+  ContainerRuntime,
+  HOST_ROOT,
+  INSTALL_PREFIX,
+  KataSettings,
+  labelKeys,
+  ManifestOptions,
+  RUNTIME_CONFIG_DIRS,
+} from "./settings";
+
+/** An object the builders return: metadata (with a name) is always set. */
+type Built<T> = T & { metadata: IObjectMeta & { name: string } };
+export type NamespaceManifest = Built<INamespace>;
+export type ServiceAccountManifest = Built<IServiceAccount>;
+export type ClusterRoleManifest = Built<IClusterRole> & { rules: IPolicyRule[] };
+export type ClusterRoleBindingManifest = Built<IClusterRoleBinding>;
+export type DaemonSetManifest = Built<IDaemonSet> & {
+  spec: NonNullable<IDaemonSet["spec"]> & { template: { spec: IPodSpec } };
+};
+export type RuntimeClassManifest = Built<IRuntimeClass>;
+export type Manifest =
+  | NamespaceManifest
+  | ServiceAccountManifest
+  | ClusterRoleManifest
+  | ClusterRoleBindingManifest
+  | DaemonSetManifest
+  | RuntimeClassManifest;
+
+/** Fixed in-cluster names (the YAML renderer and kubectl users see the same ones). */
+export const NAMES = {
+  serviceAccount: "kata-deploy",
+  clusterRole: "kata-deploy",
+  clusterRoleBinding: "kata-deploy",
+  labeler: "kata-runtime-labeler",
+  installer: (runtime: ContainerRuntime): string => `kata-installer-${runtime}`,
+  cleanup: "kata-cleanup",
+  runtimeClass: (shim: string): string => `kata-${shim}`,
+  defaultRuntimeClass: "kata",
+} as const;
+
+const APP_NAME = "kata-deploy";
+const KATA_DEPLOY = "kata-deploy";
+
+/**
+ * Long enough for the installer's preStop (`kata-deploy uninstall`): it may first wait for the node's host
+ * lock held by an install in progress, then removes the artifacts and restores the runtime config.
+ * Kubernetes kills the container (and cuts the preStop) when the grace period ends.
+ */
+export const INSTALLER_TERMINATION_GRACE_SECONDS = 300;
+
+function labelsFor(component: string): Record<string, string> {
+  return { "app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/component": component };
+}
+
+/** The least-privilege rules: read and label nodes; read the installer DaemonSets to tell a rollout from a removal. */
+export function buildRbacRules(settings: Pick<KataSettings, "runtimes">): IPolicyRule[] {
+  return [
+    { apiGroups: [""], resources: ["nodes"], verbs: ["get", "patch"] },
+    {
+      apiGroups: ["apps"],
+      resources: ["daemonsets"],
+      // Only the installers' own DaemonSets: the preStop reads its DaemonSet, nothing else.
+      resourceNames: settings.runtimes.map(NAMES.installer),
+      verbs: ["get"],
+    },
+  ];
+}
+
+/** The namespace the component creates: Pod Security `privileged`, since the installers are privileged and use hostPID. */
+export function buildNamespace(settings: Pick<KataSettings, "namespace">): NamespaceManifest {
+  const privileged = "privileged";
+  return {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: {
+      name: settings.namespace,
+      labels: {
+        ...labelsFor("namespace"),
+        "pod-security.kubernetes.io/enforce": privileged,
+        "pod-security.kubernetes.io/audit": privileged,
+        "pod-security.kubernetes.io/warn": privileged,
+      },
+    },
+  };
+}
+
+export interface RbacManifests {
+  serviceAccount: ServiceAccountManifest;
+  clusterRole: ClusterRoleManifest;
+  clusterRoleBinding: ClusterRoleBindingManifest;
+}
+
+export function buildRbac(settings: Pick<KataSettings, "namespace" | "runtimes">): RbacManifests {
+  const labels = labelsFor("rbac");
+  return {
+    serviceAccount: {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: NAMES.serviceAccount, namespace: settings.namespace, labels },
+    },
+    clusterRole: {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: NAMES.clusterRole, labels },
+      rules: buildRbacRules(settings),
+    },
+    clusterRoleBinding: {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: NAMES.clusterRoleBinding, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: NAMES.clusterRole },
+      subjects: [{ kind: "ServiceAccount", name: NAMES.serviceAccount, namespace: settings.namespace }],
+    },
+  };
+}
+
+const nodeNameEnv: IEnvVar = { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } };
+
+/** A host directory mounted at the same path under HOST_ROOT, so `--host-root /host` sees the node's layout. */
+function hostMount(
+  volumeName: string,
+  hostPath: string,
+  type: "Directory" | "DirectoryOrCreate",
+): { volume: IVolume; mount: IVolumeMount } {
+  return {
+    volume: { name: volumeName, hostPath: { path: hostPath, type } },
+    mount: { name: volumeName, mountPath: `${HOST_ROOT}${hostPath}` },
+  };
+}
+
+function daemonSet(
+  name: string,
+  component: string,
+  settings: Pick<KataSettings, "namespace">,
+  podSpec: IPodSpec,
+  updateStrategy?: NonNullable<IDaemonSet["spec"]>["updateStrategy"],
+): DaemonSetManifest {
+  const labels = labelsFor(component);
+  return {
+    apiVersion: "apps/v1",
+    kind: "DaemonSet",
+    metadata: { name, namespace: settings.namespace, labels },
+    spec: {
+      selector: { matchLabels: { ...labels } },
+      ...(updateStrategy ? { updateStrategy } : {}),
+      template: { metadata: { labels: { ...labels } }, spec: podSpec },
+    },
+  };
+}
+
+/** Labels every node `<prefix>/container-runtime=containerd|crio`. Talks only to the API server: no host access, not root. */
+export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest {
+  const container: IContainer = {
+    name: "runtime-labeler",
+    image: opts.image,
+    imagePullPolicy: "IfNotPresent",
+    command: [KATA_DEPLOY, "label", "--label-prefix", opts.labelPrefix, "--daemon"],
+    env: [nodeNameEnv],
+    resources: { requests: { cpu: "10m", memory: "48Mi" } },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65534,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    },
+  };
+  return daemonSet(NAMES.labeler, "runtime-labeler", opts, {
+    serviceAccountName: NAMES.serviceAccount,
+    containers: [container],
+  });
+}
+
+/** The host directory holding `runtime`'s configuration; k3s/rke2 directories must already exist (a wrong flavor fails visibly). */
+function runtimeConfigMount(runtime: ContainerRuntime, opts: ManifestOptions): { volume: IVolume; mount: IVolumeMount } {
+  if (runtime === "crio") return hostMount("runtime-config", RUNTIME_CONFIG_DIRS.crio, "DirectoryOrCreate");
+  const dir = RUNTIME_CONFIG_DIRS[opts.containerdFlavor];
+  return hostMount("runtime-config", dir, opts.containerdFlavor === "containerd" ? "DirectoryOrCreate" : "Directory");
+}
+
+/**
+ * Installs Kata on every node labelled `<prefix>/container-runtime=<runtime>`. Ready only once the install
+ * is recorded complete, so Pulumi's DaemonSet await means "installed everywhere". Its preStop uninstalls
+ * (and labels the node `cleanup`) unless the pod is being replaced by a rollout.
+ */
+export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: ManifestOptions): DaemonSetManifest {
+  const name = NAMES.installer(runtime);
+  const prefix = hostMount("kata-prefix", INSTALL_PREFIX, "DirectoryOrCreate");
+  const config = runtimeConfigMount(runtime, opts);
+  const flavorArgs = runtime === "containerd" ? ["--containerd-flavor", opts.containerdFlavor] : [];
+  const container: IContainer = {
+    name: "installer",
+    image: opts.image,
+    imagePullPolicy: "IfNotPresent",
+    command: [
+      KATA_DEPLOY, "install",
+      "--runtime", runtime,
+      "--host-root", HOST_ROOT,
+      "--artifacts", ARTIFACTS_DIR,
+      "--shims", opts.shims.join(","),
+      "--default-shim", opts.defaultShim,
+      "--restart", "systemd",
+      ...flavorArgs,
+      "--label-prefix", opts.labelPrefix,
+      "--daemon",
+    ],
+    env: [
+      nodeNameEnv,
+      { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+      // Lets the preStop find its own DaemonSet and skip the uninstall during a rollout.
+      { name: "DAEMONSET_NAME", value: name },
+    ],
+    securityContext: { privileged: true },
+    resources: { requests: { cpu: "50m", memory: "64Mi" } },
+    volumeMounts: [prefix.mount, config.mount],
+    readinessProbe: {
+      exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, "--ready", "--runtime", runtime] },
+      initialDelaySeconds: 5,
+      periodSeconds: 10,
+      timeoutSeconds: 30,
+      failureThreshold: 1,
+    },
+    lifecycle: {
+      preStop: {
+        exec: {
+          // No runtime restart here: it would cut this exec stream. The cleanup DaemonSet restarts the runtime.
+          command: [
+            KATA_DEPLOY, "uninstall",
+            "--runtime", runtime,
+            "--host-root", HOST_ROOT,
+            "--restart", "none",
+            "--label-prefix", opts.labelPrefix,
+          ],
+        },
+      },
+    },
+  };
+  return daemonSet(
+    name,
+    `installer-${runtime}`,
+    opts,
+    {
+      serviceAccountName: NAMES.serviceAccount,
+      hostPID: true, // `nsenter -t 1` reaches the host's systemd and containerd binary
+      nodeSelector: { [labelKeys(opts.labelPrefix).containerRuntime]: runtime },
+      terminationGracePeriodSeconds: INSTALLER_TERMINATION_GRACE_SECONDS,
+      containers: [container],
+      volumes: [prefix.volume, config.volume],
+    },
+    { type: "RollingUpdate", rollingUpdate: { maxUnavailable: opts.maxUnavailable } },
+  );
+}
+
+/**
+ * Runs only on nodes an installer's preStop labelled `<prefix>/kata-runtime=cleanup`: restarts the node's
+ * runtime (which the preStop could not do) and removes both labels, after which the pod goes away.
+ */
+export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest {
+  // The agent's host lock and state live under the prefix; the reset takes the lock like every other command.
+  const prefix = hostMount("kata-prefix", INSTALL_PREFIX, "DirectoryOrCreate");
+  const container: IContainer = {
+    name: "cleanup",
+    image: opts.image,
+    imagePullPolicy: "IfNotPresent",
+    command: [
+      KATA_DEPLOY, "reset",
+      "--host-root", HOST_ROOT,
+      "--restart", "systemd",
+      "--label-prefix", opts.labelPrefix,
+      "--daemon",
+    ],
+    env: [nodeNameEnv],
+    securityContext: { privileged: true },
+    resources: { requests: { cpu: "10m", memory: "48Mi" } },
+    volumeMounts: [prefix.mount],
+  };
+  return daemonSet(NAMES.cleanup, "cleanup", opts, {
+    serviceAccountName: NAMES.serviceAccount,
+    hostPID: true,
+    nodeSelector: { [labelKeys(opts.labelPrefix).kataRuntime]: "cleanup" },
+    containers: [container],
+    volumes: [prefix.volume],
+  });
+}
+
+/** `kata-<shim>` per shim (handler = name), plus the optional alias `kata` for the default shim. */
+export function buildRuntimeClasses(
+  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClassOverhead" | "createDefaultRuntimeClass">,
+): RuntimeClassManifest[] {
+  const nodeSelector = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
+  const runtimeClass = (name: string, shim: string): RuntimeClassManifest => ({
+    apiVersion: "node.k8s.io/v1",
+    kind: "RuntimeClass",
+    metadata: { name, labels: labelsFor("runtimeclass") },
+    handler: NAMES.runtimeClass(shim),
+    overhead: { podFixed: { ...settings.runtimeClassOverhead[shim] } },
+    scheduling: { nodeSelector: { ...nodeSelector } },
+  });
+  const classes = settings.shims.map((shim) => runtimeClass(NAMES.runtimeClass(shim), shim));
+  if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(NAMES.defaultRuntimeClass, settings.defaultShim));
+  return classes;
+}
+
+/** Every object, grouped as the seed's files group them (`npm run render` writes one file per group). */
+export interface AllManifests {
+  /** kata-rbac.yaml: the namespace (when created), ServiceAccount, ClusterRole, ClusterRoleBinding. */
+  rbac: Manifest[];
+  /** kata-deploy.yaml: the runtime labeler and one installer per runtime. */
+  deploy: DaemonSetManifest[];
+  /** kata-cleanup.yaml */
+  cleanup: DaemonSetManifest[];
+  /** runtimeclasses.yaml */
+  runtimeClasses: RuntimeClassManifest[];
+}
+
+export function buildAllManifests(opts: ManifestOptions): AllManifests {
+  const rbac = buildRbac(opts);
+  return {
+    rbac: [
+      ...(opts.createNamespace ? [buildNamespace(opts)] : []),
+      rbac.serviceAccount,
+      rbac.clusterRole,
+      rbac.clusterRoleBinding,
+    ],
+    deploy: [buildLabelerDaemonSet(opts), ...opts.runtimes.map((runtime) => buildInstallerDaemonSet(runtime, opts))],
+    cleanup: [buildCleanupDaemonSet(opts)],
+    runtimeClasses: buildRuntimeClasses(opts),
+  };
+}

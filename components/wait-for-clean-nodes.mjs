@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+// Destroy-time gate of KataDeployment (the `delete` of its @pulumi/command step). Runs on the machine that
+// runs `pulumi destroy`, after the installers, the labeler and the RuntimeClasses are gone, and before the
+// cleanup DaemonSet is deleted: it waits until no node carries `<prefix>/kata-runtime` or
+// `<prefix>/container-runtime`, i.e. until every node has been uninstalled and reset. Plain JavaScript so
+// that it runs from a consumer's node_modules without a TypeScript toolchain.
+//
+// Environment (set by the component; stored in the stack's state at the last `pulumi up`):
+//   KATA_DEPLOY_KUBECONFIG        kubeconfig content (a Pulumi secret); empty: the default kubeconfig
+//                                 loading ($KUBECONFIG, ~/.kube/config, in-cluster)
+//   KATA_DEPLOY_LABEL_PREFIX      label prefix, e.g. kata-containers.io
+//   KATA_DEPLOY_TIMEOUT_SECONDS   give up (and fail the destroy) after this long
+//   KATA_DEPLOY_NAMESPACE         namespace of the cleanup DaemonSet (for the hint in the failure message)
+// Set by the operator when running `pulumi destroy` (the command inherits that environment):
+//   KATA_DEPLOY_IGNORE_NODES      comma-separated node names not to wait for, or `*` for all (see docs/kubernetes.md)
+//   KATA_DEPLOY_POLL_SECONDS      poll interval (default 5)
+import { setTimeout as sleep } from "node:timers/promises";
+import * as k8s from "@kubernetes/client-node";
+
+const env = process.env;
+const prefix = env.KATA_DEPLOY_LABEL_PREFIX || "kata-containers.io";
+const labelKeys = [`${prefix}/kata-runtime`, `${prefix}/container-runtime`];
+const timeoutSeconds = positiveNumber("KATA_DEPLOY_TIMEOUT_SECONDS", 600);
+const pollSeconds = positiveNumber("KATA_DEPLOY_POLL_SECONDS", 5);
+const namespace = env.KATA_DEPLOY_NAMESPACE || "kata-deploy";
+const ignored = new Set((env.KATA_DEPLOY_IGNORE_NODES ?? "").split(",").map((name) => name.trim()).filter(Boolean));
+
+function positiveNumber(name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) {
+    console.error(`kata-deploy: ${name}=${JSON.stringify(raw)} is not a positive number of seconds`);
+    process.exit(2);
+  }
+  return value;
+}
+
+function loadKubeConfig() {
+  const kubeConfig = new k8s.KubeConfig();
+  if (env.KATA_DEPLOY_KUBECONFIG) kubeConfig.loadFromString(env.KATA_DEPLOY_KUBECONFIG);
+  else kubeConfig.loadFromDefault();
+  return kubeConfig;
+}
+
+/** Nodes that still carry one of the labels, as "name (key=value, ...)" keyed by node name. */
+async function labelledNodes(api) {
+  const found = new Map();
+  // One query per key: a label selector ANDs its requirements, and we want either label.
+  for (const key of labelKeys) {
+    const list = await api.listNode({ labelSelector: key });
+    for (const node of list.items ?? []) {
+      const name = node.metadata?.name ?? "?";
+      const labels = node.metadata?.labels ?? {};
+      const carried = labelKeys.filter((k) => k in labels).map((k) => `${k}=${labels[k]}`);
+      found.set(name, `${name} (${carried.join(", ")})`);
+    }
+  }
+  if (ignored.has("*")) return new Map();
+  for (const name of ignored) found.delete(name);
+  return found;
+}
+
+async function main() {
+  const api = loadKubeConfig().makeApiClient(k8s.CoreV1Api);
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  let lastReport = "";
+  let lastError;
+  let remaining = new Map();
+  if (ignored.size > 0) console.log(`kata-deploy: not waiting for node(s): ${[...ignored].join(", ")}`);
+  for (;;) {
+    try {
+      remaining = await labelledNodes(api);
+      lastError = undefined;
+      if (remaining.size === 0) {
+        console.log("kata-deploy: every node is clean (no Kata labels left)");
+        return 0;
+      }
+      const report = [...remaining.values()].sort().join(", ");
+      if (report !== lastReport) console.log(`kata-deploy: waiting for cleanup of ${remaining.size} node(s): ${report}`);
+      lastReport = report;
+    } catch (error) {
+      // Transient API trouble must not end the wait early; it is reported if it lasts until the deadline.
+      lastError = error;
+    }
+    if (Date.now() >= deadline) break;
+    await sleep(Math.min(pollSeconds * 1000, Math.max(0, deadline - Date.now())));
+  }
+
+  const forceHint =
+    `to finish the destroy without them, clean them by hand (see docs/kubernetes.md) or run ` +
+    `KATA_DEPLOY_IGNORE_NODES=<names or *> pulumi destroy`;
+  if (lastError !== undefined && remaining.size === 0) {
+    console.error(
+      `kata-deploy: timed out after ${timeoutSeconds}s: the Kubernetes API could not be queried for labelled nodes ` +
+        `(${lastError instanceof Error ? lastError.message : String(lastError)}); ${forceHint}`,
+    );
+  } else {
+    const names = [...remaining.keys()].sort();
+    console.error(
+      `kata-deploy: timed out after ${timeoutSeconds}s waiting for Kata to be removed; nodes still labelled: ` +
+        `${[...remaining.values()].sort().join(", ")}. Check their cleanup pods ` +
+        `(kubectl -n ${namespace} get pods -l app.kubernetes.io/component=cleanup -o wide); ${forceHint.replace("<names or *>", names.join(","))}`,
+    );
+  }
+  return 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(`kata-deploy: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,178 @@
+import { strict as assert } from "node:assert";
+import {
+  buildAllManifests,
+  buildCleanupDaemonSet,
+  buildInstallerDaemonSet,
+  buildLabelerDaemonSet,
+  buildRbac,
+  buildRuntimeClasses,
+  DaemonSetManifest,
+} from "../../components/manifests";
+import { ManifestOptions } from "../../components/settings";
+import { normalizeSettings } from "../../components/validation";
+import { assertValidManifests, schemaProblems } from "../support/k8s-schema";
+
+const IMAGE = "registry.example.com/kata-deploy@sha256:" + "ab".repeat(32);
+const options = (overrides: Parameters<typeof normalizeSettings>[0] = {}): ManifestOptions => ({
+  ...normalizeSettings(overrides),
+  image: IMAGE,
+});
+const allObjects = (opts: ManifestOptions) => Object.values(buildAllManifests(opts)).flat();
+const podSpec = (ds: DaemonSetManifest) => ds.spec.template.spec;
+const container = (ds: DaemonSetManifest) => {
+  assert.equal(podSpec(ds).containers.length, 1, `${ds.metadata.name} runs one container`);
+  return podSpec(ds).containers[0];
+};
+const hostPaths = (ds: DaemonSetManifest) =>
+  (podSpec(ds).volumes ?? []).map((volume) => [volume.hostPath?.path, volume.hostPath?.type]);
+const mountPaths = (ds: DaemonSetManifest) => (container(ds).volumeMounts ?? []).map((mount) => mount.mountPath);
+
+describe("schema validation support", () => {
+  it("accepts a valid object and rejects unknown fields, wrong types and missing required fields", async () => {
+    const good = buildCleanupDaemonSet(options());
+    assert.deepEqual(await schemaProblems(good), []);
+
+    const typo = structuredClone(good) as unknown as { spec: { template: { spec: Record<string, unknown> } } };
+    typo.spec.template.spec.hostPid = true; // the field is hostPID
+    assert.deepEqual(await schemaProblems(typo), [
+      'DaemonSet/kata-cleanup: spec.template.spec.hostPid: unknown field "hostPid"',
+    ]);
+
+    const wrongType = structuredClone(good);
+    (wrongType.spec.template.spec.containers[0] as unknown as Record<string, unknown>).command = "kata-deploy reset";
+    assert.match((await schemaProblems(wrongType)).join("\n"), /containers\/0\/command: must be array/);
+
+    const missing = structuredClone(good) as unknown as { spec: Record<string, unknown> };
+    delete missing.spec.selector;
+    assert.match((await schemaProblems(missing)).join("\n"), /selector/);
+  });
+});
+
+describe("manifest builders", () => {
+  const variants: [string, Parameters<typeof normalizeSettings>[0]][] = [
+    ["defaults", {}],
+    ["k3s, one runtime, every known shim, existing namespace", {
+      runtimes: ["containerd"], containerdFlavor: "k3s", namespace: "platform",
+      shims: ["qemu", "clh", "dragonball", "qemu-runtime-rs"], defaultShim: "clh", maxUnavailable: "25%",
+      createDefaultRuntimeClass: false, labelPrefix: "example.com",
+    }],
+  ];
+  for (const [label, settings] of variants) {
+    it(`every object validates against the Kubernetes OpenAPI schema (${label})`, async () => {
+      await assertValidManifests(allObjects(options(settings)));
+    });
+  }
+
+  it("each DaemonSet's selector matches its pod labels and no other DaemonSet's pods", () => {
+    const daemonSets = allObjects(options()).filter((object): object is DaemonSetManifest => object.kind === "DaemonSet");
+    assert.equal(daemonSets.length, 4); // labeler, 2 installers, cleanup
+    const selects = (selector: DaemonSetManifest, pod: DaemonSetManifest) =>
+      Object.entries(selector.spec.selector.matchLabels ?? {}).every(([key, value]) => pod.spec.template.metadata?.labels?.[key] === value);
+    for (const ds of daemonSets) {
+      assert.ok(Object.keys(ds.spec.selector.matchLabels ?? {}).length > 0, `${ds.metadata.name} has a selector`);
+      assert.equal(ds.spec.selector.matchExpressions, undefined);
+      for (const other of daemonSets) {
+        assert.equal(selects(ds, other), ds === other, `${ds.metadata.name} selecting pods of ${other.metadata.name}`);
+      }
+    }
+  });
+
+  it("RBAC is exactly the least-privilege rule set", () => {
+    const rbac = buildRbac(normalizeSettings({}));
+    assert.deepEqual(rbac.clusterRole.rules, [
+      { apiGroups: [""], resources: ["nodes"], verbs: ["get", "patch"] },
+      { apiGroups: ["apps"], resources: ["daemonsets"], resourceNames: ["kata-installer-containerd", "kata-installer-crio"], verbs: ["get"] },
+    ]);
+    assert.deepEqual(rbac.clusterRoleBinding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: rbac.clusterRole.metadata.name });
+    assert.deepEqual(rbac.clusterRoleBinding.subjects, [{ kind: "ServiceAccount", name: rbac.serviceAccount.metadata.name, namespace: "kata-deploy" }]);
+  });
+
+  it("the installer runs the node agent exactly as the CLI contract says", () => {
+    const ds = buildInstallerDaemonSet("containerd", options({ shims: ["qemu", "fc"], labelPrefix: "kata-containers.io" }));
+    const installer = container(ds);
+    assert.equal(installer.image, IMAGE);
+    assert.deepEqual(installer.command, [
+      "kata-deploy", "install", "--runtime", "containerd", "--host-root", "/host", "--artifacts", "/opt/kata-artifacts",
+      "--shims", "qemu,fc", "--default-shim", "qemu", "--restart", "systemd", "--containerd-flavor", "containerd",
+      "--label-prefix", "kata-containers.io", "--daemon",
+    ]);
+    assert.deepEqual(installer.lifecycle?.preStop?.exec?.command, [
+      "kata-deploy", "uninstall", "--runtime", "containerd", "--host-root", "/host", "--restart", "none", "--label-prefix", "kata-containers.io",
+    ]);
+    assert.deepEqual(installer.readinessProbe?.exec?.command, ["kata-deploy", "status", "--host-root", "/host", "--ready", "--runtime", "containerd"]);
+    assert.equal(installer.livenessProbe, undefined, "a liveness probe would kill an install in progress");
+    assert.deepEqual(installer.env, [
+      { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+      { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+      { name: "DAEMONSET_NAME", value: ds.metadata.name },
+    ]);
+    assert.equal(installer.securityContext?.privileged, true);
+    assert.equal(podSpec(ds).hostPID, true);
+    assert.deepEqual(podSpec(ds).nodeSelector, { "kata-containers.io/container-runtime": "containerd" });
+    assert.ok((podSpec(ds).terminationGracePeriodSeconds ?? 30) >= 120, "grace period long enough for the preStop uninstall");
+    assert.deepEqual(ds.spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
+  });
+
+  it("installers mount only the install prefix and their runtime's config directory", () => {
+    const cases: [Parameters<typeof normalizeSettings>[0], "containerd" | "crio", string, string][] = [
+      [{}, "containerd", "/etc/containerd", "DirectoryOrCreate"],
+      [{}, "crio", "/etc/crio", "DirectoryOrCreate"],
+      [{ containerdFlavor: "k3s" }, "containerd", "/var/lib/rancher/k3s/agent/etc/containerd", "Directory"],
+      [{ containerdFlavor: "rke2" }, "containerd", "/var/lib/rancher/rke2/agent/etc/containerd", "Directory"],
+      [{ containerdFlavor: "k3s" }, "crio", "/etc/crio", "DirectoryOrCreate"],
+    ];
+    for (const [settings, runtime, configDir, type] of cases) {
+      const ds = buildInstallerDaemonSet(runtime, options(settings));
+      assert.deepEqual(hostPaths(ds), [["/opt/kata", "DirectoryOrCreate"], [configDir, type]], `${runtime} ${JSON.stringify(settings)}`);
+      assert.deepEqual(mountPaths(ds), ["/host/opt/kata", `/host${configDir}`]);
+    }
+    const k3s = container(buildInstallerDaemonSet("containerd", options({ containerdFlavor: "k3s" })));
+    assert.deepEqual(k3s.command?.slice(k3s.command.indexOf("--containerd-flavor"), k3s.command.indexOf("--containerd-flavor") + 2), ["--containerd-flavor", "k3s"]);
+    assert.ok(!container(buildInstallerDaemonSet("crio", options())).command?.includes("--containerd-flavor"));
+  });
+
+  it("the cleanup DaemonSet runs reset only on nodes labelled cleanup", () => {
+    const ds = buildCleanupDaemonSet(options({ labelPrefix: "example.com" }));
+    assert.deepEqual(container(ds).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--label-prefix", "example.com", "--daemon"]);
+    assert.deepEqual(podSpec(ds).nodeSelector, { "example.com/kata-runtime": "cleanup" });
+    assert.equal(podSpec(ds).hostPID, true);
+    assert.equal(container(ds).securityContext?.privileged, true);
+    assert.deepEqual(container(ds).env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);
+    assert.deepEqual(hostPaths(ds), [["/opt/kata", "DirectoryOrCreate"]]);
+  });
+
+  it("the labeler needs no host access and no privileges", () => {
+    const ds = buildLabelerDaemonSet(options());
+    assert.deepEqual(container(ds).command, ["kata-deploy", "label", "--label-prefix", "kata-containers.io", "--daemon"]);
+    assert.equal(podSpec(ds).nodeSelector, undefined, "runs on every node");
+    assert.ok(!podSpec(ds).hostPID);
+    assert.deepEqual(hostPaths(ds), []);
+    assert.equal(container(ds).securityContext?.privileged, undefined);
+    assert.equal(container(ds).securityContext?.allowPrivilegeEscalation, false);
+    assert.deepEqual(container(ds).env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);
+  });
+
+  it("every DaemonSet runs as the shared ServiceAccount in the chosen namespace", () => {
+    const opts = options({ namespace: "platform" });
+    for (const ds of buildAllManifests(opts).deploy.concat(buildAllManifests(opts).cleanup)) {
+      assert.equal(podSpec(ds).serviceAccountName, "kata-deploy");
+      assert.equal(ds.metadata.namespace, "platform");
+    }
+    assert.ok(!buildAllManifests(opts).rbac.some((object) => object.kind === "Namespace"), "an existing namespace is not created");
+    const created = buildAllManifests(options()).rbac.find((object) => object.kind === "Namespace");
+    assert.equal(created?.metadata.labels?.["pod-security.kubernetes.io/enforce"], "privileged");
+  });
+
+  it("RuntimeClasses: kata-<shim> with overhead and scheduling on the kata label, plus the default alias", () => {
+    const classes = buildRuntimeClasses(normalizeSettings({ shims: ["fc", "qemu"], defaultShim: "qemu", runtimeClassOverhead: { fc: { memory: "200Mi" } } }));
+    assert.deepEqual(
+      classes.map((rc) => [rc.metadata.name, rc.handler, rc.overhead?.podFixed, rc.scheduling?.nodeSelector]),
+      [
+        ["kata-fc", "kata-fc", { memory: "200Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
+        ["kata-qemu", "kata-qemu", { memory: "160Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
+        ["kata", "kata-qemu", { memory: "160Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
+      ],
+    );
+    assert.deepEqual(buildRuntimeClasses(normalizeSettings({ createDefaultRuntimeClass: false })).map((rc) => rc.metadata.name), ["kata-qemu", "kata-fc"]);
+  });
+});
