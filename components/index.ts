@@ -1,6 +1,8 @@
 // Public API of the kata-deploy Pulumi components.
 export { KataDeployment, KATA_DEPLOYMENT_TYPE } from "./kataDeployment";
 export type { KataDeploymentArgs, KataImageBuildArgs } from "./kataDeployment";
+export { KataDockerHost, DOCKER_QUICK_START_MOUNTS, DOCKER_QUICK_START_SHIMS } from "./kataDockerHost";
+export type { KataDockerHostArgs } from "./kataDockerHost";
 export {
   buildAllManifests,
   buildCleanupDaemonSet,

@@ -14,6 +14,8 @@ buildSync({
   platform: "node",
   target: "node20",
   format: "cjs",
+  // Same as images/kata-deploy/agent/build.mjs: jsonc-parser's `main` is a UMD build esbuild cannot follow.
+  mainFields: ["module", "main"],
   sourcemap: "inline",
   logLevel: "warning",
 });

@@ -15,6 +15,9 @@ export async function buildAgent() {
     // The image runs Debian trixie's nodejs (20.x); keep the bundle loadable there.
     target: "node20",
     format: "cjs",
+    // Prefer ESM entry points: some dependencies (jsonc-parser) point `main` at a UMD build whose
+    // dynamic requires esbuild cannot follow.
+    mainFields: ["module", "main"],
     sourcemap: "inline",
     legalComments: "none",
     logLevel: "warning",
