@@ -42,8 +42,6 @@ const parseToml = (text: string): TomlTable => JSON.parse(JSON.stringify(parseTo
 /** The explicit runc declared so that containerd 1.x keeps its built-in one (1.7's built-in values). */
 const RUNC_STAND_IN = { runtime_type: "io.containerd.runc.v2", sandbox_mode: "podsandbox" };
 
-const OURS = ["kata-qemu", "kata-fc", "untrusted"];
-
 const CRI_TABLE: Record<number, string> = { 1: "cri", 2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime", 4: "io.containerd.cri.v1.runtime" };
 
 function runtimesOf(config: TomlTable, version: number): TomlTable | undefined {
@@ -59,11 +57,26 @@ function layoutUnder(root: string, base: ContainerdLayout = containerdLayout("co
 
 const EXTRA_REGISTRY = 'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = "/etc/containerd/certs.d"\n';
 
+/** Talos keeps its CRI settings in a file the main config imports (shape of Talos's generated cri.toml). */
+const TALOS_CRI = `version = 3
+
+[plugins."io.containerd.cri.v1.runtime"]
+  enable_unprivileged_ports = true
+  enable_unprivileged_icmp = true
+[plugins."io.containerd.cri.v1.runtime".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  base_runtime_spec = "/etc/cri/conf.d/base-spec.json"
+[plugins."io.containerd.cri.v1.images".registry]
+  config_path = "/etc/cri/conf.d/hosts"
+`;
+
 function hostFor(name: string, layout: ContainerdLayout, root: string): FakeHost {
   return new FakeHost({
     [layout.mainConfig]: fixture("containerd", name, root),
     // Import targets some fixtures name.
     [`${root}/etc/containerd/extra/registry.toml`]: name.startsWith("v3-imports") ? EXTRA_REGISTRY : undefined,
+    [`${root}/etc/cri/conf.d/cri.toml`]: name.startsWith("v3-talos") ? TALOS_CRI : undefined,
   });
 }
 
@@ -78,6 +91,16 @@ const thirdPartyEdit = (text: string): string => {
   const separator = text === "" || text.endsWith("\n") ? "" : eol;
   return `# reviewed by ops${eol}${text}${separator}[proxy_plugins."third-party"]${eol}  type = "snapshot"${eol}  address = "/run/third-party.sock"${eol}`;
 };
+
+/** Deletes tables of `after` that `before` lacks and that are empty once ours are gone (the path our tables needed). */
+function pruneTablesAddedEmpty(after: TomlTable, before: TomlTable | undefined): void {
+  for (const [key, value] of Object.entries(after)) {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) continue;
+    const beforeValue = before?.[key] as TomlTable | undefined;
+    pruneTablesAddedEmpty(value as TomlTable, beforeValue);
+    if (beforeValue === undefined && Object.keys(value).length === 0) delete after[key];
+  }
+}
 
 const isEmptyTable = (value: unknown): boolean => typeof value === "object" && value !== null && Object.keys(value).length === 0;
 const isZeroValued = (value: unknown): boolean =>
@@ -110,36 +133,41 @@ describe("config/containerd planner", () => {
 
       it("install adds the Kata runtimes (and nothing else changes meaning)", () => {
         const host = hostFor(name, layout, "");
-        const owned = install(host, layout);
+        const plan = planContainerdInstall({ layout, read: host.read, request: REQUEST });
+        host.apply(plan.edits);
+        const { owned } = plan;
         const main = host.files.get(layout.mainConfig) as string;
         const before = parseToml(original) as TomlTable;
         const after = parseToml(main) as TomlTable;
+        const beforeRuntimes = runtimesOf(before, version);
+        // A platform's own `untrusted` runtime (AKS: runc) is left alone; the alias is skipped with a notice.
+        const aliasTaken = beforeRuntimes?.untrusted !== undefined;
+        const ours = ["kata-qemu", "kata-fc", ...(aliasTaken ? [] : ["untrusted"])];
+        assert.equal(plan.notices.length, aliasTaken ? 1 : 0);
+        if (aliasTaken) {
+          assert.match(plan.notices[0], /runtime `untrusted` is already defined at .*:\d+ .*left as it is/);
+          assert.match(owned.untrustedAliasTakenBy ?? "", /config\.toml:\d+$/);
+        }
         if (version <= 2) {
           const runtimes = runtimesOf(after, version) as TomlTable;
           assert.deepEqual(runtimes["kata-qemu"], EXPECTED_QEMU);
           assert.deepEqual(runtimes["kata-fc"], EXPECTED_FC);
-          assert.deepEqual(runtimes.untrusted, EXPECTED_QEMU);
+          assert.deepEqual(runtimes.untrusted, aliasTaken ? beforeRuntimes?.untrusted : EXPECTED_QEMU);
           assert.ok(isSingleInsertion(original, main), "the edit is one contiguous insertion: every original byte is kept");
-          const hadRuntimes = runtimesOf(before, version) !== undefined;
-          // Declaring runtimes hides containerd 1.x's built-in runc: it must be declared with them.
+          // Declaring runtimes hides containerd 1.x's built-in runc (even an empty `runtimes` table
+          // does): it must be declared with ours when the input declares none.
+          const hadRuntimes = beforeRuntimes !== undefined;
           if (!hadRuntimes) assert.deepEqual(runtimes.runc, RUNC_STAND_IN);
-          for (const ours of [...OURS, ...(hadRuntimes ? [] : ["runc"])]) delete runtimes[ours];
-          if (Object.keys(runtimes).length === 0) {
-            // Remove the tables that exist only because of ours.
-            const cri = (after.plugins as TomlTable)[CRI_TABLE[version]] as TomlTable;
-            const containerd = cri.containerd as TomlTable;
-            delete containerd.runtimes;
-            if (Object.keys(containerd).length === 0) delete cri.containerd;
-            if (Object.keys(cri).length === 0) delete (after.plugins as TomlTable)[CRI_TABLE[version]];
-            if (Object.keys(after.plugins as TomlTable).length === 0) delete after.plugins;
-          }
+          const added = [...ours, ...(hadRuntimes ? [] : ["runc"])];
+          for (const runtime of added) delete runtimes[runtime];
+          pruneTablesAddedEmpty(after, before);
           assert.deepEqual(after, before);
-          assert.deepEqual(owned.runtimes.sort(), [...OURS, ...(hadRuntimes ? [] : ["runc"])].sort());
+          assert.deepEqual(owned.runtimes.sort(), added.sort());
         } else {
           const dropIn = parseToml(host.files.get(layout.dropIn) as string) as TomlTable;
           assert.equal(dropIn.version, version, "the drop-in has the main file's version");
           const runtimes = runtimesOf(dropIn, version) as TomlTable;
-          assert.deepEqual(runtimes, { "kata-qemu": EXPECTED_QEMU, "kata-fc": EXPECTED_FC, untrusted: EXPECTED_QEMU });
+          assert.deepEqual(runtimes, { "kata-qemu": EXPECTED_QEMU, "kata-fc": EXPECTED_FC, ...(aliasTaken ? {} : { untrusted: EXPECTED_QEMU }) });
           const imports = after.imports as string[];
           const covered = /conf\.d\/\*\.toml/.test(original);
           if (covered) assert.deepEqual(imports, before.imports, "an existing glob already imports the drop-in");
@@ -181,7 +209,8 @@ describe("config/containerd planner", () => {
         const runtimes = runtimesOf(parseToml(text) as TomlTable, version) as TomlTable;
         assert.ok(runtimes["kata-clh"] && runtimes["kata-qemu"]);
         assert.equal(runtimes["kata-fc"], undefined);
-        assert.equal(runtimes.untrusted, undefined);
+        // The second request has no alias: ours goes; a platform's own `untrusted` stays.
+        assert.deepEqual(runtimes.untrusted, runtimesOf(parseToml(original), version)?.untrusted);
         host.apply(planContainerdUninstall({ layout, read: host.read, previous: second }));
         assert.equal(host.files.get(layout.mainConfig), original);
       });
@@ -203,6 +232,98 @@ describe("config/containerd planner", () => {
         assert.deepEqual(host.snapshot(), {});
       });
     }
+  });
+
+  describe("line endings, byte-order marks and size", () => {
+    it("mixed CRLF/LF: the new tables take the line ending of the line they follow", () => {
+      const original = fixture("containerd", "v2-mixed-crlf-lf.toml");
+      const host = new FakeHost({ [layout.mainConfig]: original });
+      install(host, layout);
+      const main = host.files.get(layout.mainConfig) as string;
+      assert.ok(isSingleInsertion(original, main));
+      let prefix = 0;
+      while (original[prefix] === main[prefix]) prefix++;
+      const inserted = main.slice(prefix, prefix + main.length - original.length);
+      assert.ok(original.slice(0, prefix).trimEnd().endsWith("SystemdCgroup = true"), "after the last runtime table, whose lines end in LF");
+      assert.ok(inserted.includes("\n") && !inserted.includes("\r"), "inserted after LF lines, so LF only");
+      assert.equal(main.slice(0, 200).split("\r\n").length, original.slice(0, 200).split("\r\n").length, "the CRLF lines are untouched");
+    });
+
+    for (const name of ["v2-containerd-1.7-config-default.toml", "v2-crlf-comments.toml", "v3-containerd-2.toml"]) {
+      it(`${name} with a UTF-8 byte-order mark: kept, install again identical, uninstall exact`, function () {
+        const original = `\uFEFF${fixture("containerd", name)}`;
+        const host = new FakeHost({ [layout.mainConfig]: original });
+        const owned = install(host, layout);
+        const main = host.files.get(layout.mainConfig) as string;
+        assert.ok(main.startsWith("\uFEFF") && !main.startsWith("\uFEFF\uFEFF"));
+        assert.ok(isSingleInsertion(original, main));
+        const again = planContainerdInstall({ layout, read: host.read, request: REQUEST, previous: owned });
+        for (const edit of again.edits) assert.equal(edit.after, edit.before);
+        host.apply(planContainerdUninstall({ layout, read: host.read, previous: owned }));
+        assert.equal(host.files.get(layout.mainConfig), original);
+      });
+    }
+
+    it("containerd 1.6 reads a byte-order-marked result (2.x refuses such files with or without us)", function () {
+      requireTool(this, "containerd", hasContainerd());
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kata-containerd-bom-"));
+      try {
+        const rootLayout = layoutUnder(dir);
+        const host = new FakeHost({ [rootLayout.mainConfig]: `\uFEFF${fixture("containerd", "v2-containerd-1.7-config-default.toml")}` });
+        install(host, rootLayout);
+        fs.mkdirSync(path.dirname(rootLayout.mainConfig), { recursive: true });
+        fs.writeFileSync(rootLayout.mainConfig, host.files.get(rootLayout.mainConfig) as string);
+        const runtimes = runtimesOf(parseDump(dumpWithHostContainerd(rootLayout.mainConfig), "BOM config"), 2) as TomlTable;
+        assert.equal((runtimes["kata-qemu"] as TomlTable).runtime_type, EXPECTED_QEMU.runtime_type);
+        assert.ok(runtimes.runc, "runc kept");
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    for (const version of [2, 3]) {
+      it(`1 MiB of registry mirrors (v${version}): exact round trip, no super-linear work`, function () {
+        const plugin = version === 2 ? '"io.containerd.grpc.v1.cri"' : '"io.containerd.cri.v1.images"';
+        const lines = [`version = ${version}`, ""];
+        for (let i = 0; lines.length * 60 < 1 << 20; i++) {
+          lines.push(`[plugins.${plugin}.registry.mirrors."registry-${i}.example.com"]`, `  endpoint = ["https://mirror-${i}.example.com"]`, "");
+        }
+        const original = lines.join("\n");
+        const host = new FakeHost({ [layout.mainConfig]: original });
+        const started = performance.now();
+        const owned = install(host, layout);
+        const again = planContainerdInstall({ layout, read: host.read, request: REQUEST, previous: owned });
+        host.apply(planContainerdUninstall({ layout, read: host.read, previous: owned }));
+        const elapsed = performance.now() - started;
+        for (const edit of again.edits) assert.equal(edit.after, edit.before);
+        assert.equal(host.files.get(layout.mainConfig), original);
+        // About 0.6 s on the 2-core test machine; a quadratic pass over these thousands of tables would take minutes.
+        assert.ok(elapsed < 10_000, `install + re-install + uninstall took ${elapsed.toFixed(0)} ms`);
+      });
+    }
+  });
+
+  describe("the v3 drop-in is a file kata-deploy owns", () => {
+    it("refuses a file at its path that kata-deploy did not write, and changes nothing", () => {
+      const theirs = 'version = 3\n[plugins."io.containerd.cri.v1.images"]\n  snapshotter = "stargz"\n';
+      const host = new FakeHost({ [layout.mainConfig]: "version = 3\n", [layout.dropIn]: theirs });
+      const initial = host.snapshot();
+      assert.throws(
+        () => planContainerdInstall({ layout, read: host.read, request: REQUEST }),
+        (error: unknown) => error instanceof ConfigError && error.file === layout.dropIn && /not written by kata-deploy.*move it elsewhere/.test(error.message),
+      );
+      assert.deepEqual(host.snapshot(), initial);
+    });
+    it("takes over its own drop-in left by a run whose state was lost", () => {
+      const host = new FakeHost({ [layout.mainConfig]: "version = 3\n" });
+      install(host, layout, { runtimes: [QEMU] });
+      const lostState = install(host, layout); // no `previous`: the import entry already covers the drop-in
+      host.apply(planContainerdUninstall({ layout, read: host.read, previous: lostState }));
+      assert.equal(host.files.has(layout.dropIn), false);
+      // The entry the lost run added cannot be told from one the user wrote, so it stays
+      // (containerd 1.6 and 2.1 load a config whose import is missing).
+      assert.equal(host.files.get(layout.mainConfig), `version = 3\nimports = ["${layout.dropIn}"]\n`);
+    });
   });
 
   describe("the runc stand-in", () => {
@@ -231,6 +352,8 @@ describe("config/containerd planner", () => {
       ["v3-runtime-already-defined.toml", /^line 2: runtime `kata-fc` is already defined/],
       ["imports-not-array.toml", /^line 2: `imports` must be an array of file paths/],
       ["runtimes-not-table.toml", /must be a table but is the value "runc"/],
+      // Another installer's Kata (upstream kata-deploy) is not taken over: its uninstall would not find it.
+      ["upstream-kata-deploy-leftover.toml", /^line 6: runtime `kata-qemu` is already defined .*remove or rename it/],
     ];
     for (const [name, message] of cases) {
       it(name, () => {
@@ -259,15 +382,24 @@ describe("config/containerd planner", () => {
         const host = new FakeHost({ [k3s.mainConfig]: original });
         const owned = install(host, k3s);
         const text = host.files.get(k3s.mainConfig) as string;
-        assert.ok(text.startsWith('{{ template "base" . }}'));
-        const body = parseToml(text.slice(text.indexOf("}}") + 2)) as TomlTable;
-        assert.deepEqual((runtimesOf(body, 2) as TomlTable)["kata-qemu"], EXPECTED_QEMU);
-        assert.equal((runtimesOf(body, 2) as TomlTable).runc, undefined, "the base template declares runc itself");
+        const extendsBase = original.startsWith('{{ template "base" . }}');
+        assert.ok(isSingleInsertion(original, text), "every byte of the template is kept");
+        const bodyOf = (template: string) => (extendsBase ? template.slice(template.indexOf("}}") + 2) : template);
+        const runtimes = runtimesOf(parseToml(bodyOf(text)), 2) as TomlTable;
+        assert.deepEqual(runtimes["kata-qemu"], EXPECTED_QEMU);
+        if (extendsBase) assert.equal(runtimes.runc, undefined, "the base template declares runc itself");
+        else {
+          // A template without the header is the whole config: containerd 1.x needs runc declared.
+          const runcBefore = runtimesOf(parseToml(original), 2)?.runc;
+          assert.deepEqual(runtimes.runc, runcBefore ?? RUNC_STAND_IN);
+        }
         const again = planContainerdInstall({ layout: k3s, read: host.read, request: REQUEST, previous: owned });
         for (const edit of again.edits) assert.equal(edit.after, edit.before);
-        host.files.set(k3s.mainConfig, `${text}${text.endsWith("\n") ? "" : "\n"}[debug]\n  level = "info"\n`);
+        const eol = original.includes("\r\n") ? "\r\n" : "\n";
+        const debug = `[debug]${eol}  level = "info"${eol}`;
+        host.files.set(k3s.mainConfig, `${text}${text.endsWith("\n") ? "" : eol}${debug}`);
         host.apply(planContainerdUninstall({ layout: k3s, read: host.read, previous: owned }));
-        assert.equal(host.files.get(k3s.mainConfig), `${original}${original.endsWith("\n") ? "" : "\n"}[debug]\n  level = "info"\n`);
+        assert.equal(host.files.get(k3s.mainConfig), `${original}${original.endsWith("\n") ? "" : eol}${debug}`);
       });
     }
     it("a v3 template gets v3 tables (no imports: root keys cannot follow the base output)", () => {
@@ -333,7 +465,10 @@ describe("config/containerd planner", () => {
       const dumpBefore = parseDump(before, `${kase.name} (input)`);
       const dumpAfter = parseDump(after, `${kase.name} (after install)`);
       const runtimes = runtimesOf(dumpAfter, dumpVersion) as TomlTable;
-      for (const [name, expected] of [["kata-qemu", EXPECTED_QEMU], ["kata-fc", EXPECTED_FC], ["untrusted", EXPECTED_QEMU]] as const) {
+      // A platform's own `untrusted` runtime stays as it was (compared with the rest below).
+      const aliasTaken = ((runtimesOf(dumpBefore, dumpVersion) ?? {}) as TomlTable).untrusted !== undefined;
+      const expectations: [string, TomlTable][] = [["kata-qemu", EXPECTED_QEMU], ["kata-fc", EXPECTED_FC], ...(aliasTaken ? [] : [["untrusted", EXPECTED_QEMU] as [string, TomlTable]])];
+      for (const [name, expected] of expectations) {
         const actual = runtimes[name] as TomlTable;
         assert.ok(actual, `${name} missing from containerd's view of ${kase.name}`);
         for (const [key, value] of Object.entries(expected)) {

@@ -3,6 +3,7 @@
 import { strict as assert } from "node:assert";
 import { parse as parseToml } from "smol-toml";
 import { CRIO_DROP_IN, planCrioInstall, planCrioUninstall } from "../../images/kata-deploy/agent/src/config/crio";
+import { ConfigError } from "../../images/kata-deploy/agent/src/config/types";
 import { CLH, FakeHost, FC, QEMU, REQUEST } from "./config-fixtures";
 
 describe("config/crio planner", () => {
@@ -49,6 +50,25 @@ describe("config/crio planner", () => {
     assert.deepEqual(Object.keys(runtimes).sort(), ["kata-clh", "kata-qemu"]);
     host.apply(planCrioUninstall({ read: host.read, previous: second.owned }));
     assert.deepEqual(host.snapshot(), { "/etc/crio/crio.conf.d/10-site.toml": "[crio.runtime]\nlog_level = \"info\"\n" });
+  });
+
+  it("refuses to take over a file at the drop-in's path that kata-deploy did not write, and changes nothing", () => {
+    const theirs = "[crio.runtime]\nlog_level = \"debug\"\n";
+    const host = new FakeHost({ [CRIO_DROP_IN]: theirs });
+    assert.throws(
+      () => planCrioInstall({ read: host.read, request: REQUEST }),
+      (error: unknown) => error instanceof ConfigError && error.file === CRIO_DROP_IN && /not written by kata-deploy.*move it elsewhere/.test(error.message),
+    );
+    assert.equal(host.files.get(CRIO_DROP_IN), theirs);
+  });
+
+  it("takes over its own drop-in left by a run whose state was lost", () => {
+    const host = new FakeHost();
+    host.apply(planCrioInstall({ read: host.read, request: { runtimes: [FC] } }).edits);
+    const plan = planCrioInstall({ read: host.read, request: REQUEST }); // no `previous`
+    host.apply(plan.edits);
+    host.apply(planCrioUninstall({ read: host.read, previous: plan.owned }));
+    assert.deepEqual(host.snapshot(), {});
   });
 
   it("moving the drop-in deletes the old one", () => {

@@ -16,7 +16,7 @@ import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/ag
 import { hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { type ReadBack, validateDockerInImage } from "../support/runtime-readback";
-import { CLH, FakeHost, FC, QEMU, fixture, fixtureNames, isSingleInsertion } from "./config-fixtures";
+import { CLH, FIXTURES, FakeHost, FC, QEMU, fixture, fixtureNames, isSingleInsertion } from "./config-fixtures";
 
 const REQUEST: KataConfigRequest = { runtimes: [QEMU, FC] };
 const FILE = DOCKER_DAEMON_JSON;
@@ -37,7 +37,8 @@ function install(host: FakeHost, form: DockerRuntimeForm, request = REQUEST, pre
   return plan.owned;
 }
 
-const parseJson = (text: string): Record<string, unknown> => JSON.parse(text) as Record<string, unknown>;
+/** JSON.parse, past a byte-order mark (which dockerd accepts and JSON.parse does not). */
+const parseJson = (text: string): Record<string, unknown> => JSON.parse(text.replace(/^\uFEFF/, "")) as Record<string, unknown>;
 
 describe("config/docker planner", () => {
   it("picks the runtime form from the Docker version", () => {
@@ -83,11 +84,11 @@ describe("config/docker planner", () => {
         it("keys others add after install survive uninstall", () => {
           const host = new FakeHost({ [FILE]: original });
           const owned = install(host, form);
-          const edited = (host.files.get(FILE) as string).replace(/^\{/, '{"debug": true, ');
+          const edited = (host.files.get(FILE) as string).replace(/^(\uFEFF?)\{/, '$1{"max-concurrent-downloads": 5, ');
           host.files.set(FILE, edited);
           host.apply(planDockerUninstall({ read: host.read, previous: owned }));
           const result = parseJson(host.files.get(FILE) as string);
-          assert.equal(result.debug, true);
+          assert.equal(result["max-concurrent-downloads"], 5);
           assert.equal((result.runtimes as Record<string, unknown> | undefined)?.["kata-qemu"], undefined);
         });
 
@@ -112,6 +113,7 @@ describe("config/docker planner", () => {
       ["array-root.json", /^daemon\.json must hold a JSON object, not an array/],
       ["runtime-already-defined.json", /^runtime "kata-qemu" is already defined in "runtimes" by something other than kata-deploy/],
       ["truncated.json", /^invalid JSON at line 1/],
+      ["duplicate-runtimes-key.json", /^"runtimes" appears 2 times \(lines 2, 4\) and dockerd uses only the last one/],
     ];
     for (const [name, message] of cases) {
       it(name, () => {
@@ -122,6 +124,19 @@ describe("config/docker planner", () => {
         );
       });
     }
+  });
+
+  describe("refuses only what dockerd refuses too", function () {
+    this.timeout(600_000);
+    // Bad JSON is refused by dockerd as well; the other refusals are about what we would add.
+    const refusedByDockerd = ["trailing-comma.json", "comment.json", "truncated.json", "array-root.json", "runtimes-array.json"];
+    it("dockerd 28 (sid) rejects every malformed input we reject", async function () {
+      requireTool(this, "docker", hasDocker());
+      const image = await ensureNodeImage("sid");
+      const dir = path.join(FIXTURES, "docker-bad");
+      const results = validateDockerInImage(image, [dir], refusedByDockerd.map((name) => path.join(dir, name)));
+      for (const name of refusedByDockerd) assert.equal((results.get(path.join(dir, name)) as ReadBack).ok, false, `dockerd accepts ${name}`);
+    });
   });
 
   describe("loaded by a real dockerd (--validate)", function () {

@@ -17,6 +17,7 @@ import {
   endOfLastNode,
   endOfLine,
   endOfTableContent,
+  eolAt,
   formatKeyPath,
   goPathMatch,
   indentationAt,
@@ -24,6 +25,8 @@ import {
   isKeyValue,
   isPlainTable,
   isTable,
+  lineBreakAt,
+  lineBreakBefore,
   offsetOf,
   parseToml,
   pathStartsWith,
@@ -35,6 +38,7 @@ import {
   toPlain,
   valueAt,
 } from "./toml-document";
+import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "./owned-file";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "./types";
 
 export type ContainerdFlavor = "containerd" | "k3s" | "rke2";
@@ -137,6 +141,11 @@ export interface ContainerdOwned {
   importsKeyAdded?: boolean;
   /** The template was only a header without a final line break: we added one before our tables. */
   templateHeaderEolAdded?: boolean;
+  /**
+   * The `untrusted` alias was wanted but someone else already defines a runtime of that name (AKS
+   * does, pointing at runc): theirs is left alone and this says where it is.
+   */
+  untrustedAliasTakenBy?: string;
 }
 
 type Read = (hostPath: string) => string | undefined;
@@ -145,7 +154,11 @@ interface RuntimeStanza {
   name: string;
   values: TomlTable;
   options?: TomlTable;
+  /** The optional `untrusted` alias: skipped, not refused, when the name is taken. */
+  isUntrustedAlias?: boolean;
 }
+
+const UNTRUSTED_ALIAS = "untrusted";
 
 /**
  * containerd 1.x's built-in runtime, which disappears as soon as a config declares any `runtimes`
@@ -156,9 +169,9 @@ const BUILT_IN_RUNC: RuntimeStanza = { name: "runc", values: { runtime_type: "io
 
 function stanzasFor(request: KataConfigRequest, file: string): RuntimeStanza[] {
   const runtimes = [...request.runtimes];
-  if (request.untrustedAlias) runtimes.push({ ...request.untrustedAlias, name: "untrusted" });
+  if (request.untrustedAlias) runtimes.push({ ...request.untrustedAlias, name: UNTRUSTED_ALIAS });
   const seen = new Set<string>();
-  return runtimes.map((runtime) => {
+  return runtimes.map((runtime, index) => {
     if (seen.has(runtime.name)) throw new ConfigError(`runtime \`${runtime.name}\` is requested twice; list each shim once`, file);
     seen.add(runtime.name);
     return {
@@ -171,8 +184,36 @@ function stanzasFor(request: KataConfigRequest, file: string): RuntimeStanza[] {
         ...(runtime.snapshotter ? { snapshotter: runtime.snapshotter } : {}),
       },
       options: { ConfigPath: runtime.configPath },
+      ...(request.untrustedAlias && index === runtimes.length - 1 ? { isUntrustedAlias: true } : {}),
     };
   });
+}
+
+/**
+ * The `untrusted` alias only keeps the seed's annotation working; a platform may already define a
+ * runtime of that name for its own purposes (AKS points it at runc). Refusing would block the whole
+ * install over an optional alias, and taking it over would change someone else's runtime, so the
+ * alias is dropped and the caller is told (`notices`, and `untrustedAliasTakenBy` in the record).
+ */
+function dropTakenAlias(
+  stanzas: RuntimeStanza[],
+  definedIn: { doc: TomlDocument; file: string; lineOffset?: number }[],
+  runtimesPath: TomlPath,
+): { stanzas: RuntimeStanza[]; takenBy?: string; notice?: string } {
+  const alias = stanzas.find((stanza) => stanza.isUntrustedAlias);
+  if (!alias) return { stanzas };
+  for (const { doc, file, lineOffset = 0 } of definedIn) {
+    const aliasPath = [...runtimesPath, alias.name];
+    if (valueAt(doc.value, aliasPath) === undefined) continue;
+    const line = lineDefining(doc, aliasPath);
+    const takenBy = `${file}${line === undefined ? "" : `:${line + lineOffset}`}`;
+    return {
+      stanzas: stanzas.filter((stanza) => stanza !== alias),
+      takenBy,
+      notice: `runtime \`${alias.name}\` is already defined at ${takenBy} by something other than kata-deploy and is left as it is, so the io.kubernetes.cri.untrusted-workload annotation does not select Kata on this node; use a Kata RuntimeClass instead`,
+    };
+  }
+  return { stanzas };
 }
 
 /** The effective table containerd sees for a stanza (for self-checks and tests). */
@@ -183,17 +224,34 @@ export function stanzaTable(stanza: RuntimeStanza): TomlTable {
 // ---------------------------------------------------------------------------------------------------
 // The working set: files as they will be after the plan, starting from what `read` returns.
 
+/**
+ * A UTF-8 byte-order mark, as editors on Windows write it. containerd 1.x reads such a file (2.x
+ * refuses it with or without us); the planners work on the text after it and put it back unchanged.
+ */
+const BOM = "\uFEFF";
+
 class FileView {
   private readonly changed = new Map<string, string | undefined>();
+  private readonly withBom = new Set<string>();
   constructor(private readonly read: Read) {}
+  /** The file as the plan has it so far, without a byte-order mark. */
   get(file: string): string | undefined {
-    return this.changed.has(file) ? this.changed.get(file) : this.read(file);
+    if (this.changed.has(file)) return this.changed.get(file);
+    const text = this.read(file);
+    if (!text?.startsWith(BOM)) return text;
+    this.withBom.add(file);
+    return text.slice(BOM.length);
   }
   set(file: string, text: string | undefined): void {
+    this.get(file); // notes a byte-order mark before the first change
     this.changed.set(file, text);
   }
   edits(): FileEdit[] {
-    return [...this.changed].map(([file, after]) => ({ path: file, before: this.read(file), after }));
+    return [...this.changed].map(([file, after]) => ({
+      path: file,
+      before: this.read(file),
+      after: after !== undefined && this.withBom.has(file) ? BOM + after : after,
+    }));
   }
 }
 
@@ -239,22 +297,27 @@ export function planContainerdInstall(a: {
   request: KataConfigRequest;
   previous?: ContainerdOwned;
   defaultVersionWhenMissing?: ContainerdConfigVersion;
-}): { edits: FileEdit[]; owned: ContainerdOwned } {
+}): { edits: FileEdit[]; owned: ContainerdOwned; notices: string[] } {
   const { layout, request, previous } = a;
   const view = new FileView(a.read);
   // Re-install: take out what the previous install added (exactly), then add what is wanted now.
   // Unchanged input therefore gives identical bytes, and shims no longer wanted disappear.
   const kept = previous ? uninstallInto(view, layout, previous) : { runcKept: false };
   const stanzas = stanzasFor(request, layout.mainConfig);
-  const owned = isTemplateFlavor(layout.flavor)
+  const { owned, notices } = isTemplateFlavor(layout.flavor)
     ? installIntoTemplate(view, layout, stanzas)
     : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2);
   // A runc we declared earlier and had to keep (others declared runtimes since) stays ours.
   if (kept.runcKept && !owned.runtimes.includes(BUILT_IN_RUNC.name)) owned.runtimes.unshift(BUILT_IN_RUNC.name);
-  return { edits: view.edits(), owned };
+  return { edits: view.edits(), owned, notices };
 }
 
-function installIntoTemplate(view: FileView, layout: ContainerdLayout, stanzas: RuntimeStanza[]): ContainerdOwned {
+interface Installed {
+  owned: ContainerdOwned;
+  notices: string[];
+}
+
+function installIntoTemplate(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[]): Installed {
   const file = layout.mainConfig;
   const existing = view.get(file);
   const split = existing === undefined ? { header: `${BASE_TEMPLATE_HEADER}\n`, body: "" } : splitTemplate(existing, file);
@@ -265,64 +328,82 @@ function installIntoTemplate(view: FileView, layout: ContainerdLayout, stanzas: 
   const lineOffset = headerLines(header);
   const doc = parseToml(body, file, lineOffset);
   const version = versionOf(doc, file) ?? layout.templateVersion ?? 2;
-  // The base template always declares runc, so there is no built-in runtime to preserve.
-  const newBody = addRuntimeStanzas(body, file, runtimesTablePath(version), stanzas, lineOffset);
+  const runtimesPath = runtimesTablePath(version);
+  checkCriEnabled(doc, version, file);
+  const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file, lineOffset }], runtimesPath);
+  // A template that extends the base output gets runc from it. One without the header is the whole
+  // config (users often copy the rendered config.toml), so it needs the same care as a plain file.
+  const keepRunc = split.header === "" ? runcStandIn(doc, version, runtimesPath) : [];
+  const all = [...keepRunc, ...stanzas];
+  const newBody = addRuntimeStanzas(doc, file, runtimesPath, all, lineOffset);
   view.set(file, header + newBody);
   return {
-    version,
-    runtimes: stanzas.map((stanza) => stanza.name),
-    ...(existing === undefined ? { createdMain: true } : {}),
-    ...(eolAdded ? { templateHeaderEolAdded: true } : {}),
+    owned: {
+      version,
+      runtimes: all.map((stanza) => stanza.name),
+      ...(existing === undefined ? { createdMain: true } : {}),
+      ...(eolAdded ? { templateHeaderEolAdded: true } : {}),
+      ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}),
+    },
+    notices: notice ? [notice] : [],
   };
 }
 
-function installIntoPlain(
-  view: FileView,
-  layout: ContainerdLayout,
-  stanzas: RuntimeStanza[],
-  defaultVersion: ContainerdConfigVersion,
-): ContainerdOwned {
+/**
+ * containerd 1.x replaces its built-in runtimes map as soon as a config declares a `runtimes` table
+ * (even an empty one), so runc must be declared along with ours when the config has none. 2.x merges.
+ */
+const runcStandIn = (doc: TomlDocument, version: ContainerdConfigVersion, runtimesPath: TomlPath): RuntimeStanza[] =>
+  version <= 2 && valueAt(doc.value, runtimesPath) === undefined ? [BUILT_IN_RUNC] : [];
+
+function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], defaultVersion: ContainerdConfigVersion): Installed {
   const file = layout.mainConfig;
   const existing = view.get(file);
-  const version = existing === undefined ? defaultVersion : detectContainerdConfigVersion(existing, file);
-  const mainText = existing ?? skeleton(version);
+  const mainText = existing ?? skeleton(defaultVersion);
+  const doc = parseToml(mainText, file);
+  const version = versionOf(doc, file) ?? (existing === undefined ? defaultVersion : 1);
   const created = existing === undefined ? { createdMain: true } : {};
+  const runtimesPath = runtimesTablePath(version);
+  checkCriEnabled(doc, version, file);
 
   if (version <= 2) {
     // containerd 1.x replaces a whole plugin section when an import defines it, so the runtimes go
-    // into the main file. Declaring a `runtimes` table there hides the built-in runc unless it is
-    // declared too (checked with containerd 1.6 and 1.7; 2.x merges and keeps it).
-    const runtimesPath = runtimesTablePath(version);
-    const doc = parseToml(mainText, file);
-    checkCriEnabled(doc, version, file);
-    const keepRunc = valueAt(doc.value, runtimesPath) === undefined ? [BUILT_IN_RUNC] : [];
-    const all = [...keepRunc, ...stanzas];
-    view.set(file, addRuntimeStanzas(mainText, file, runtimesPath, all, 0));
-    return { version, runtimes: all.map((stanza) => stanza.name), ...created };
+    // into the main file.
+    const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }], runtimesPath);
+    const all = [...runcStandIn(doc, version, runtimesPath), ...stanzas];
+    view.set(file, addRuntimeStanzas(doc, file, runtimesPath, all, 0));
+    return {
+      owned: { version, runtimes: all.map((stanza) => stanza.name), ...created, ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}) },
+      notices: notice ? [notice] : [],
+    };
   }
 
   // v3+: containerd 2.x merges imported plugin sections key by key (and keeps the built-in runc).
-  const doc = parseToml(mainText, file);
-  checkCriEnabled(doc, version, file);
-  const runtimesPath = runtimesTablePath(version);
-  for (const stanza of stanzas) checkNotDefined(doc, runtimesPath, stanza.name, file);
-  for (const imported of literalImports(doc, file)) {
-    if (imported === layout.dropIn) continue;
-    const text = view.get(imported);
-    if (text === undefined) continue;
-    const importedDoc = parseToml(text, imported);
-    for (const stanza of stanzas) checkNotDefined(importedDoc, runtimesPath, stanza.name, imported);
+  const imported = literalImports(doc, file)
+    .filter((importedFile) => importedFile !== layout.dropIn)
+    .flatMap((importedFile) => {
+      const text = view.get(importedFile);
+      return text === undefined ? [] : [{ doc: parseToml(text, importedFile), file: importedFile }];
+    });
+  const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }, ...imported], runtimesPath);
+  for (const definedIn of [{ doc, file }, ...imported]) {
+    for (const stanza of stanzas) checkNotDefined(definedIn.doc, runtimesPath, stanza.name, definedIn.file);
   }
+  checkOwnedFileIsOurs(view.get(layout.dropIn), layout.dropIn);
   const { text: withImport, entry, keyAdded } = ensureImport(doc, file, layout.dropIn);
   view.set(file, withImport);
   view.set(layout.dropIn, renderDropIn(version, stanzas, layout.mainConfig));
   return {
-    version,
-    runtimes: stanzas.map((stanza) => stanza.name),
-    dropIn: layout.dropIn,
-    ...(entry === undefined ? {} : { importEntry: entry }),
-    ...(keyAdded ? { importsKeyAdded: true } : {}),
-    ...created,
+    owned: {
+      version,
+      runtimes: stanzas.map((stanza) => stanza.name),
+      dropIn: layout.dropIn,
+      ...(entry === undefined ? {} : { importEntry: entry }),
+      ...(keyAdded ? { importsKeyAdded: true } : {}),
+      ...created,
+      ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}),
+    },
+    notices: notice ? [notice] : [],
   };
 }
 
@@ -427,8 +508,8 @@ function insertionPoint(doc: TomlDocument, runtimesPath: TomlPath): number {
   return endOfLastNode(doc);
 }
 
-function addRuntimeStanzas(text: string, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number): string {
-  const doc = parseToml(text, file, lineOffset);
+function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number): string {
+  const { text } = doc;
   for (let depth = 1; depth <= runtimesPath.length; depth++) {
     const value = valueAt(doc.value, runtimesPath.slice(0, depth));
     if (value !== undefined && !isPlainTable(value)) {
@@ -450,10 +531,10 @@ function addRuntimeStanzas(text: string, file: string, runtimesPath: TomlPath, s
   }
   if (stanzas.length === 0) return text;
 
-  const eol = detectEol(text);
+  const at = insertionPoint(doc, runtimesPath);
+  const eol = eolAt(text, at);
   const style = styleFor(doc, runtimesPath);
   const rendered = stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, eol));
-  const at = insertionPoint(doc, runtimesPath);
   const result =
     doc.blocks.length === 0
       ? rendered.join(eol + eol) + eol + text // nothing to follow: the tables open the (empty) document
@@ -485,31 +566,31 @@ function checkNotDefinedWithOffset(doc: TomlDocument, runtimesPath: TomlPath, na
  * added in front of them. A table's trailing comments are kept: they may introduce what follows.
  */
 function removeRuntimeStanzas(text: string, file: string, runtimesPath: TomlPath, names: readonly string[], lineOffset: number): string {
-  let current = text;
-  for (;;) {
-    const doc = parseToml(current, file, lineOffset);
-    const ours = doc.blocks
-      .filter(isTable)
-      .filter((table) => names.some((name) => pathStartsWith(tablePath(table), [...runtimesPath, name])));
-    const table = ours.at(-1); // from the end, so earlier offsets stay valid and separators pair up
-    if (!table) return current;
-    current = removeTable(doc, table, tablePath(table).length === runtimesPath.length + 1);
-  }
+  if (names.length === 0) return text;
+  const doc = parseToml(text, file, lineOffset);
+  const ours = doc.blocks
+    .filter(isTable)
+    .filter((table) => names.some((name) => pathStartsWith(tablePath(table), [...runtimesPath, name])));
+  // From the end, so the positions of the tables before each removal are still those of `doc`.
+  let result = text;
+  for (const table of ours.reverse()) result = removeTable(result, doc, table, tablePath(table).length === runtimesPath.length + 1);
+  return result;
 }
 
-function removeTable(doc: TomlDocument, table: CstTable, isStanzaHead: boolean): string {
-  const text = doc.text;
-  const eol = detectEol(text);
+/**
+ * Takes a table out of `text`, which equals `doc.text` up to the end of that table. Its trailing
+ * comments are kept: they may introduce what follows.
+ */
+function removeTable(text: string, doc: TomlDocument, table: CstTable, isStanzaHead: boolean): string {
   const start = startOfLine(text, offsetOf(doc, table.key.loc.start));
   const end = endOfTableContent(doc, table);
-  if (start === 0) {
-    // The tables opened the document: the line break after them was ours.
-    const after = text.startsWith(eol + eol, end) ? end + eol.length : text.startsWith(eol, end) ? end + eol.length : end;
-    return splice(text, 0, after, "");
-  }
-  const blankLineBefore = text.slice(0, start).endsWith(eol + eol);
-  const from = start - (isStanzaHead && blankLineBefore ? 2 : 1) * eol.length;
-  return splice(text, Math.max(0, from), end, "");
+  // The tables opened the document: the line break after them was ours.
+  if (start === 0) return splice(text, 0, end + lineBreakAt(text, end), "");
+  // Inserted as line break + blank line + table (a stanza) or line break + table (its options).
+  const first = lineBreakBefore(text, start);
+  const second = lineBreakBefore(text, start - first);
+  const from = start - (isStanzaHead && first > 0 && second > 0 ? first + second : first);
+  return splice(text, from, end, "");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -534,16 +615,14 @@ function importCovers(entry: string, importingFile: string, target: string): boo
 
 function ensureImport(doc: TomlDocument, file: string, target: string): { text: string; entry?: string; keyAdded: boolean } {
   const text = doc.text;
-  const eol = detectEol(text);
   const entryText = JSON.stringify(target);
   const imports = rootKeyValue(doc, "imports");
   if (!imports) {
     // Right under `version` (root keys must precede the first table).
     const version = rootKeyValue(doc, "version");
     const line = `imports = [${entryText}]`;
-    const result = version
-      ? splice(text, endOfLine(text, offsetOf(doc, version.loc.end)), endOfLine(text, offsetOf(doc, version.loc.end)), eol + line)
-      : line + eol + text;
+    const at = version ? endOfLine(text, offsetOf(doc, version.loc.end)) : 0;
+    const result = version ? insertAt(text, at, eolAt(text, at) + line) : line + detectEol(text) + text;
     return { text: result, entry: target, keyAdded: true };
   }
   const value = doc.value.imports;
@@ -568,11 +647,10 @@ function removeImport(text: string, file: string, entry: string, keyAdded: boole
   const items = (imports.value as CstInlineArray).items;
   const index = items.findLastIndex((item) => item.item.type === "String" && item.item.value === entry);
   if (index === -1) return text;
-  const eol = detectEol(text);
   if (keyAdded && items.length === 1) {
     const start = startOfLine(text, offsetOf(doc, imports.loc.start));
     const end = endOfLine(text, offsetOf(doc, imports.loc.end));
-    return start === 0 ? splice(text, 0, Math.min(text.length, end + eol.length), "") : splice(text, start - eol.length, end, "");
+    return start === 0 ? splice(text, 0, end + lineBreakAt(text, end), "") : splice(text, start - lineBreakBefore(text, start), end, "");
   }
   const ours = items[index];
   const previous = items[index - 1];
@@ -586,7 +664,7 @@ function renderDropIn(version: ContainerdConfigVersion, stanzas: RuntimeStanza[]
   const runtimesPath = runtimesTablePath(version);
   const style: StanzaStyle = { header: "", key: "  ", optionsHeader: "  ", optionsKey: "    " };
   return [
-    `# Written by kata-deploy and imported from ${mainConfig}; \`kata-deploy uninstall\` removes both.`,
+    `${OWNED_FILE_MARKER} and imported from ${mainConfig}; \`kata-deploy uninstall\` removes both.`,
     "# Local changes to this file are overwritten.",
     `version = ${version}`,
     "",
@@ -609,31 +687,43 @@ function uninstallInto(view: FileView, layout: ContainerdLayout, previous: Conta
   const existing = view.get(file);
   if (previous.dropIn !== undefined) view.set(previous.dropIn, undefined);
   if (existing === undefined) return { runcKept: false };
+  const runtimesPath = runtimesTablePath(previous.version);
 
   if (isTemplateFlavor(layout.flavor)) {
     const { header, body } = splitTemplate(existing, file);
-    const newBody = removeRuntimeStanzas(body, file, runtimesTablePath(previous.version), previous.runtimes, headerLines(header));
-    const result = previous.templateHeaderEolAdded && newBody === "" ? header.replace(/\r?\n$/, "") : header + newBody;
+    const removed = removeOurRuntimes(body, file, runtimesPath, previous, headerLines(header));
+    const result = previous.templateHeaderEolAdded && removed.text === "" ? header.replace(/\r?\n$/, "") : header + removed.text;
     view.set(file, previous.createdMain && result === `${BASE_TEMPLATE_HEADER}\n` ? undefined : result);
-    return { runcKept: false };
+    return { runcKept: removed.runcKept };
   }
-  let runcKept = false;
 
   let result = existing;
   if (previous.importEntry !== undefined) result = removeImport(result, file, previous.importEntry, previous.importsKeyAdded ?? false);
-  if (previous.version <= 2 && previous.runtimes.length > 0) {
-    const runtimesPath = runtimesTablePath(previous.version);
-    const kata = previous.runtimes.filter((name) => name !== BUILT_IN_RUNC.name);
-    result = removeRuntimeStanzas(result, file, runtimesPath, kata, 0);
-    // The runc we declared stands in for containerd 1.x's built-in one. If others have declared
-    // runtimes since, the built-in one would vanish with ours: keep ours then.
-    if (previous.runtimes.includes(BUILT_IN_RUNC.name)) {
-      const remaining = valueAt(parseToml(result, file).value, runtimesPath);
-      const others = isPlainTable(remaining) ? Object.keys(remaining).filter((name) => name !== BUILT_IN_RUNC.name) : [];
-      if (others.length === 0) result = removeRuntimeStanzas(result, file, runtimesPath, [BUILT_IN_RUNC.name], 0);
-      else runcKept = true;
-    }
-  }
+  let runcKept = false;
+  if (previous.version <= 2) ({ text: result, runcKept } = removeOurRuntimes(result, file, runtimesPath, previous, 0));
   view.set(file, previous.createdMain && result === skeleton(previous.version) ? undefined : result);
   return { runcKept };
+}
+
+/**
+ * Removes our runtime tables from a v1/v2 text (main file or template body). The runc we declared
+ * stands in for containerd 1.x's built-in one: if others have declared runtimes since, the built-in
+ * one would vanish with ours, so ours is kept then.
+ */
+function removeOurRuntimes(
+  text: string,
+  file: string,
+  runtimesPath: TomlPath,
+  previous: ContainerdOwned,
+  lineOffset: number,
+): { text: string; runcKept: boolean } {
+  if (previous.runtimes.length === 0) return { text, runcKept: false };
+  const kata = previous.runtimes.filter((name) => name !== BUILT_IN_RUNC.name);
+  let result = removeRuntimeStanzas(text, file, runtimesPath, kata, lineOffset);
+  if (!previous.runtimes.includes(BUILT_IN_RUNC.name)) return { text: result, runcKept: false };
+  const remaining = valueAt(parseToml(result, file, lineOffset).value, runtimesPath);
+  const others = isPlainTable(remaining) ? Object.keys(remaining).filter((name) => name !== BUILT_IN_RUNC.name) : [];
+  if (others.length > 0) return { text: result, runcKept: true };
+  result = removeRuntimeStanzas(result, file, runtimesPath, [BUILT_IN_RUNC.name], lineOffset);
+  return { text: result, runcKept: false };
 }

@@ -1,5 +1,6 @@
 // Pure planner for CRI-O: one drop-in we own entirely (CRI-O applies crio.conf.d/*.conf|*.toml in
 // lexical order after crio.conf, later files winning per key), so nothing of anyone else's is edited.
+import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "./owned-file";
 import { formatKeyPath, parseToml, renderKeyValues } from "./toml-document";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "./types";
 
@@ -33,7 +34,7 @@ export function renderCrioDropIn(request: KataConfigRequest): string {
   // CRI-O has no equivalent of containerd's `untrusted` runtime (its trust annotations were removed
   // in 1.14): on CRI-O only a RuntimeClass selects Kata, so request.untrustedAlias is not written.
   return [
-    "# Written by kata-deploy; `kata-deploy uninstall` removes this file. Local changes are overwritten.",
+    `${OWNED_FILE_MARKER}; \`kata-deploy uninstall\` removes this file. Local changes are overwritten.`,
     "",
     tables.join("\n\n"),
     "",
@@ -49,7 +50,9 @@ export function planCrioInstall(a: {
   const dropIn = a.dropIn ?? CRIO_DROP_IN;
   const text = renderCrioDropIn(a.request);
   parseToml(text, dropIn); // our own output must be valid TOML; cheap insurance
-  const edits: FileEdit[] = [{ path: dropIn, before: a.read(dropIn), after: text }];
+  const before = a.read(dropIn);
+  if (a.previous?.dropIn !== dropIn) checkOwnedFileIsOurs(before, dropIn);
+  const edits: FileEdit[] = [{ path: dropIn, before, after: text }];
   // The drop-in moved (a different --host layout or a changed default): the old one goes.
   if (a.previous && a.previous.dropIn !== dropIn) edits.push({ path: a.previous.dropIn, before: a.read(a.previous.dropIn), after: undefined });
   return { edits, owned: { dropIn, runtimes: a.request.runtimes.map((runtime) => runtime.name) } };

@@ -130,7 +130,14 @@ function removeProperty(doc: JsonDocument, object: JsonNode, key: string, emptyI
 }
 
 function runtimesObject(doc: JsonDocument, file: string): JsonNode | undefined {
-  const property = findProperty(doc.root, "runtimes");
+  // Go's encoding/json keeps the last of duplicate keys without a word (dockerd --validate says
+  // "configuration OK"), so runtimes added to the first would silently not exist.
+  const all = propertiesOf(doc.root).filter((property) => keyOf(property) === "runtimes");
+  if (all.length > 1) {
+    const lines = all.map((property) => lineColumn(doc.text, property.offset).line).join(", ");
+    throw new ConfigError(`"runtimes" appears ${all.length} times (lines ${lines}) and dockerd uses only the last one; merge them into one and run again`, file);
+  }
+  const property = all[0];
   if (!property) return undefined;
   const value = valueNodeOf(property);
   if (value?.type !== "object") {
@@ -140,6 +147,14 @@ function runtimesObject(doc: JsonDocument, file: string): JsonNode | undefined {
 }
 
 // ---------------------------------------------------------------------------------------------------
+
+/**
+ * dockerd reads a daemon.json that starts with a UTF-8 byte-order mark (checked: `dockerd --validate`
+ * 26 and 28 accept one); jsonc-parser does not. The mark is set aside and put back unchanged.
+ */
+const BOM = "\uFEFF";
+const withoutBom = (text: string | undefined): { bom: string; text: string | undefined } =>
+  text?.startsWith(BOM) ? { bom: BOM, text: text.slice(BOM.length) } : { bom: "", text };
 
 export function planDockerInstall(a: {
   read: Read;
@@ -151,7 +166,8 @@ export function planDockerInstall(a: {
   const file = a.path ?? DOCKER_DAEMON_JSON;
   const before = a.read(file);
   const edits: FileEdit[] = [];
-  let current = before;
+  const { bom, text: beforeText } = withoutBom(before);
+  let current = beforeText;
   if (a.previous) {
     if (a.previous.path !== file) edits.push(...planDockerUninstall({ read: a.read, previous: a.previous }));
     else current = uninstallText(current, a.previous);
@@ -201,7 +217,7 @@ export function planDockerInstall(a: {
   for (const [name, entry] of entries) {
     if (!isDeepStrictEqual(check.runtimes?.[name], entry)) throw new Error(`internal error: the edit of ${file} does not define runtime ${name} as intended`);
   }
-  edits.push({ path: file, before, after: text });
+  edits.push({ path: file, before, after: bom + text });
   return { edits, owned };
 }
 
@@ -211,8 +227,14 @@ export function planDockerUninstall(a: { read: Read; previous: DockerOwned; path
   return [{ path: file, before, after: uninstallText(before, { ...a.previous, path: file }) }];
 }
 
-function uninstallText(text: string | undefined, previous: DockerOwned): string | undefined {
+function uninstallText(textWithBom: string | undefined, previous: DockerOwned): string | undefined {
+  const { bom, text } = withoutBom(textWithBom);
   if (text === undefined) return undefined;
+  const result = uninstallJson(text, previous);
+  return result === undefined ? undefined : bom + result;
+}
+
+function uninstallJson(text: string, previous: DockerOwned): string | undefined {
   const file = previous.path;
   let doc = parseDaemonJson(text, file);
   let runtimes = runtimesObject(doc, file);
