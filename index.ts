@@ -27,6 +27,7 @@ function imageBuildFromConfig(): KataImageBuildArgs | undefined {
     kataTarball: config.get("kataTarball"),
     platform: config.get("platform"),
     baseImage: config.get("baseImage"),
+    createPullSecret: config.getBoolean("createRegistryPullSecret"),
   };
 }
 
@@ -49,6 +50,13 @@ const args: KataDeploymentArgs = {
   createDefaultRuntimeClass: config.getBoolean("createDefaultRuntimeClass"),
   cleanupTimeoutSeconds: config.getNumber("cleanupTimeoutSeconds"),
   installTimeout: config.get("installTimeout"),
+  createNamespace: config.getBoolean("createNamespace"),
+  // Structured values (maps and lists of objects): set with `pulumi config set --path` or in the stack file.
+  nodeSelector: config.getObject<KataDeploymentArgs["nodeSelector"]>("nodeSelector"),
+  tolerations: config.getObject<KataDeploymentArgs["tolerations"]>("tolerations"),
+  resources: config.getObject<KataDeploymentArgs["resources"]>("resources"),
+  priorityClassName: config.get("priorityClassName"),
+  imagePullSecrets: config.getObject<string[]>("imagePullSecrets"),
   kubeconfig,
 };
 

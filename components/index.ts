@@ -11,19 +11,32 @@ export {
   buildNamespace,
   buildRbac,
   buildRbacRules,
+  buildRegistryPullSecret,
   buildRuntimeClasses,
   INSTALLER_TERMINATION_GRACE_SECONDS,
   NAMES,
 } from "./manifests";
-export type { AllManifests, DaemonSetManifest, Manifest, RuntimeClassManifest } from "./manifests";
+export type { AllManifests, DaemonSetManifest, Manifest, RegistryCredentials, RuntimeClassManifest, SecretManifest } from "./manifests";
 export {
   CONTAINER_RUNTIMES,
   CONTAINERD_FLAVORS,
   DEFAULT_LABEL_PREFIX,
+  DEFAULT_PRIORITY_CLASS_NAME,
+  DEFAULT_RESOURCES,
   KNOWN_SHIMS,
+  TOLERATE_EVERYTHING,
   SHIM_DEFAULT_OVERHEAD,
   labelKeys,
 } from "./settings";
-export type { ContainerdFlavor, ContainerRuntime, KataSettings, ManifestOptions, PodOverhead } from "./settings";
-export { normalizeSettings } from "./validation";
+export type {
+  ContainerdFlavor,
+  ContainerResources,
+  ContainerRuntime,
+  KataSettings,
+  ManifestOptions,
+  PodOverhead,
+  ResourceTarget,
+  Toleration,
+} from "./settings";
+export { normalizeSettings, SYSTEM_NAMESPACES } from "./validation";
 export type { KataSettingsInput } from "./validation";

@@ -24,16 +24,21 @@ import {
   buildLabelerDaemonSet,
   buildNamespace,
   buildRbac,
+  buildRegistryPullSecret,
   buildRuntimeClasses,
   DaemonSetManifest,
+  NAMES,
 } from "./manifests";
 import {
   ContainerdFlavor,
+  ContainerResources,
   ContainerRuntime,
   DEFAULT_CLEANUP_TIMEOUT_SECONDS,
   KataSettings,
   ManifestOptions,
   PodOverhead,
+  ResourceTarget,
+  Toleration,
 } from "./settings";
 import { normalizeSettings } from "./validation";
 
@@ -66,6 +71,13 @@ export interface KataImageBuildArgs {
   platform?: pulumi.Input<string>;
   /** Debian-based base image. Default: the Dockerfile's (`debian:trixie-slim`). */
   baseImage?: pulumi.Input<string>;
+  /**
+   * Also create Secret `kata-deploy-registry` (type `kubernetes.io/dockerconfigjson`) in the namespace from
+   * `registry` (server, username and password all required) and pull the image with it. It is deleted only
+   * after the cleanup DaemonSet, so cleanup pods can still pull during `pulumi destroy`. Default false: push
+   * credentials usually grant write access; prefer a read-only token in `imagePullSecrets`.
+   */
+  createPullSecret?: boolean;
 }
 
 export interface KataDeploymentArgs {
@@ -107,6 +119,32 @@ export interface KataDeploymentArgs {
   cleanupTimeoutSeconds?: number;
   /** How long `pulumi up` waits for the installers to be ready on every node (a Pulumi duration). Default `20m`. */
   installTimeout?: string;
+  /**
+   * Create the namespace (and delete it on destroy). Default: true when `namespace` is not set, false when it
+   * is. Refused for the namespaces Kubernetes owns (`kube-system`, `default`, ...).
+   */
+  createNamespace?: boolean;
+  /**
+   * Extra node labels restricting which nodes get Kata (labeler and installers), e.g.
+   * `{ "node-role.example.com/sandbox": "true" }`. Default `{}`: every node whose runtime is in `runtimes`.
+   * Narrowing it later uninstalls Kata from the nodes that no longer match.
+   */
+  nodeSelector?: Record<string, string>;
+  /**
+   * Tolerations of the labeler and the installers. Default `[{ operator: "Exists" }]`: every taint, so
+   * tainted nodes (control plane, GPU pools, NoExecute) are installed and cleaned too. The cleanup DaemonSet
+   * always tolerates every taint (it runs only where an installer ran).
+   */
+  tolerations?: Toleration[];
+  /** PriorityClass of every DaemonSet's pods. Default `system-node-critical`; `""` for none. */
+  priorityClassName?: string;
+  /** Existing `kubernetes.io/dockerconfigjson` Secrets in the namespace to pull the image with. Default none. */
+  imagePullSecrets?: string[];
+  /**
+   * Container resources, merged over the defaults per container and per `requests`/`limits`. Default:
+   * requests only (installer 100m/128Mi, cleanup 50m/96Mi, labeler 10m/64Mi), no limits.
+   */
+  resources?: Partial<Record<ResourceTarget, ContainerResources>>;
 }
 
 /**
@@ -148,6 +186,7 @@ export class KataDeployment extends pulumi.ComponentResource {
         true,
       );
     }
+    const pullSecretCredentials = args.imageBuild?.createPullSecret === true ? registryCredentials(args.imageBuild, this) : undefined;
     const child = { parent: this };
 
     const image = args.image !== undefined ? pulumi.output(args.image) : this.buildImage(name, args.imageBuild!);
@@ -184,7 +223,25 @@ export class KataDeployment extends pulumi.ComponentResource {
       },
       child,
     );
-    const rbacResources = [serviceAccount, clusterRole, clusterRoleBinding];
+    // Everything the DaemonSets' pods need while any of them runs: deleted only after the cleanup DaemonSet.
+    const rbacResources: pulumi.Resource[] = [serviceAccount, clusterRole, clusterRoleBinding];
+
+    let podSettings: KataSettings = settings;
+    if (pullSecretCredentials !== undefined) {
+      // Metadata and type do not depend on the credentials; only the data does, and it stays a secret.
+      const shape = buildRegistryPullSecret(settings, { server: "", username: "", password: "" });
+      const pullSecret = new k8s.core.v1.Secret(
+        `${name}-registry-credentials`,
+        {
+          metadata: { ...shape.metadata, namespace },
+          type: shape.type,
+          stringData: pulumi.secret(pullSecretCredentials.apply((credentials) => buildRegistryPullSecret(settings, credentials).stringData ?? {})),
+        },
+        child,
+      );
+      rbacResources.push(pullSecret);
+      podSettings = { ...settings, imagePullSecrets: [...settings.imagePullSecrets, NAMES.registryPullSecret] };
+    }
 
     const daemonSet = (
       resourceName: string,
@@ -192,13 +249,13 @@ export class KataDeployment extends pulumi.ComponentResource {
       options: pulumi.CustomResourceOptions,
     ): k8s.apps.v1.DaemonSet => {
       // Metadata never depends on the image, so it is known at preview even when the image is not built yet.
-      const metadata = build({ ...settings, image: "" }).metadata;
+      const metadata = build({ ...podSettings, image: "" }).metadata;
       return new k8s.apps.v1.DaemonSet(
         resourceName,
         {
           metadata: { ...metadata, namespace },
           // The spec embeds the image, which may be known only after the build: build it inside apply.
-          spec: image.apply((ref) => asPulumiInput<k8s.types.input.apps.v1.DaemonSetSpec>(build({ ...settings, image: ref }).spec)),
+          spec: image.apply((ref) => asPulumiInput<k8s.types.input.apps.v1.DaemonSetSpec>(build({ ...podSettings, image: ref }).spec)),
         },
         { ...child, ...options },
       );
@@ -213,6 +270,8 @@ export class KataDeployment extends pulumi.ComponentResource {
       KATA_DEPLOY_LABEL_PREFIX: settings.labelPrefix,
       KATA_DEPLOY_TIMEOUT_SECONDS: String(cleanupTimeoutSeconds),
       KATA_DEPLOY_NAMESPACE: namespace,
+      // Nodes labelled for a runtime without an installer were never touched: the wait does not wait for them.
+      KATA_DEPLOY_RUNTIMES: settings.runtimes.join(","),
     };
     if (args.kubeconfig !== undefined) environment.KATA_DEPLOY_KUBECONFIG = pulumi.secret(args.kubeconfig);
     const waitForCleanNodes = new command.local.Command(
@@ -287,6 +346,22 @@ export class KataDeployment extends pulumi.ComponentResource {
     );
     return image.repoDigest;
   }
+}
+
+/** The push credentials for the pull Secret, or a one-line error naming what is missing. */
+function registryCredentials(build: KataImageBuildArgs, resource: pulumi.Resource): pulumi.Output<{ server: string; username: string; password: string }> {
+  const registry = build.registry;
+  const missing = (["server", "username", "password"] as const).filter((key) => registry?.[key] === undefined);
+  if (registry === undefined || missing.length > 0) {
+    throw new pulumi.ResourceError(
+      `KataDeployment: imageBuild.createPullSecret is true but imageBuild.registry.${missing.join(", ")} ${missing.length === 1 ? "is" : "are"} not set; set them, or pass an existing Secret in imagePullSecrets`,
+      resource,
+      true,
+    );
+  }
+  return pulumi.secret(
+    pulumi.all([registry.server, registry.username!, registry.password!]).apply(([server, username, password]) => ({ server, username, password })),
+  );
 }
 
 /**

@@ -10,6 +10,7 @@ import type { IClusterRole } from "kubernetes-models/rbac.authorization.k8s.io/v
 import type { IClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding" with { "resolution-mode": "import" };
 import type { IPolicyRule } from "kubernetes-models/rbac.authorization.k8s.io/v1/PolicyRule" with { "resolution-mode": "import" };
 import type { INamespace } from "kubernetes-models/v1/Namespace" with { "resolution-mode": "import" };
+import type { ISecret } from "kubernetes-models/v1/Secret" with { "resolution-mode": "import" };
 import type { IServiceAccount } from "kubernetes-models/v1/ServiceAccount" with { "resolution-mode": "import" };
 import type { IContainer } from "kubernetes-models/v1/Container" with { "resolution-mode": "import" };
 import type { IEnvVar } from "kubernetes-models/v1/EnvVar" with { "resolution-mode": "import" };
@@ -26,6 +27,8 @@ import {
   labelKeys,
   ManifestOptions,
   RUNTIME_CONFIG_DIRS,
+  TOLERATE_EVERYTHING,
+  Toleration,
 } from "./settings";
 
 /** An object the builders return: metadata (with a name) is always set. */
@@ -38,6 +41,7 @@ export type DaemonSetManifest = Built<IDaemonSet> & {
   spec: NonNullable<IDaemonSet["spec"]> & { template: { spec: IPodSpec } };
 };
 export type RuntimeClassManifest = Built<IRuntimeClass>;
+export type SecretManifest = Built<ISecret>;
 export type Manifest =
   | NamespaceManifest
   | ServiceAccountManifest
@@ -56,6 +60,8 @@ export const NAMES = {
   cleanup: "kata-cleanup",
   runtimeClass: (shim: string): string => `kata-${shim}`,
   defaultRuntimeClass: "kata",
+  /** The image pull Secret the component creates from the push credentials (`imageBuild.createPullSecret`). */
+  registryPullSecret: "kata-deploy-registry",
 } as const;
 
 const APP_NAME = "kata-deploy";
@@ -148,10 +154,21 @@ function hostMount(
   };
 }
 
+/** Pod fields every DaemonSet shares: scheduling priority and the credentials to pull the image. */
+function commonPodFields(settings: Pick<KataSettings, "priorityClassName" | "imagePullSecrets">): Pick<IPodSpec, "priorityClassName" | "imagePullSecrets"> {
+  // Empty settings are left out rather than emitted as "" or [], so the objects read as a user would write them.
+  return {
+    ...(settings.priorityClassName ? { priorityClassName: settings.priorityClassName } : {}),
+    ...(settings.imagePullSecrets.length > 0 ? { imagePullSecrets: settings.imagePullSecrets.map((name) => ({ name })) } : {}),
+  };
+}
+
+const copyTolerations = (tolerations: readonly Toleration[]): Toleration[] => tolerations.map((toleration) => ({ ...toleration }));
+
 function daemonSet(
   name: string,
   component: string,
-  settings: Pick<KataSettings, "namespace">,
+  settings: Pick<KataSettings, "namespace" | "priorityClassName" | "imagePullSecrets">,
   podSpec: IPodSpec,
   updateStrategy?: NonNullable<IDaemonSet["spec"]>["updateStrategy"],
 ): DaemonSetManifest {
@@ -163,10 +180,16 @@ function daemonSet(
     spec: {
       selector: { matchLabels: { ...labels } },
       ...(updateStrategy ? { updateStrategy } : {}),
-      template: { metadata: { labels: { ...labels } }, spec: podSpec },
+      template: { metadata: { labels: { ...labels } }, spec: { ...podSpec, ...commonPodFields(settings) } },
     },
   };
 }
+
+/**
+ * On a crash the kubelet keeps the tail of the log as the container's termination message, which Pulumi's
+ * await prints with the pod's status: a failed install shows the agent's one-line error in `pulumi up`.
+ */
+const TERMINATION_MESSAGE = { terminationMessagePolicy: "FallbackToLogsOnError" } as const;
 
 /** Labels every node `<prefix>/container-runtime=containerd|crio`. Talks only to the API server: no host access, not root. */
 export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest {
@@ -176,7 +199,8 @@ export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest 
     imagePullPolicy: "IfNotPresent",
     command: [KATA_DEPLOY, "label", "--label-prefix", opts.labelPrefix, "--daemon"],
     env: [nodeNameEnv],
-    resources: { requests: { cpu: "10m", memory: "48Mi" } },
+    resources: structuredClone(opts.resources.labeler),
+    ...TERMINATION_MESSAGE,
     securityContext: {
       runAsNonRoot: true,
       runAsUser: 65534,
@@ -187,6 +211,9 @@ export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest 
   };
   return daemonSet(NAMES.labeler, "runtime-labeler", opts, {
     serviceAccountName: NAMES.serviceAccount,
+    // The same nodes as the installers: a node the labeler skips gets no installer either.
+    ...(Object.keys(opts.nodeSelector).length > 0 ? { nodeSelector: { ...opts.nodeSelector } } : {}),
+    tolerations: copyTolerations(opts.tolerations),
     containers: [container],
   });
 }
@@ -231,7 +258,8 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       { name: "DAEMONSET_NAME", value: name },
     ],
     securityContext: { privileged: true },
-    resources: { requests: { cpu: "50m", memory: "64Mi" } },
+    resources: structuredClone(opts.resources.installer),
+    ...TERMINATION_MESSAGE,
     volumeMounts: [prefix.mount, config.mount],
     readinessProbe: {
       exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, "--ready", "--runtime", runtime] },
@@ -262,7 +290,10 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
     {
       serviceAccountName: NAMES.serviceAccount,
       hostPID: true, // `nsenter -t 1` reaches the host's systemd and containerd binary
-      nodeSelector: { [labelKeys(opts.labelPrefix).containerRuntime]: runtime },
+      // A plain nodeSelector (not affinity): the preStop compares it with the node's labels to tell a
+      // rollout from a removal, so a node the user's selector stops matching is uninstalled.
+      nodeSelector: { ...opts.nodeSelector, [labelKeys(opts.labelPrefix).containerRuntime]: runtime },
+      tolerations: copyTolerations(opts.tolerations),
       terminationGracePeriodSeconds: INSTALLER_TERMINATION_GRACE_SECONDS,
       containers: [container],
       volumes: [prefix.volume, config.volume],
@@ -291,13 +322,18 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
     ],
     env: [nodeNameEnv],
     securityContext: { privileged: true },
-    resources: { requests: { cpu: "10m", memory: "48Mi" } },
+    resources: structuredClone(opts.resources.cleanup),
+    ...TERMINATION_MESSAGE,
     volumeMounts: [prefix.mount],
   };
   return daemonSet(NAMES.cleanup, "cleanup", opts, {
     serviceAccountName: NAMES.serviceAccount,
     hostPID: true,
+    // Neither the user's nodeSelector nor their tolerations: only an installer's preStop sets this label, and
+    // the cleanup must then reach that node even if the selector has since stopped matching it or it has
+    // been tainted meanwhile (e.g. cordoned and drained with NoExecute).
     nodeSelector: { [labelKeys(opts.labelPrefix).kataRuntime]: "cleanup" },
+    tolerations: copyTolerations(TOLERATE_EVERYTHING),
     containers: [container],
     volumes: [prefix.volume],
   });
@@ -319,6 +355,29 @@ export function buildRuntimeClasses(
   const classes = settings.shims.map((shim) => runtimeClass(NAMES.runtimeClass(shim), shim));
   if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(NAMES.defaultRuntimeClass, settings.defaultShim));
   return classes;
+}
+
+/** Registry login for the image pull Secret; all three come from the image build's push credentials. */
+export interface RegistryCredentials {
+  server: string;
+  username: string;
+  password: string;
+}
+
+/**
+ * A `kubernetes.io/dockerconfigjson` Secret holding one registry login, in the format the kubelet reads
+ * (`auths.<server>.auth` is base64 of `user:password`). The caller must treat the result as secret.
+ */
+export function buildRegistryPullSecret(settings: Pick<KataSettings, "namespace">, credentials: RegistryCredentials): SecretManifest {
+  const { server, username, password } = credentials;
+  const auth = Buffer.from(`${username}:${password}`, "utf8").toString("base64");
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: NAMES.registryPullSecret, namespace: settings.namespace, labels: labelsFor("registry-credentials") },
+    type: "kubernetes.io/dockerconfigjson",
+    stringData: { ".dockerconfigjson": JSON.stringify({ auths: { [server]: { username, password, auth } } }) },
+  };
 }
 
 /** Every object, grouped as the seed's files group them (`npm run render` writes one file per group). */

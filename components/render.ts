@@ -40,10 +40,32 @@ export function renderManifests(opts: ManifestOptions): Record<string, string> {
 
 const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes containerd,crio] [--shims qemu,fc]
   [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor containerd|k3s|rke2]
-  [--max-unavailable N|N%] [--without-default-runtime-class]`;
+  [--max-unavailable N|N%] [--without-default-runtime-class] [--node-selector KEY=VALUE,...]
+  [--tolerations JSON] [--priority-class-name NAME|""] [--image-pull-secrets NAME,...]`;
 
 const csv = (value: string | undefined): string[] | undefined =>
   value === undefined ? undefined : value.split(",").map((item) => item.trim()).filter(Boolean);
+
+/** `a=1,b=2` → `{a: "1", b: "2"}`; the values are checked by normalizeSettings. */
+function keyValues(flag: string, value: string | undefined): Record<string, string> | undefined {
+  if (value === undefined) return undefined;
+  return Object.fromEntries(
+    (csv(value) ?? []).map((pair) => {
+      const equals = pair.indexOf("=");
+      if (equals <= 0) throw new Error(`--${flag} ${pair}: expected KEY=VALUE`);
+      return [pair.slice(0, equals), pair.slice(equals + 1)];
+    }),
+  );
+}
+
+function json(flag: string, value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch (error) {
+    throw new Error(`--${flag}: not JSON (${(error as Error).message}); e.g. --${flag} '[{"operator":"Exists"}]'`, { cause: error });
+  }
+}
 
 /** Parses the command line into the output directory and the validated options; throws with a one-line reason. */
 export function parseRenderArgs(argv: string[]): { outDir: string; options: ManifestOptions } {
@@ -62,6 +84,10 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       "containerd-flavor": { type: "string" },
       "max-unavailable": { type: "string" },
       "without-default-runtime-class": { type: "boolean" },
+      "node-selector": { type: "string" },
+      tolerations: { type: "string" },
+      "priority-class-name": { type: "string" },
+      "image-pull-secrets": { type: "string" },
     },
   });
   const maxUnavailable = values["max-unavailable"];
@@ -74,6 +100,11 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     containerdFlavor: values["containerd-flavor"],
     maxUnavailable: maxUnavailable !== undefined && /^\d+$/.test(maxUnavailable) ? Number(maxUnavailable) : maxUnavailable,
     createDefaultRuntimeClass: values["without-default-runtime-class"] ? false : undefined,
+    nodeSelector: keyValues("node-selector", values["node-selector"]),
+    // Checked field by field by normalizeSettings, which names the bad one.
+    tolerations: json("tolerations", values.tolerations) as KataSettingsInput["tolerations"],
+    priorityClassName: values["priority-class-name"],
+    imagePullSecrets: csv(values["image-pull-secrets"]),
   };
   return {
     outDir: values.out ?? DEFAULT_RENDER_DIR,

@@ -67,6 +67,56 @@ export const INSTALL_PREFIX = "/opt/kata";
 /** Where the node's file system is mounted inside the agent's containers (`--host-root`). */
 export const HOST_ROOT = "/host";
 
+/** A pod toleration (the Kubernetes `Toleration` fields the component accepts). */
+export interface Toleration {
+  /** Taint key; empty (with operator `Exists`) matches every taint. */
+  key?: string;
+  /** `Exists` (any value) or `Equal` (the default in Kubernetes). */
+  operator?: "Exists" | "Equal";
+  /** Taint value to match; only with operator `Equal`. */
+  value?: string;
+  /** `NoSchedule`, `PreferNoSchedule` or `NoExecute`; unset matches every effect. */
+  effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+  /** For `NoExecute` only: how long the pod stays after the taint appears. Unset: forever. */
+  tolerationSeconds?: number;
+}
+export const TOLERATION_OPERATORS = ["Exists", "Equal"] as const;
+export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+/** Compute resources a container may request or be limited to. */
+export const RESOURCE_NAMES = ["cpu", "memory", "ephemeral-storage"] as const;
+export type ResourceName = (typeof RESOURCE_NAMES)[number];
+/** A container's `resources`: quantities such as `{ requests: { cpu: "100m", memory: "128Mi" } }`. */
+export interface ContainerResources {
+  requests?: Partial<Record<ResourceName, string>>;
+  limits?: Partial<Record<ResourceName, string>>;
+}
+/** The component's containers whose resources are configurable. */
+export const RESOURCE_TARGETS = ["installer", "cleanup", "labeler"] as const;
+export type ResourceTarget = (typeof RESOURCE_TARGETS)[number];
+
+/**
+ * Tolerate every taint: Kata goes onto (and, as important, comes off) tainted nodes too — control-plane
+ * nodes, GPU pools, nodes being drained (NoExecute). An installer that a taint evicts cannot uninstall.
+ */
+export const TOLERATE_EVERYTHING: readonly Toleration[] = [{ operator: "Exists" }];
+/**
+ * Node-critical, so the installers and the cleanup are not preempted by (or left pending behind) ordinary
+ * workloads on a full node. Some managed clusters (GKE) admit pods of this class only where a ResourceQuota
+ * allows it (see docs/kubernetes.md).
+ */
+export const DEFAULT_PRIORITY_CLASS_NAME = "system-node-critical";
+/**
+ * Requests only, no limits: an OOM kill or CPU throttling in the middle of an install or of the preStop
+ * uninstall would leave a node half-configured for the next attempt to repair. The node agent is one Node.js
+ * process (~60 MiB resident); the installer also copies the Kata release (files, not memory).
+ */
+export const DEFAULT_RESOURCES: Readonly<Record<ResourceTarget, ContainerResources>> = {
+  installer: { requests: { cpu: "100m", memory: "128Mi" } },
+  cleanup: { requests: { cpu: "50m", memory: "96Mi" } },
+  labeler: { requests: { cpu: "10m", memory: "64Mi" } },
+};
+
 /** Everything the manifests depend on except the image, validated and with defaults applied. */
 export interface KataSettings {
   runtimes: ContainerRuntime[];
@@ -84,6 +134,20 @@ export interface KataSettings {
   runtimeClassOverhead: Record<string, PodOverhead>;
   /** Also create RuntimeClass `kata`, an alias of `kata-<defaultShim>`. */
   createDefaultRuntimeClass: boolean;
+  /**
+   * Extra node labels that restrict where Kata goes (labeler and installers); `{}`: every node. The cleanup
+   * DaemonSet ignores it on purpose: it must reach every node an installer touched, even one the selector
+   * no longer matches.
+   */
+  nodeSelector: Record<string, string>;
+  /** Tolerations of the labeler and the installers. The cleanup DaemonSet always tolerates everything. */
+  tolerations: Toleration[];
+  /** PriorityClass of every DaemonSet's pods; "" for none. */
+  priorityClassName: string;
+  /** Names of existing `kubernetes.io/dockerconfigjson` Secrets in the namespace, used to pull the image. */
+  imagePullSecrets: string[];
+  /** Container resources per DaemonSet. */
+  resources: Record<ResourceTarget, ContainerResources>;
 }
 
 /** What the pure builders need: the settings plus the image every DaemonSet runs. */

@@ -5,16 +5,27 @@ import {
   CONTAINERD_FLAVORS,
   CONTAINER_RUNTIMES,
   ContainerdFlavor,
+  ContainerResources,
   ContainerRuntime,
   DEFAULT_LABEL_PREFIX,
+  DEFAULT_PRIORITY_CLASS_NAME,
+  DEFAULT_RESOURCES,
   DEFAULT_MAX_UNAVAILABLE,
   DEFAULT_NAMESPACE,
   DEFAULT_RUNTIMES,
   DEFAULT_SHIMS,
   KataSettings,
   KNOWN_SHIMS,
+  labelKeys,
   PodOverhead,
+  RESOURCE_NAMES,
+  RESOURCE_TARGETS,
+  ResourceTarget,
   SHIM_DEFAULT_OVERHEAD,
+  TAINT_EFFECTS,
+  TOLERATE_EVERYTHING,
+  Toleration,
+  TOLERATION_OPERATORS,
 } from "./settings";
 
 /**
@@ -31,7 +42,18 @@ export interface KataSettingsInput {
   containerdFlavor?: string;
   runtimeClassOverhead?: Readonly<Record<string, Partial<PodOverhead>>>;
   createDefaultRuntimeClass?: boolean;
+  createNamespace?: boolean;
+  nodeSelector?: Readonly<Record<string, string>>;
+  tolerations?: readonly Toleration[];
+  priorityClassName?: string;
+  imagePullSecrets?: readonly string[];
+  resources?: Readonly<Partial<Record<string, ContainerResources>>>;
 }
+
+/** Namespaces Kubernetes itself owns: the component may deploy into them but never creates or deletes them. */
+export const SYSTEM_NAMESPACES: readonly string[] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+/** Label-key prefixes reserved for Kubernetes core components (and their subdomains). */
+const RESERVED_LABEL_PREFIXES = ["kubernetes.io", "k8s.io"];
 
 // RFC 1123 label / subdomain, as Kubernetes validates names and label-key prefixes.
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -39,6 +61,25 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 // The pattern the Kubernetes OpenAPI schema gives for resource.Quantity.
 const QUANTITY = /^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/;
 const PERCENT = /^([1-9][0-9]?|100)%$/;
+// The name part of a label key, and a non-empty label value (Kubernetes' qualified-name rules).
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/** A DNS subdomain as Kubernetes validates it: at most 253 characters, each dot-separated label at most 63. */
+function isDnsSubdomain(value: unknown): value is string {
+  return typeof value === "string" && value.length <= 253 && DNS_SUBDOMAIN.test(value) && value.split(".").every((label) => label.length <= 63);
+}
+
+/** Why `key` is not a valid label key ([prefix/]name), or undefined when it is. */
+function labelKeyProblem(key: string): string | undefined {
+  const slash = key.lastIndexOf("/");
+  const prefix = slash === -1 ? undefined : key.slice(0, slash);
+  const name = slash === -1 ? key : key.slice(slash + 1);
+  if (prefix !== undefined && !isDnsSubdomain(prefix)) return `its prefix ${quote(prefix)} is not a DNS subdomain`;
+  if (name.length === 0 || name.length > 63 || !LABEL_NAME.test(name)) {
+    return "its name must be 1-63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+  }
+  return undefined;
+}
 
 const quote = (value: unknown): string => JSON.stringify(value) ?? String(value);
 const allowed = (values: readonly string[]): string => `allowed values: ${values.join(", ")}`;
@@ -65,12 +106,22 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     fail("namespace", `is ${quote(namespace)}; it must be a DNS label (lowercase letters, digits and '-', at most 63 characters)`);
   }
 
+  const createNamespace = input.createNamespace ?? input.namespace === undefined;
+  if (typeof createNamespace !== "boolean") fail("createNamespace", `is ${quote(createNamespace)}; allowed values: true, false`);
+  if (createNamespace && SYSTEM_NAMESPACES.includes(namespace)) {
+    fail("createNamespace", `is true for namespace ${quote(namespace)}, which Kubernetes owns (destroy would delete it); set createNamespace to false to deploy into it`);
+  }
+
   const labelPrefix = input.labelPrefix ?? DEFAULT_LABEL_PREFIX;
-  if (typeof labelPrefix !== "string" || labelPrefix.length > 253 || !DNS_SUBDOMAIN.test(labelPrefix)) {
+  if (!isDnsSubdomain(labelPrefix)) {
     fail(
       "labelPrefix",
-      `is ${quote(labelPrefix)}; it must be a DNS subdomain such as ${quote(DEFAULT_LABEL_PREFIX)} (lowercase letters, digits, '-' and '.', at most 253 characters, no '/')`,
+      `is ${quote(labelPrefix)}; it must be a DNS subdomain such as ${quote(DEFAULT_LABEL_PREFIX)} (lowercase letters, digits, '-' and '.', labels of at most 63 characters, at most 253 in all, no '/')`,
     );
+  }
+  const reserved = RESERVED_LABEL_PREFIXES.find((domain) => labelPrefix === domain || labelPrefix.endsWith(`.${domain}`));
+  if (reserved !== undefined) {
+    fail("labelPrefix", `is ${quote(labelPrefix)}; the ${reserved} domain is reserved for Kubernetes core components; use a domain you own, or the default ${quote(DEFAULT_LABEL_PREFIX)}`);
   }
 
   const maxUnavailable = input.maxUnavailable ?? DEFAULT_MAX_UNAVAILABLE;
@@ -107,18 +158,121 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     fail("createDefaultRuntimeClass", `is ${quote(createDefaultRuntimeClass)}; allowed values: true, false`);
   }
 
+  const ownLabels = Object.values(labelKeys(labelPrefix));
+  const nodeSelector = input.nodeSelector ?? {};
+  if (nodeSelector === null || typeof nodeSelector !== "object" || Array.isArray(nodeSelector)) {
+    fail("nodeSelector", `is ${quote(nodeSelector)}; it must be a map of node label keys to values, e.g. {"node-role.example.com/sandbox": "true"}`);
+  }
+  for (const [key, value] of Object.entries(nodeSelector)) {
+    const problem = labelKeyProblem(key);
+    if (problem !== undefined) fail(`nodeSelector[${quote(key)}]`, `is not a valid label key: ${problem}`);
+    if (ownLabels.includes(key)) fail(`nodeSelector[${quote(key)}]`, "is a label the component manages itself; select on another label");
+    if (typeof value !== "string" || value.length > 63 || (value !== "" && !LABEL_NAME.test(value))) {
+      fail(`nodeSelector[${quote(key)}]`, `has value ${quote(value)}; a label value is at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit`);
+    }
+  }
+
+  const tolerations = normalizeTolerations(input.tolerations ?? TOLERATE_EVERYTHING, fail);
+
+  const priorityClassName = input.priorityClassName ?? DEFAULT_PRIORITY_CLASS_NAME;
+  if (typeof priorityClassName !== "string" || (priorityClassName !== "" && !isDnsSubdomain(priorityClassName))) {
+    fail("priorityClassName", `is ${quote(priorityClassName)}; it must name a PriorityClass (a DNS subdomain), or be "" for none`);
+  }
+
+  const imagePullSecrets = input.imagePullSecrets ?? [];
+  if (!Array.isArray(imagePullSecrets)) fail("imagePullSecrets", `is ${quote(imagePullSecrets)}; it must be a list of Secret names`);
+  imagePullSecrets.forEach((secretName: unknown, index) => {
+    if (!isDnsSubdomain(secretName)) fail(`imagePullSecrets[${index}]`, `is ${quote(secretName)}; it must be the name of a Secret (a DNS subdomain)`);
+    if (imagePullSecrets.indexOf(secretName as string) !== index) fail(`imagePullSecrets[${index}]`, `repeats ${quote(secretName)}; list each Secret once`);
+  });
+
+  const resources = normalizeResources(input.resources ?? {}, fail);
+
   return {
     runtimes: runtimes as ContainerRuntime[],
     shims,
     defaultShim,
     namespace,
-    createNamespace: input.namespace === undefined,
+    createNamespace,
     labelPrefix,
     maxUnavailable,
     containerdFlavor: containerdFlavor as ContainerdFlavor,
     runtimeClassOverhead,
     createDefaultRuntimeClass,
+    nodeSelector: { ...nodeSelector },
+    tolerations,
+    priorityClassName,
+    imagePullSecrets: [...imagePullSecrets],
+    resources,
   };
+}
+
+type Fail = (field: string, problem: string) => never;
+
+/** Checks each toleration the way the API server would, so a mistake shows at preview, not as a failed rollout. */
+function normalizeTolerations(value: unknown, fail: Fail): Toleration[] {
+  if (!Array.isArray(value)) return fail("tolerations", `is ${quote(value)}; it must be a list of tolerations, e.g. [{"operator": "Exists"}]`);
+  const known = ["key", "operator", "value", "effect", "tolerationSeconds"];
+  return value.map((item: unknown, index): Toleration => {
+    const field = `tolerations[${index}]`;
+    if (item === null || typeof item !== "object" || Array.isArray(item)) return fail(field, `is ${quote(item)}; it must be an object with key, operator, value, effect, tolerationSeconds`);
+    const toleration = item as Record<string, unknown>;
+    for (const key of Object.keys(toleration)) {
+      if (!known.includes(key)) fail(`${field}.${key}`, `is not a toleration field; allowed keys: ${known.join(", ")}`);
+    }
+    const { key, operator = "Equal", value: tolerated, effect, tolerationSeconds } = toleration;
+    if (!(TOLERATION_OPERATORS as readonly unknown[]).includes(operator)) fail(`${field}.operator`, `is ${quote(operator)}; ${allowed(TOLERATION_OPERATORS)}`);
+    if (key !== undefined && key !== "") {
+      const problem = typeof key === "string" ? labelKeyProblem(key) : "it is not a string";
+      if (problem !== undefined) fail(`${field}.key`, `is ${quote(key)}, not a valid taint key: ${problem}`);
+    } else if (operator !== "Exists") {
+      fail(`${field}.operator`, `is ${quote(operator)} without a key; an empty key needs operator "Exists" (which tolerates every taint)`);
+    }
+    if (operator === "Exists" && tolerated !== undefined && tolerated !== "") fail(`${field}.value`, `is ${quote(tolerated)}; operator "Exists" takes no value`);
+    if (tolerated !== undefined && typeof tolerated !== "string") fail(`${field}.value`, `is ${quote(tolerated)}; it must be a string`);
+    if (effect !== undefined && !(TAINT_EFFECTS as readonly unknown[]).includes(effect)) fail(`${field}.effect`, `is ${quote(effect)}; ${allowed(TAINT_EFFECTS)}`);
+    if (tolerationSeconds !== undefined) {
+      if (effect !== "NoExecute") fail(`${field}.tolerationSeconds`, `is set for effect ${quote(effect ?? "(any)")}; it applies only to effect "NoExecute"`);
+      if (typeof tolerationSeconds !== "number" || !Number.isInteger(tolerationSeconds) || tolerationSeconds < 0) {
+        fail(`${field}.tolerationSeconds`, `is ${quote(tolerationSeconds)}; it must be a whole number of seconds >= 0`);
+      }
+    }
+    // Only the fields given, so the object reads as the user wrote it (and as the API server echoes it).
+    return Object.fromEntries(Object.entries(toleration).filter(([, fieldValue]) => fieldValue !== undefined)) as Toleration;
+  });
+}
+
+/** Per-container overrides merged over DEFAULT_RESOURCES (requests and limits separately). */
+function normalizeResources(value: unknown, fail: Fail): Record<ResourceTarget, ContainerResources> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return fail("resources", `is ${quote(value)}; it must map ${RESOURCE_TARGETS.join(", ")} to {requests, limits}`);
+  }
+  for (const target of Object.keys(value)) {
+    if (!(RESOURCE_TARGETS as readonly string[]).includes(target)) fail(`resources.${target}`, `is not a container of the component; allowed keys: ${RESOURCE_TARGETS.join(", ")}`);
+  }
+  const overrides = value as Partial<Record<ResourceTarget, unknown>>;
+  const merged = {} as Record<ResourceTarget, ContainerResources>;
+  for (const target of RESOURCE_TARGETS) {
+    const override = overrides[target] ?? {};
+    if (override === null || typeof override !== "object" || Array.isArray(override)) {
+      fail(`resources.${target}`, `is ${quote(override)}; it must be {requests?: {...}, limits?: {...}}`);
+    }
+    const result: ContainerResources = {};
+    for (const kind of ["requests", "limits"] as const) {
+      const quantities = { ...DEFAULT_RESOURCES[target][kind], ...((override as ContainerResources)[kind] ?? {}) };
+      for (const [resourceName, quantity] of Object.entries(quantities)) {
+        const field = `resources.${target}.${kind}.${resourceName}`;
+        if (!(RESOURCE_NAMES as readonly string[]).includes(resourceName)) fail(field, `is not a known resource; allowed keys: ${RESOURCE_NAMES.join(", ")}`);
+        if (typeof quantity !== "string" || !QUANTITY.test(quantity)) fail(field, `is ${quote(quantity)}; it must be a Kubernetes quantity such as "128Mi" or "100m"`);
+      }
+      if (Object.keys(quantities).length > 0) result[kind] = quantities;
+    }
+    for (const key of Object.keys(override as object)) {
+      if (key !== "requests" && key !== "limits") fail(`resources.${target}.${key}`, "is not a resources field; allowed keys: requests, limits");
+    }
+    merged[target] = result;
+  }
+  return merged;
 }
 
 /** A non-empty list of distinct values, each one of `allowedValues`. */

@@ -11,6 +11,8 @@
 //   KATA_DEPLOY_LABEL_PREFIX      label prefix, e.g. kata-containers.io
 //   KATA_DEPLOY_TIMEOUT_SECONDS   give up (and fail the destroy) after this long
 //   KATA_DEPLOY_NAMESPACE         namespace of the cleanup DaemonSet (for the hint in the failure message)
+//   KATA_DEPLOY_RUNTIMES          comma-separated runtimes that had an installer (e.g. containerd,crio); empty:
+//                                 all (stacks deployed before this variable existed)
 // Set by the operator when running `pulumi destroy` (the command inherits that environment):
 //   KATA_DEPLOY_IGNORE_NODES      comma-separated node names not to wait for, or `*` for all (see docs/kubernetes.md)
 //   KATA_DEPLOY_POLL_SECONDS      poll interval (default 5)
@@ -23,6 +25,7 @@ const labelKeys = [`${prefix}/kata-runtime`, `${prefix}/container-runtime`];
 const timeoutSeconds = positiveNumber("KATA_DEPLOY_TIMEOUT_SECONDS", 600);
 const pollSeconds = positiveNumber("KATA_DEPLOY_POLL_SECONDS", 5);
 const namespace = env.KATA_DEPLOY_NAMESPACE || "kata-deploy";
+const installedRuntimes = (env.KATA_DEPLOY_RUNTIMES ?? "").split(",").map((name) => name.trim()).filter(Boolean);
 const ignored = new Set((env.KATA_DEPLOY_IGNORE_NODES ?? "").split(",").map((name) => name.trim()).filter(Boolean));
 
 function positiveNumber(name, fallback) {
@@ -43,9 +46,21 @@ function loadKubeConfig() {
   return kubeConfig;
 }
 
+/**
+ * A node the labeler labelled with a runtime that had no installer (e.g. a CRI-O node when only containerd
+ * was deployed) and that no installer touched: nothing will ever clean it, and nothing needs to. Its label
+ * is reported, not waited for.
+ */
+function neverInstalled(labels) {
+  if (installedRuntimes.length === 0 || labelKeys[0] in labels) return false;
+  return !installedRuntimes.includes(labels[labelKeys[1]]);
+}
+const untouched = new Map();
+
 /** Nodes that still carry one of the labels, as "name (key=value, ...)" keyed by node name. */
 async function labelledNodes(api) {
   const found = new Map();
+  untouched.clear();
   // One query per key: a label selector ANDs its requirements, and we want either label.
   for (const key of labelKeys) {
     const list = await api.listNode({ labelSelector: key });
@@ -53,7 +68,8 @@ async function labelledNodes(api) {
       const name = node.metadata?.name ?? "?";
       const labels = node.metadata?.labels ?? {};
       const carried = labelKeys.filter((k) => k in labels).map((k) => `${k}=${labels[k]}`);
-      found.set(name, `${name} (${carried.join(", ")})`);
+      if (neverInstalled(labels)) untouched.set(name, labels[labelKeys[1]]);
+      else found.set(name, `${name} (${carried.join(", ")})`);
     }
   }
   if (ignored.has("*")) return new Map();
@@ -74,6 +90,13 @@ async function main() {
       lastError = undefined;
       if (remaining.size === 0) {
         console.log("kata-deploy: every node is clean (no Kata labels left)");
+        if (untouched.size > 0) {
+          const names = [...untouched.keys()].sort();
+          console.log(
+            `kata-deploy: note: ${names.join(", ")} still carr${names.length === 1 ? "ies" : "y"} ${labelKeys[1]} for a runtime that had no installer ` +
+              `(nothing was installed there); remove it with: kubectl label node ${names.join(" ")} ${labelKeys[1]}-`,
+          );
+        }
         return 0;
       }
       const report = [...remaining.values()].sort().join(", ");

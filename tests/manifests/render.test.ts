@@ -63,11 +63,26 @@ describe("npm run render", () => {
     assert.deepEqual(installer.spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 2 } });
   });
 
+  it("passes scheduling and pull-secret options through to the DaemonSets", () => {
+    const result = render(["--out", outDir, "--image", IMAGE, "--node-selector", "pool.example.com/name=sandbox", "--tolerations", "[]",
+      "--priority-class-name", "", "--image-pull-secrets", "regcred"]);
+    assert.equal(result.status, 0, result.stderr);
+    const installer = readDocuments(path.join(outDir, "kata-deploy.yaml"))[1] as { spec: { template: { spec: Record<string, unknown> } } };
+    const spec = installer.spec.template.spec;
+    assert.deepEqual(spec.nodeSelector, { "pool.example.com/name": "sandbox", "kata-containers.io/container-runtime": "containerd" });
+    assert.deepEqual(spec.tolerations, []);
+    assert.equal(spec.priorityClassName, undefined);
+    assert.deepEqual(spec.imagePullSecrets, [{ name: "regcred" }]);
+  });
+
   it("refuses bad options with the reason and writes nothing", () => {
     for (const [args, reason] of [
       [["--shims", "qemu,vmware"], /shims\[1\] is "vmware"; allowed values: qemu/],
       [["--runtimes", "docker"], /runtimes\[0\] is "docker"; allowed values: containerd, crio/],
       [["--colour"], /Unknown option '--colour'/],
+      [["--node-selector", "sandbox"], /--node-selector sandbox: expected KEY=VALUE/],
+      [["--tolerations", "[{operator: Exists}]"], /--tolerations: not JSON/],
+      [["--tolerations", '[{"operator":"Equal"}]'], /tolerations\[0\].operator is "Equal" without a key/],
     ] as const) {
       const result = render(["--out", outDir, ...args]);
       assert.equal(result.status, 2, args.join(" "));

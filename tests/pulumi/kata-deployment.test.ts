@@ -64,6 +64,11 @@ function destroyBatches(recorded: readonly Registration[]): string[][] {
 const daemonSetContainers = (registration: Registration): { image: string }[] =>
   (registration.inputs as { spec: { template: { spec: { containers: { image: string }[] } } } }).spec.template.spec.containers;
 
+/** The recorded destroy schedule as printed in the issue's closing note and docs/kubernetes.md. */
+function printBatches(title: string, batches: string[][]): void {
+  console.log(`      ${title}:\n${batches.map((batch, i) => `        ${i + 1}. ${batch.join(", ")}`).join("\n")}`);
+}
+
 describe("KataDeployment (under Pulumi mocks)", () => {
   it("registers its children under itself, each named after the component", async () => {
     await deploy("kata");
@@ -90,7 +95,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       return index;
     };
     // Printed so the closing note of the issue can quote the order the test computed.
-    console.log(`      destroy order:\n${batches.map((batch, i) => `        ${i + 1}. ${batch.join(", ")}`).join("\n")}`);
+    printBatches("destroy order", batches);
 
     const wait = batchOf("kata-wait-for-clean-nodes");
     for (const first of ["kata-installer-containerd", "kata-installer-crio", "kata-runtime-labeler", "kata-runtimeclass-kata", "kata-runtimeclass-kata-qemu", "kata-runtimeclass-kata-fc"]) {
@@ -140,6 +145,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       KATA_DEPLOY_LABEL_PREFIX: "example.com",
       KATA_DEPLOY_TIMEOUT_SECONDS: "90",
       KATA_DEPLOY_NAMESPACE: "kata-deploy",
+      KATA_DEPLOY_RUNTIMES: "containerd,crio",
     });
     assert.ok(wait.secretInputs.some((secret) => secret.startsWith("environment")), `secrets: ${wait.secretInputs.join(", ")}`);
   });
@@ -170,6 +176,15 @@ describe("KataDeployment (under Pulumi mocks)", () => {
     for (const ds of registrationsOfType(DAEMONSET)) {
       assert.equal((ds.inputs.metadata as { namespace: string }).namespace, "platform");
     }
+  });
+
+  it("creates a namespace of another name when asked, and deploys into kube-system without owning it", async () => {
+    await deploy("kata", { namespace: "kata-system", createNamespace: true });
+    const [created] = registrationsOfType("kubernetes:core/v1:Namespace");
+    assert.equal((created.inputs.metadata as { name: string }).name, "kata-system");
+    for (const ds of registrationsOfType(DAEMONSET)) assert.ok(ds.dependencies.includes(created.urn), `${ds.name} waits for the namespace`);
+    await deploy("kata2", { namespace: "kube-system" });
+    assert.equal(registrationsOfType("kubernetes:core/v1:Namespace").length, 1, "kube-system is used, not created");
   });
 
   it("with a prebuilt image, builds nothing and runs that image everywhere", async () => {
@@ -259,6 +274,21 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["bad overhead quantity", { runtimeClassOverhead: { qemu: { memory: "lots" } } }, /runtimeClassOverhead.qemu.memory is "lots"; it must be a Kubernetes quantity/],
       ["bad namespace", { namespace: "Kata_NS" }, /namespace is "Kata_NS"; it must be a DNS label/],
       ["bad cleanup timeout", { cleanupTimeoutSeconds: 0 }, /cleanupTimeoutSeconds is 0; allowed values: a whole number of seconds >= 1/],
+      ["label prefix in the reserved kubernetes.io domain", { labelPrefix: "kata.kubernetes.io" }, /labelPrefix is "kata.kubernetes.io"; the kubernetes.io domain is reserved/],
+      ["label prefix with a DNS label over 63 characters", { labelPrefix: `${"a".repeat(64)}.example.com` }, /labelPrefix is "a{64}.example.com"; it must be a DNS subdomain/],
+      ["creating kube-system", { namespace: "kube-system", createNamespace: true }, /createNamespace is true for namespace "kube-system", which Kubernetes owns/],
+      ["nodeSelector on a label the component manages", { nodeSelector: { "kata-containers.io/kata-runtime": "true" } }, /nodeSelector\["kata-containers.io\/kata-runtime"\] is a label the component manages itself/],
+      ["nodeSelector with an invalid key", { nodeSelector: { "-sandbox": "true" } }, /nodeSelector\["-sandbox"\] is not a valid label key/],
+      ["nodeSelector with an invalid value", { nodeSelector: { sandbox: "yes please" } }, /nodeSelector\["sandbox"\] has value "yes please"/],
+      ["toleration Equal without a key", { tolerations: [{ operator: "Equal", value: "x" }] }, /tolerations\[0\].operator is "Equal" without a key; an empty key needs operator "Exists"/],
+      ["toleration Exists with a value", { tolerations: [{ key: "gpu", operator: "Exists", value: "x" }] }, /tolerations\[0\].value is "x"; operator "Exists" takes no value/],
+      ["tolerationSeconds without NoExecute", { tolerations: [{ key: "gpu", operator: "Exists", effect: "NoSchedule", tolerationSeconds: 5 }] }, /tolerations\[0\].tolerationSeconds is set for effect "NoSchedule"; it applies only to effect "NoExecute"/],
+      ["unknown toleration effect", { tolerations: [{ operator: "Exists", effect: "NoRun" as "NoSchedule" }] }, /tolerations\[0\].effect is "NoRun"; allowed values: NoSchedule, PreferNoSchedule, NoExecute/],
+      ["bad priorityClassName", { priorityClassName: "Node Critical" }, /priorityClassName is "Node Critical"; it must name a PriorityClass/],
+      ["repeated imagePullSecrets", { imagePullSecrets: ["regcred", "regcred"] }, /imagePullSecrets\[1\] repeats "regcred"/],
+      ["resources for an unknown container", { resources: { installers: {} } as KataDeploymentArgs["resources"] }, /resources.installers is not a container of the component; allowed keys: installer, cleanup, labeler/],
+      ["bad resource quantity", { resources: { installer: { limits: { memory: "1 GB" } } } }, /resources.installer.limits.memory is "1 GB"; it must be a Kubernetes quantity/],
+      ["createPullSecret without a password", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "ci" }, createPullSecret: true } }, /imageBuild.createPullSecret is true but imageBuild.registry.password is not set/],
     ];
     for (const [label, args, message] of cases) {
       it(label, async () => {
@@ -277,6 +307,108 @@ describe("KataDeployment (under Pulumi mocks)", () => {
         (error: unknown) => pulumi.ResourceError.isInstance(error) && /image is not set and imageBuild.repository is missing/.test(error.message),
       );
       await settled();
+    });
+  });
+
+  describe("scheduling, pull credentials and await settings", () => {
+    const podSpecOf = (registration: Registration) =>
+      (registration.inputs as { spec: { template: { spec: { priorityClassName?: string; tolerations?: unknown[]; imagePullSecrets?: { name: string }[]; nodeSelector?: Record<string, string> } } } }).spec.template.spec;
+
+    it("passes nodeSelector, tolerations, priority and pull secrets to the DaemonSets it registers", async () => {
+      await deploy("kata", {
+        nodeSelector: { "pool.example.com/name": "sandbox" },
+        tolerations: [{ key: "nvidia.com/gpu", operator: "Exists" }],
+        priorityClassName: "platform-critical",
+        imagePullSecrets: ["regcred"],
+      });
+      for (const ds of registrationsOfType(DAEMONSET)) {
+        const spec = podSpecOf(ds);
+        assert.equal(spec.priorityClassName, "platform-critical", ds.name);
+        assert.deepEqual(spec.imagePullSecrets, [{ name: "regcred" }], ds.name);
+        assert.deepEqual(spec.tolerations, ds.name === "kata-cleanup" ? [{ operator: "Exists" }] : [{ key: "nvidia.com/gpu", operator: "Exists" }], ds.name);
+        assert.equal(spec.nodeSelector?.["pool.example.com/name"], ds.name === "kata-cleanup" ? undefined : "sandbox", ds.name);
+        assert.deepEqual(await schemaProblems(ds.inputs), [], ds.name);
+      }
+    });
+
+    it("installers wait installTimeout for readiness on create and update; the others keep the provider's default", async () => {
+      await deploy("kata", { installTimeout: "45m" });
+      for (const ds of registrationsOfType(DAEMONSET)) {
+        const expected = ds.name.startsWith("kata-installer-") ? { create: "45m", update: "45m", delete: "" } : { create: "", update: "", delete: "" };
+        assert.deepEqual(ds.options.customTimeouts, expected, ds.name);
+      }
+      await deploy("kata2");
+      assert.equal(registrationNamed("kata2-installer-crio").options.customTimeouts.create, "20m", "default installTimeout");
+    });
+
+    it("createPullSecret: a secret dockerconfigjson from the push credentials, used by every DaemonSet, deleted after the cleanup DaemonSet", async () => {
+      new KataDeployment("kata", {
+        imageBuild: {
+          repository: "registry.example.com/platform/kata-deploy",
+          registry: { server: "registry.example.com", username: "ci", password: "s3cret" },
+          kataTarballSha256: "ef".repeat(32),
+          createPullSecret: true,
+        },
+      });
+      await settled();
+      const secret = registrationNamed("kata-registry-credentials");
+      assert.equal(secret.type, "kubernetes:core/v1:Secret");
+      assert.equal(secret.inputs.type, "kubernetes.io/dockerconfigjson");
+      assert.deepEqual(secret.inputs.metadata, {
+        name: "kata-deploy-registry", namespace: "kata-deploy",
+        labels: { "app.kubernetes.io/name": "kata-deploy", "app.kubernetes.io/component": "registry-credentials" },
+      });
+      assert.ok(secret.secretInputs.some((at) => "stringData..dockerconfigjson".startsWith(at)), `secret inputs: ${secret.secretInputs.join(", ")}`);
+      const config = JSON.parse((secret.inputs.stringData as Record<string, string>)[".dockerconfigjson"]) as { auths: Record<string, { auth: string }> };
+      assert.equal(Buffer.from(config.auths["registry.example.com"].auth, "base64").toString(), "ci:s3cret");
+      for (const ds of registrationsOfType(DAEMONSET)) {
+        assert.deepEqual(podSpecOf(ds).imagePullSecrets, [{ name: "kata-deploy-registry" }], ds.name);
+      }
+
+      const batches = destroyBatches(registrations());
+      printBatches("destroy order with createPullSecret", batches);
+      const batchOf = (name: string): number => batches.findIndex((batch) => batch.includes(name));
+      const secretBatch = batchOf("kata-registry-credentials");
+      for (const daemonSet of ["kata-cleanup", "kata-installer-containerd", "kata-installer-crio", "kata-runtime-labeler"]) {
+        assert.ok(batchOf(daemonSet) < secretBatch, `${daemonSet} is deleted before the pull Secret (its pods may still pull)`);
+      }
+      assert.ok(batchOf("kata-wait-for-clean-nodes") < secretBatch);
+      assert.ok(secretBatch < batchOf("kata-namespace"), "the Secret goes before its namespace");
+    });
+
+    it("builds no pull Secret unless asked to", async () => {
+      new KataDeployment("kata", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "u", password: "p" } } });
+      await settled();
+      assert.deepEqual(registrationsOfType("kubernetes:core/v1:Secret"), []);
+    });
+  });
+
+  describe("the destroy-time wait step cannot be replaced by an ordinary change", () => {
+    // @pulumi/command 1.2 marks only `triggers` replaceOnChanges (the SDK adds `triggers[*]` itself; the
+    // provider's schema agrees). Every other input change is an update, and its update runs `update` or
+    // else `create` — neither is set here, so an update runs nothing. A replace would run the stored
+    // `delete` (the wait for clean nodes) in the middle of `pulumi up`.
+    const REPLACING_INPUTS = ["triggers"];
+
+    it("registers no option or input that would make a change replace it", async () => {
+      await deploy("kata", { kubeconfig: "apiVersion: v1\nkind: Config\n" });
+      const wait = registrationNamed("kata-wait-for-clean-nodes");
+      assert.deepEqual(wait.options.replaceOnChanges, ["triggers[*]"], "only what @pulumi/command adds itself");
+      assert.deepEqual(wait.options.replaceWith, []);
+      assert.equal(wait.options.deleteBeforeReplace, false);
+      assert.equal(wait.options.retainOnDelete, false, "a retained wait step would never run its delete");
+      assert.deepEqual(Object.keys(wait.inputs).sort(), ["delete", "environment", "interpreter"], "no create/update (an update runs nothing), no dir (an absolute path would pin one checkout), no triggers");
+    });
+
+    it("a rotated kubeconfig, another namespace or another timeout change only inputs that update in place", async () => {
+      await deploy("kata", { kubeconfig: "apiVersion: v1\nkind: Config\n# old\n", cleanupTimeoutSeconds: 600 });
+      const before = registrationNamed("kata-wait-for-clean-nodes");
+      await deploy("kata2", { kubeconfig: "apiVersion: v1\nkind: Config\n# rotated\n", cleanupTimeoutSeconds: 900, namespace: "platform" });
+      const after = registrationNamed("kata2-wait-for-clean-nodes");
+      const changed = Object.keys({ ...before.inputs, ...after.inputs }).filter((key) => JSON.stringify(before.inputs[key]) !== JSON.stringify(after.inputs[key]));
+      assert.deepEqual(changed, ["environment"]);
+      assert.ok(!changed.some((key) => REPLACING_INPUTS.includes(key)));
+      assert.deepEqual(after.options.replaceOnChanges, before.options.replaceOnChanges);
     });
   });
 });

@@ -91,6 +91,38 @@ describe("the kata-deploy program (index.ts)", () => {
   });
 });
 
+describe("the kata-deploy program's scheduling and pull-credential config", () => {
+  it("maps nodeSelector, tolerations, resources, priorityClassName, imagePullSecrets and createRegistryPullSecret", async () => {
+    setStackConfig(
+      engineConfig({
+        "kata-deploy:imageRepository": "registry.example.com/kata-deploy",
+        "kata-deploy:kataTarballSha256": "ab".repeat(32),
+        "kata-deploy:registryServer": "registry.example.com",
+        "kata-deploy:registryUsername": "ci",
+        "kata-deploy:registryPassword": "s3cret",
+        "kata-deploy:createRegistryPullSecret": "true",
+        "kata-deploy:nodeSelector": { "pool.example.com/name": "sandbox" },
+        "kata-deploy:tolerations": [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+        "kata-deploy:resources": { installer: { limits: { memory: "1Gi" } } },
+        "kata-deploy:priorityClassName": "",
+        "kata-deploy:imagePullSecrets": ["mirror-credentials"],
+      }),
+      ["kata-deploy:registryPassword"],
+    );
+    await runProgram(path.join(REPO, "index.ts"));
+    assert.equal(registrationNamed("kata-registry-credentials").type, "kubernetes:core/v1:Secret");
+    interface PodTemplate {
+      spec: { template: { spec: { nodeSelector?: Record<string, string>; tolerations?: unknown[]; priorityClassName?: string; imagePullSecrets?: unknown[]; containers: { resources?: unknown }[] } } };
+    }
+    const installer = (registrationNamed("kata-installer-containerd").inputs as unknown as PodTemplate).spec.template.spec;
+    assert.deepEqual(installer.nodeSelector, { "pool.example.com/name": "sandbox", "kata-containers.io/container-runtime": "containerd" });
+    assert.deepEqual(installer.tolerations, [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    assert.equal(installer.priorityClassName, undefined);
+    assert.deepEqual(installer.imagePullSecrets, [{ name: "mirror-credentials" }, { name: "kata-deploy-registry" }]);
+    assert.deepEqual(installer.containers[0].resources, { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } });
+  });
+});
+
 describe("examples/consumer-stack (reusing KataDeployment from another stack)", () => {
   it("is the code sample docs/kubernetes.md shows", () => {
     const doc = fs.readFileSync(path.join(REPO, "docs/kubernetes.md"), "utf8");

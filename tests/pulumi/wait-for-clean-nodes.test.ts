@@ -120,6 +120,26 @@ describe("wait-for-clean-nodes (destroy-time wait)", () => {
     assert.match(result.stderr, /KATA_DEPLOY_IGNORE_NODES=node-b pulumi destroy/);
   });
 
+  it("does not wait for a node labelled with a runtime that had no installer, and says how to drop its label", async () => {
+    // Only containerd was deployed: node-b's CRI-O label comes from the labeler alone, and no installer ran there.
+    api.nodes[1].labels = { [`${PREFIX}/container-runtime`]: "crio" };
+    api.onList = (count) => {
+      if (count === 4) api.nodes[0].labels = {};
+    };
+    const env = { KATA_DEPLOY_KUBECONFIG: kubeconfig, KATA_DEPLOY_LABEL_PREFIX: PREFIX, KATA_DEPLOY_TIMEOUT_SECONDS: "20" };
+    const result = await runWait({ ...env, KATA_DEPLOY_RUNTIMES: "containerd" });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /waiting for cleanup of 1 node\(s\): node-a /);
+    assert.match(result.stdout, /note: node-b still carries kata-containers\.io\/container-runtime .*kubectl label node node-b kata-containers\.io\/container-runtime-/);
+
+    // A node an installer touched (kata-runtime set) is waited for whatever its runtime label says.
+    api.nodes = [{ name: "node-b", labels: installed("crio") }];
+    api.onList = () => {};
+    const touched = await runWait({ ...env, KATA_DEPLOY_TIMEOUT_SECONDS: "0.5", KATA_DEPLOY_RUNTIMES: "containerd" });
+    assert.equal(touched.code, 1);
+    assert.match(touched.stderr, /nodes still labelled: node-b/);
+  });
+
   it("does not wait for nodes the operator names in KATA_DEPLOY_IGNORE_NODES", async () => {
     api.onList = () => {
       api.nodes[0].labels = {};

@@ -29,6 +29,19 @@ export interface Registration {
   inputs: Record<string, unknown>;
   /** Dotted paths of inputs that arrived as secrets, e.g. `environment.KATA_DEPLOY_KUBECONFIG`. */
   secretInputs: string[];
+  /** Resource options that decide between update and replace, and how long the engine waits. */
+  options: {
+    /** Input paths whose change forces a replace (`replaceOnChanges`, including what an SDK adds itself). */
+    replaceOnChanges: string[];
+    ignoreChanges: string[];
+    /** URNs whose replacement replaces this resource too (`replaceWith`). */
+    replaceWith: string[];
+    deleteBeforeReplace: boolean;
+    retainOnDelete: boolean;
+    protect: boolean;
+    /** `customTimeouts` as sent ("" for unset). */
+    customTimeouts: { create: string; update: string; delete: string };
+  };
 }
 
 const recorded: Registration[] = [];
@@ -87,6 +100,13 @@ interface RegisterResourceRequest {
   getDependenciesList(): string[];
   getDeletedwith(): string;
   getObject(): Parameters<typeof pulumi.runtime.deserializeProperties>[0];
+  getReplaceonchangesList(): string[];
+  getIgnorechangesList(): string[];
+  getReplaceWithList?(): string[];
+  getDeletebeforereplace(): boolean;
+  getRetainondelete(): boolean | undefined;
+  getProtect(): boolean | undefined;
+  getCustomtimeouts(): { getCreate(): string; getUpdate(): string; getDelete(): string } | undefined;
 }
 interface RegisterResourceResponse {
   getUrn(): string;
@@ -130,6 +150,19 @@ export function useMocks(options: { preview?: boolean } = {}): void {
       deletedWith: req.getDeletedwith(),
       inputs,
       secretInputs,
+      options: {
+        replaceOnChanges: [...req.getReplaceonchangesList()],
+        ignoreChanges: [...req.getIgnorechangesList()],
+        replaceWith: [...(req.getReplaceWithList?.() ?? [])],
+        deleteBeforeReplace: req.getDeletebeforereplace(),
+        retainOnDelete: req.getRetainondelete() ?? false,
+        protect: req.getProtect() ?? false,
+        customTimeouts: {
+          create: req.getCustomtimeouts()?.getCreate() ?? "",
+          update: req.getCustomtimeouts()?.getUpdate() ?? "",
+          delete: req.getCustomtimeouts()?.getDelete() ?? "",
+        },
+      },
     };
     recorded.push(registration);
     return original(req, (err, res) => {
