@@ -5,10 +5,12 @@ import {
   buildInstallerDaemonSet,
   buildLabelerDaemonSet,
   buildRbac,
+  buildRegistryPullSecret,
   buildRuntimeClasses,
   DaemonSetManifest,
 } from "../../components/manifests";
 import { ManifestOptions } from "../../components/settings";
+import { isRollout } from "../../images/kata-deploy/agent/src/kube-labels";
 import { normalizeSettings } from "../../components/validation";
 import { assertValidManifests, schemaProblems } from "../support/k8s-schema";
 
@@ -174,5 +176,109 @@ describe("manifest builders", () => {
       ],
     );
     assert.deepEqual(buildRuntimeClasses(normalizeSettings({ createDefaultRuntimeClass: false })).map((rc) => rc.metadata.name), ["kata-qemu", "kata-fc"]);
+  });
+});
+
+describe("scheduling on real clusters", () => {
+  // Kubernetes' toleration semantics (k8s.io/api/core/v1 Toleration.ToleratesTaint), written out here
+  // independently of the builders, to check what a tainted node admits.
+  interface Taint { key: string; value?: string; effect: "NoSchedule" | "PreferNoSchedule" | "NoExecute" }
+  const tolerates = (tolerations: { key?: string; operator?: string; value?: string; effect?: string }[] | undefined, taint: Taint) =>
+    (tolerations ?? []).some((t) =>
+      (t.effect === undefined || t.effect === "" || t.effect === taint.effect) &&
+      ((t.key ?? "") === "" ? t.operator === "Exists" : t.key === taint.key) &&
+      ((t.operator ?? "Equal") === "Exists" || (t.value ?? "") === (taint.value ?? "")));
+  const schedulable = (ds: DaemonSetManifest, labels: Record<string, string>, taints: Taint[]) =>
+    Object.entries(podSpec(ds).nodeSelector ?? {}).every(([key, value]) => labels[key] === value) &&
+    taints.filter((taint) => taint.effect !== "PreferNoSchedule").every((taint) => tolerates(podSpec(ds).tolerations, taint));
+
+  const controlPlane: Taint = { key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" };
+  const gpu: Taint = { key: "nvidia.com/gpu", value: "present", effect: "NoSchedule" };
+  const draining: Taint = { key: "node.kubernetes.io/unschedulable", effect: "NoExecute" };
+  const runtimeKey = "kata-containers.io/container-runtime";
+  const kataKey = "kata-containers.io/kata-runtime";
+
+  it("by default every DaemonSet tolerates every taint and runs at system-node-critical priority", () => {
+    const { deploy, cleanup } = buildAllManifests(options());
+    for (const ds of [...deploy, ...cleanup]) {
+      assert.equal(podSpec(ds).priorityClassName, "system-node-critical", ds.metadata.name);
+      for (const taint of [controlPlane, gpu, draining]) assert.ok(tolerates(podSpec(ds).tolerations, taint), `${ds.metadata.name} tolerates ${taint.key}`);
+      assert.equal(podSpec(ds).imagePullSecrets, undefined, "no pull secret unless asked for");
+    }
+    const installer = buildInstallerDaemonSet("containerd", options());
+    assert.ok(schedulable(installer, { [runtimeKey]: "containerd" }, [controlPlane, gpu, draining]));
+  });
+
+  it("restricted tolerations keep installers and labeler off other tainted nodes; cleanup still tolerates everything", () => {
+    const opts = options({ tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }], priorityClassName: "" });
+    const labels = { [runtimeKey]: "containerd" };
+    const installer = buildInstallerDaemonSet("containerd", opts);
+    assert.equal(schedulable(installer, labels, [gpu]), true);
+    assert.equal(schedulable(installer, labels, [controlPlane]), false);
+    assert.equal(schedulable(buildLabelerDaemonSet(opts), {}, [controlPlane]), false);
+    const cleanup = buildCleanupDaemonSet(opts);
+    assert.equal(schedulable(cleanup, { ...labels, [kataKey]: "cleanup" }, [controlPlane, gpu, draining]), true);
+    for (const ds of [installer, cleanup, buildLabelerDaemonSet(opts)]) assert.equal(podSpec(ds).priorityClassName, undefined, `"" means no priority class (${ds.metadata.name})`);
+  });
+
+  it("nodeSelector restricts labeler and installers alike, never the cleanup DaemonSet", () => {
+    const sandbox = { "node-role.example.com/sandbox": "true" };
+    const opts = options({ nodeSelector: sandbox });
+    assert.deepEqual(podSpec(buildLabelerDaemonSet(opts)).nodeSelector, sandbox);
+    assert.deepEqual(podSpec(buildInstallerDaemonSet("crio", opts)).nodeSelector, { ...sandbox, [runtimeKey]: "crio" });
+    assert.deepEqual(podSpec(buildCleanupDaemonSet(opts)).nodeSelector, { [kataKey]: "cleanup" });
+  });
+
+  it("narrowing nodeSelector on a later update uninstalls the nodes left out, and the cleanup DaemonSet reaches them", () => {
+    // The agent's own rollout-vs-removal decision (what the installer's preStop runs), fed the updated DaemonSet.
+    const before = buildInstallerDaemonSet("containerd", options({ tolerations: [] }));
+    const after = buildInstallerDaemonSet("containerd", options({ tolerations: [], nodeSelector: { "pool.example.com/name": "sandbox" } }));
+    const kept = { [runtimeKey]: "containerd", [kataKey]: "true", "pool.example.com/name": "sandbox" };
+    const leftOut = { [runtimeKey]: "containerd", [kataKey]: "true", "pool.example.com/name": "general" };
+    const node = (labels: Record<string, string>) => ({ metadata: { name: "n", labels } });
+    // Both nodes ran an installer before the change.
+    assert.ok(schedulable(before, kept, []) && schedulable(before, leftOut, []));
+    // The DaemonSet controller deletes the pod only where the new template no longer fits ...
+    assert.equal(schedulable(after, kept, []), true);
+    assert.equal(schedulable(after, leftOut, []), false);
+    // ... and that pod's preStop sees a removal, not a rollout, so it uninstalls and labels the node cleanup.
+    const daemonSet = after as unknown as Parameters<typeof isRollout>[0];
+    assert.equal(isRollout(daemonSet, node(leftOut)), false);
+    assert.equal(isRollout(daemonSet, node(kept)), true, "a kept node's pod replaced by the same update is a rollout");
+    // The cleanup DaemonSet of the same (narrowed) settings still schedules there, tainted or not.
+    const cleanup = buildCleanupDaemonSet(options({ tolerations: [], nodeSelector: { "pool.example.com/name": "sandbox" } }));
+    assert.equal(schedulable(cleanup, { ...leftOut, [kataKey]: "cleanup" }, [controlPlane, draining]), true);
+  });
+
+  it("imagePullSecrets and resources reach every DaemonSet; crashes surface the agent's last log line", async () => {
+    const opts = options({
+      imagePullSecrets: ["registry-a", "registry-b"],
+      resources: { installer: { limits: { memory: "1Gi" } }, cleanup: { requests: { cpu: "20m" } } },
+    });
+    const all = [...buildAllManifests(opts).deploy, ...buildAllManifests(opts).cleanup];
+    await assertValidManifests(all);
+    for (const ds of all) {
+      assert.deepEqual(podSpec(ds).imagePullSecrets, [{ name: "registry-a" }, { name: "registry-b" }], ds.metadata.name);
+      assert.equal(container(ds).terminationMessagePolicy, "FallbackToLogsOnError", ds.metadata.name);
+      assert.ok(container(ds).resources?.requests?.memory, `${ds.metadata.name} requests memory`);
+    }
+    // Overrides merge per container and per requests/limits.
+    assert.deepEqual(container(buildInstallerDaemonSet("containerd", opts)).resources, { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } });
+    assert.deepEqual(container(buildCleanupDaemonSet(opts)).resources, { requests: { cpu: "20m", memory: "96Mi" } });
+    assert.equal(container(buildLabelerDaemonSet(opts)).resources?.limits, undefined, "no limits by default");
+  });
+});
+
+describe("registry pull Secret", () => {
+  it("is a dockerconfigjson the kubelet can read", async () => {
+    const secret = buildRegistryPullSecret({ namespace: "kata-deploy" }, { server: "registry.example.com:5000", username: "ci", password: "p@ss:word" });
+    assert.deepEqual(await schemaProblems(secret), []);
+    assert.equal(secret.type, "kubernetes.io/dockerconfigjson");
+    assert.equal(secret.metadata.namespace, "kata-deploy");
+    const config = JSON.parse(secret.stringData?.[".dockerconfigjson"] ?? "{}") as { auths: Record<string, { username: string; password: string; auth: string }> };
+    const entry = config.auths["registry.example.com:5000"];
+    assert.equal(entry.username, "ci");
+    // `auth` is base64("user:password"); the password may itself contain ':'.
+    assert.equal(Buffer.from(entry.auth, "base64").toString("utf8"), "ci:p@ss:word");
   });
 });

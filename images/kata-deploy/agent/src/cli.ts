@@ -1,3 +1,302 @@
-// Placeholder entry point; the node-agent work replaces it.
-process.stderr.write("kata-deploy: not implemented yet\n");
-process.exit(2);
+// `kata-deploy` (and `kata-deploy-docker`): the node agent's command line. See docs/node-agent.md.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import type { ContainerdConfigVersion, ContainerdFlavor } from "./config/containerd";
+import type { DockerRuntimeForm } from "./config/docker";
+import { install, status, uninstall, type Target } from "./agent";
+import { dockerEngine, findDockerSocket } from "./docker-engine";
+import { UserError, oneLineReason } from "./errors";
+import { HostCommands } from "./host";
+import { HostRoot } from "./hostfs";
+import type { KubeClient } from "./kube";
+import { isRollout, runtimeFromVersion } from "./kube-labels";
+import * as log from "./log";
+import { buildRequest, parseSnapshotterMapping } from "./request";
+import { allContainerdUnits, containerdAdapter, crioAdapter, dockerAdapter, restartCrio, type RuntimeAdapter } from "./runtimes";
+import { RUNTIMES, loadState, type Runtime } from "./state";
+import { criPluginProblem } from "./host";
+
+const USAGE = `usage:
+  kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
+                        [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
+                        [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
+  kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
+  kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
+  kata-deploy reset     [--host-root DIR] [--restart none|systemd] [--label-prefix P] [--node NAME] [--daemon]
+  kata-deploy status    --host-root DIR [--prefix DIR] [--ready --runtime R]
+  kata-deploy-docker install|remove   (also: kata-deploy docker install|remove)`;
+
+const OPTIONS = {
+  runtime: { type: "string" },
+  "host-root": { type: "string" },
+  artifacts: { type: "string" },
+  shims: { type: "string" },
+  "default-shim": { type: "string" },
+  restart: { type: "string" },
+  prefix: { type: "string" },
+  "containerd-flavor": { type: "string" },
+  "docker-runtime-form": { type: "string" },
+  "label-prefix": { type: "string" },
+  node: { type: "string" },
+  daemon: { type: "boolean" },
+  ready: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Options = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback?: T): T {
+  if (value === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw new UserError(`--${flag} is required (${allowed.join("|")})`);
+  }
+  if (!(allowed as readonly string[]).includes(value)) throw new UserError(`--${flag} ${value}: must be one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+function required(flag: string, value: string | undefined): string {
+  if (value === undefined || value === "") throw new UserError(`--${flag} is required`);
+  return value;
+}
+
+function hostRootOf(values: Options): HostRoot {
+  const dir = required("host-root", values["host-root"]);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`--host-root ${dir}: not a directory`);
+  return new HostRoot(dir);
+}
+
+function prefixOf(values: Options): string {
+  const prefix = values.prefix ?? "/opt/kata";
+  if (!path.posix.isAbsolute(prefix) || path.posix.normalize(prefix) === "/") throw new UserError(`--prefix ${prefix}: must be an absolute directory other than /`);
+  return path.posix.normalize(prefix).replace(/\/$/, "");
+}
+
+function labelKeys(values: Options): { runtimeLabel: string; kataLabel: string } {
+  const prefix = values["label-prefix"] ?? process.env.KATA_DEPLOY_LABEL_PREFIX ?? "kata-containers.io";
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)) throw new UserError(`--label-prefix ${prefix}: must be a DNS subdomain such as kata-containers.io`);
+  return { runtimeLabel: `${prefix}/container-runtime`, kataLabel: `${prefix}/kata-runtime` };
+}
+
+function restartOf(values: Options, fallback: "none" | "systemd" = "none"): "none" | "systemd" {
+  return oneOf("restart", values.restart, ["none", "systemd"] as const, fallback);
+}
+
+/** The Kubernetes client and node name, or undefined when there is no Kubernetes environment. */
+async function kubeOf(values: Options): Promise<{ client: KubeClient; node: string } | undefined> {
+  if (!process.env.KUBECONFIG && !process.env.KUBERNETES_SERVICE_HOST) return undefined;
+  // Loaded only when needed: the client (and its HTTP stack) is the bulk of the bundle's start-up time.
+  const { kubeClientFromEnv } = await import("./kube.js");
+  const client = kubeClientFromEnv();
+  if (client === undefined) return undefined;
+  const node = values.node ?? process.env.NODE_NAME;
+  if (!node) throw new UserError("--node (or NODE_NAME) is required when a Kubernetes API is configured");
+  return { client, node };
+}
+
+/** `recorded`: the details an earlier install saved (removal must edit the files that install edited). */
+async function adapterFor(runtime: Runtime, values: Options, root: HostRoot, host: HostCommands | undefined, recorded?: Record<string, unknown>): Promise<RuntimeAdapter> {
+  if (runtime === "containerd") {
+    const flavor = oneOf("containerd-flavor", values["containerd-flavor"] ?? (recorded?.flavor as string | undefined), ["containerd", "k3s", "rke2"] as const, "containerd");
+    const hint = recorded?.configVersionHint as ContainerdConfigVersion | undefined;
+    return containerdAdapter({ flavor: flavor as ContainerdFlavor, host, configVersionHint: hint });
+  }
+  if (runtime === "crio") return crioAdapter(host);
+  const recordedForm = recorded?.form as DockerRuntimeForm | undefined;
+  const form = oneOf("docker-runtime-form", values["docker-runtime-form"] ?? recordedForm, ["auto", "shim-v2", "runc"] as const, "auto");
+  const socket = findDockerSocket(root);
+  return dockerAdapter({ form, host, engine: socket === undefined ? undefined : dockerEngine(socket) });
+}
+
+async function runInstall(values: Options): Promise<void> {
+  const runtime = oneOf("runtime", values.runtime, RUNTIMES);
+  const root = hostRootOf(values);
+  const artifacts = required("artifacts", values.artifacts);
+  const artifactsKata = path.join(artifacts, "opt/kata");
+  if (!fs.existsSync(artifactsKata)) throw new UserError(`--artifacts ${artifacts}: has no opt/kata directory; pass the directory the Kata release tarball was unpacked into`);
+  const shims = (values.shims ?? "qemu,fc").split(",").map((shim) => shim.trim()).filter((shim) => shim !== "");
+  if (shims.length === 0) throw new UserError("--shims: give at least one shim, e.g. --shims qemu,fc");
+  for (const shim of shims) if (!/^[a-z0-9][a-z0-9-]*$/.test(shim)) throw new UserError(`--shims: "${shim}" is not a shim name (lowercase letters, digits and -)`);
+  if (new Set(shims).size !== shims.length) throw new UserError(`--shims ${shims.join(",")}: lists a shim twice`);
+  const defaultShim = values["default-shim"] ?? shims[0];
+  if (!shims.includes(defaultShim)) throw new UserError(`--default-shim ${defaultShim}: must be one of --shims (${shims.join(",")})`);
+  const prefix = prefixOf(values);
+  const restart = restartOf(values);
+  const { kataLabel } = labelKeys(values);
+  const kube = await kubeOf(values);
+  const host = restart === "systemd" ? new HostCommands(root) : undefined;
+  const target: Target = { root, prefix, host };
+  const adapter = await adapterFor(runtime, values, root, host);
+  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: parseSnapshotterMapping(process.env.SNAPSHOTTER_HANDLER_MAPPING) });
+  const outcome = await install(target, { adapter, request, artifactsKata, details: { ...adapter.details, shims, defaultShim } });
+  log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
+  if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true" }));
+}
+
+async function runUninstall(values: Options): Promise<void> {
+  const runtime = oneOf("runtime", values.runtime, RUNTIMES);
+  const root = hostRootOf(values);
+  const prefix = prefixOf(values);
+  const restart = restartOf(values);
+  const { kataLabel } = labelKeys(values);
+  const kube = await kubeOf(values);
+  if (kube) {
+    const namespace = process.env.POD_NAMESPACE;
+    const daemonSetName = process.env.DAEMONSET_NAME;
+    if (namespace && daemonSetName) {
+      const [daemonSet, node] = await Promise.all([kube.client.getDaemonSet(namespace, daemonSetName), kube.client.getNode(kube.node)]);
+      if (isRollout(daemonSet, node)) {
+        log.info(`daemonset ${namespace}/${daemonSetName} still selects node ${kube.node}: a rollout, not a removal; leaving Kata installed`);
+        return;
+      }
+    }
+  }
+  const host = restart === "systemd" ? new HostCommands(root) : undefined;
+  const recorded = loadState(root, prefix)?.runtimes[runtime]?.details;
+  // Removal does not depend on the Docker runtime form; use the recorded one and detect nothing.
+  const adapter = await adapterFor(runtime, { ...values, "docker-runtime-form": values["docker-runtime-form"] ?? (recorded?.form as string | undefined) ?? "shim-v2" }, root, undefined, recorded);
+  const outcome = await uninstall({ root, prefix, host }, adapter);
+  log.info(`uninstall ${runtime}: complete${outcome.artifactsRemoved ? ` (${prefix} emptied)` : ""}`);
+  if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=cleanup`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "cleanup" }));
+}
+
+async function runLabel(values: Options): Promise<void> {
+  const { runtimeLabel } = labelKeys(values);
+  const kube = await kubeOf(values);
+  if (!kube) throw new UserError("label needs a Kubernetes API: run it in a pod (in-cluster config) or set KUBECONFIG");
+  const node = await kube.client.getNode(kube.node);
+  const version = node.status?.nodeInfo?.containerRuntimeVersion;
+  const runtime = runtimeFromVersion(version);
+  if (runtime === undefined) {
+    const unsupported = `node ${kube.node}: container runtime "${version ?? "unknown"}" is not supported; Kata needs containerd:// or cri-o://`;
+    if (!values.daemon) throw new UserError(unsupported);
+    // As a DaemonSet pod, exiting would only crash-loop (and keep the DaemonSet from ever being ready):
+    // leave the node unlabelled, so no installer is scheduled on it, and idle.
+    log.info(`${unsupported}; not labelling it, so no Kata installer runs here`);
+    return;
+  }
+  await log.phase(`label node ${kube.node} ${runtimeLabel}=${runtime}`, () => kube.client.patchNodeLabels(kube.node, { [runtimeLabel]: runtime }));
+}
+
+async function runReset(values: Options): Promise<void> {
+  const { runtimeLabel, kataLabel } = labelKeys(values);
+  const restart = restartOf(values);
+  const kube = await kubeOf(values);
+  let runtime: Runtime | undefined = values.runtime === undefined ? undefined : oneOf("runtime", values.runtime, RUNTIMES);
+  if (runtime === undefined && kube) {
+    const labelled = (await kube.client.getNode(kube.node)).metadata?.labels?.[runtimeLabel];
+    if (labelled === "containerd" || labelled === "crio") runtime = labelled;
+  }
+  if (restart === "systemd") {
+    if (runtime === undefined) throw new UserError(`reset --restart systemd: cannot tell which runtime to restart (no ${runtimeLabel} label on the node; pass --runtime)`);
+    const host = new HostCommands(values["host-root"] ? hostRootOf(values) : new HostRoot("/"));
+    const outcome = await log.phase(`restart ${runtime}`, async () => {
+      if (runtime === "crio") return restartCrio(host);
+      const unit = runtime === "docker" ? "docker" : await host.pickUnit(allContainerdUnits());
+      if (unit === undefined) throw new UserError(`none of the systemd units ${allContainerdUnits().join(", ")} exists on this host`);
+      const failure = await host.control("restart", unit);
+      if (failure !== undefined) return { unit, problem: failure };
+      const problem = await host.waitHealthy(unit, async () => {
+        if (runtime !== "containerd") return undefined;
+        const plugins = await host.run("ctr", ["plugins", "ls"], 30_000);
+        return plugins.missing ? undefined : plugins.code !== 0 ? `ctr plugins ls exited with ${plugins.code}` : criPluginProblem(plugins.stdout);
+      });
+      return { unit, problem };
+    });
+    if (outcome.problem !== undefined) throw new UserError(`${outcome.unit}: not healthy after the restart (${outcome.problem}); labels left in place`);
+  }
+  if (kube) await log.phase(`remove labels ${runtimeLabel}, ${kataLabel} from node ${kube.node}`, () => kube.client.patchNodeLabels(kube.node, { [runtimeLabel]: null, [kataLabel]: null }));
+}
+
+function runStatus(values: Options): number {
+  const root = hostRootOf(values);
+  const report = status(root, prefixOf(values));
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  if (!values.ready) return 0;
+  const runtime = oneOf("runtime", values.runtime, RUNTIMES);
+  return report.runtimes[runtime]?.status === "installed" && !report.pendingChange ? 0 : 1;
+}
+
+/** `kata-deploy-docker install|remove`: the seed's Docker quick start, flags may override the defaults. */
+async function runDocker(action: string | undefined, values: Options): Promise<void> {
+  const defaults: Options = { runtime: "docker", "host-root": "/", artifacts: "/opt/kata-artifacts", shims: "qemu,fc", restart: "systemd" };
+  const merged: Options = { ...defaults, ...Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) };
+  if (action === "install") return runInstall(merged);
+  if (action === "remove") return runUninstall(merged);
+  throw new UserError(`kata-deploy-docker: expected install or remove, got ${action ?? "nothing"}`);
+}
+
+/** Keeps a DaemonSet container alive after its work, until the kubelet stops it. */
+function waitForTermination(): Promise<void> {
+  log.info("done; waiting for SIGTERM");
+  return new Promise((resolve) => {
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    const stop = (signal: string): void => {
+      clearInterval(keepAlive);
+      log.info(`${signal}: exiting`);
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv.slice(2), options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UserError(`${(error as Error).message.split("\n")[0]} (see kata-deploy --help)`);
+  }
+  const { values, positionals } = parsed;
+  const invokedAsDocker = path.basename(argv[1] ?? "").startsWith("kata-deploy-docker");
+  const [command, ...rest] = invokedAsDocker ? ["docker", ...positionals] : positionals;
+  if (values.help || command === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined && !values.help ? 1 : 0;
+  }
+  const extra = command === "docker" ? rest.slice(1) : rest;
+  if (extra.length > 0) throw new UserError(`unexpected argument ${extra[0]} (see kata-deploy --help)`);
+  const started = performance.now();
+  switch (command) {
+    case "install":
+      await runInstall(values);
+      break;
+    case "uninstall":
+      await runUninstall(values);
+      break;
+    case "label":
+      await runLabel(values);
+      break;
+    case "reset":
+      await runReset(values);
+      break;
+    case "status":
+      return runStatus(values);
+    case "docker":
+      await runDocker(rest[0], values);
+      break;
+    default:
+      throw new UserError(`unknown command ${command} (see kata-deploy --help)`);
+  }
+  log.info(`${command}: finished in ${log.formatDuration(performance.now() - started)}`);
+  if (values.daemon) await waitForTermination();
+  return 0;
+}
+
+// Dependencies' deprecation warnings (the Kubernetes client's url.parse, punycode) are not the
+// operator's business, and stderr must stay one line on failure.
+process.noDeprecation = true;
+
+main(process.argv).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    const reason = oneLineReason(error);
+    if (reason !== undefined) {
+      process.stderr.write(`kata-deploy: ${reason}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`kata-deploy: unexpected error (a bug; please report it with this trace): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(2);
+  },
+);

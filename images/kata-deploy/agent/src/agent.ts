@@ -1,0 +1,356 @@
+// install / uninstall / status: the order of work is what makes the agent safe to kill at any instant.
+// install:   lock → resume a pending change → artifacts (durable) → config transaction (drop-ins first,
+//            the main file last, validated before its rename) → restart + verify (or roll back) →
+//            remove artifacts the new release no longer ships.
+// uninstall: lock → resume → config transaction (main file first) → restart + verify → artifacts,
+//            state and the directories we created (only when no runtime is configured any more).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ConfigError, type FileEdit, type KataConfigRequest } from "./config/types";
+import { RuntimeRestartError, UserError } from "./errors";
+import { installArtifacts, removeArtifacts } from "./artifacts";
+import { assertWritable, readHostFile, removeDirIfEmpty, sha256, type HostFile, type HostRoot } from "./hostfs";
+import type { HostCommands } from "./host";
+import { acquireHostLock } from "./lock";
+import * as log from "./log";
+import type { RuntimeAdapter } from "./runtimes";
+import {
+  emptyState,
+  loadState,
+  saveState,
+  stateDirHostPath,
+  stateFileHostPath,
+  type AgentState,
+  type ConfigFileRecord,
+  type RuntimeRecord,
+} from "./state";
+import { applyTransaction, removeCreatedDirs, resumePending, type PlannedWrite } from "./transaction";
+
+export interface Target {
+  root: HostRoot;
+  prefix: string;
+  /** undefined: --restart none (touch files only). */
+  host: HostCommands | undefined;
+}
+
+/** Runs `work` under the host lock with the loaded (and resumed) state. */
+async function withLockedState<T>(target: Target, create: boolean, work: (state: AgentState | undefined) => Promise<T>): Promise<T> {
+  const prefixLocal = target.root.local(target.prefix);
+  if (!create && !fs.existsSync(prefixLocal)) return work(undefined);
+  if (create) assertWritable(target.root, path.posix.join(target.prefix, "x"));
+  const acquired = await log.phase("lock", () => acquireHostLock(prefixLocal, create));
+  if (acquired === undefined) return work(undefined); // removed by the agent we waited for
+  const { lock, createdDirs } = acquired;
+  try {
+    let state = loadState(target.root, target.prefix);
+    if (state === undefined && create) {
+      // Saved with the first journal entry (the artifacts about to be copied), moments later.
+      state = emptyState(target.prefix);
+      state.createdDirs = createdDirs.map((dir) => dir.slice(target.root.dir === "/" ? 0 : target.root.dir.length));
+    }
+    if (state !== undefined) await resumePending(target.root, state);
+    return await work(state);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Reads config files for a planner, remembering what it saw (bytes, real path, mode). */
+class PlannerReads {
+  readonly files = new Map<string, HostFile>();
+  constructor(private readonly root: HostRoot) {}
+
+  readonly read = (hostPath: string): string | undefined => this.get(hostPath).text;
+
+  get(hostPath: string): HostFile {
+    let file = this.files.get(hostPath);
+    if (file === undefined) {
+      file = readHostFile(this.root, hostPath);
+      this.files.set(hostPath, file);
+    }
+    return file;
+  }
+}
+
+/** Runs a planner, turning its ConfigError into the one-line refusal. */
+function plan<T>(mainConfig: string, work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UserError(`${error.file ?? mainConfig}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Install: main file last (it points at the others); uninstall: main file first. */
+function ordered(edits: PlannedWrite[], mainReal: string, mainFirst: boolean): PlannedWrite[] {
+  const main = edits.filter((edit) => edit.hostPath === mainReal);
+  const others = edits.filter((edit) => edit.hostPath !== mainReal);
+  return mainFirst ? [...main, ...others] : [...others, ...main];
+}
+
+function missingDirs(root: HostRoot, hostPath: string): string[] {
+  const missing: string[] = [];
+  for (let dir = path.posix.dirname(hostPath); dir !== "/" && !fs.existsSync(root.local(dir)); dir = path.posix.dirname(dir)) missing.unshift(dir);
+  return missing;
+}
+
+function bytesOf(text: string | undefined): Buffer | undefined {
+  return text === undefined ? undefined : Buffer.from(text, "utf8");
+}
+
+export interface InstallOptions {
+  adapter: RuntimeAdapter;
+  request: KataConfigRequest;
+  artifactsKata: string;
+  details: Record<string, string | string[] | number | undefined>;
+}
+
+export interface InstallOutcome {
+  changedFiles: string[];
+  restarted: boolean;
+}
+
+/**
+ * Plans an install's config writes (reads only). Run once before anything is touched, so a refusal
+ * changes nothing, and again under the lock for the real run.
+ */
+function planInstallConfig(target: Target, options: InstallOptions, previous: RuntimeRecord | undefined): { writes: PlannedWrite[]; recordAfter: RuntimeRecord; notices: string[] } {
+  const { root } = target;
+  const { adapter } = options;
+  const reads = new PlannerReads(root);
+  const planned = plan(adapter.mainConfig, () => adapter.planInstall(reads.read, options.request, previous?.owned));
+  // What the files are without us when someone edited them since our last write (see below).
+  const stripped = new Map<string, string | undefined>();
+  const strippedFor = (hostPath: string, owned: unknown): string | undefined => {
+    if (!stripped.has(hostPath)) {
+      for (const edit of plan(adapter.mainConfig, () => adapter.planUninstall(reads.read, owned))) stripped.set(edit.path, edit.after);
+    }
+    return stripped.has(hostPath) ? stripped.get(hostPath) : reads.get(hostPath).text;
+  };
+  const files: Record<string, ConfigFileRecord> = { ...(previous?.files ?? {}) };
+  const createdDirs = [...(previous?.createdDirs ?? [])];
+  const writes: PlannedWrite[] = [];
+  for (const edit of planned.edits) {
+    const file = reads.get(edit.path);
+    const current = file.bytes;
+    const after = bytesOf(edit.after);
+    const known = files[file.realHostPath];
+    let original: string | null;
+    if (known !== undefined && current !== undefined && sha256(current) === known.written) original = known.original;
+    else if (known === undefined && (current === undefined || !(after?.equals(current) ?? false))) original = current?.toString("base64") ?? null;
+    else {
+      // Edited by someone since our write (or already ours without a record): the original is
+      // the current file minus our stanzas, so their edits survive removal.
+      const without = strippedFor(edit.path, known !== undefined ? previous?.owned : planned.owned);
+      original = without === undefined ? null : Buffer.from(without, "utf8").toString("base64");
+    }
+    if (after === undefined) delete files[file.realHostPath];
+    else files[file.realHostPath] = { original, written: sha256(after) };
+    const changed = after === undefined ? current !== undefined : current === undefined || !after.equals(current);
+    if (changed) {
+      assertWritable(root, file.realHostPath);
+      for (const dir of missingDirs(root, file.realHostPath)) if (!createdDirs.includes(dir)) createdDirs.push(dir);
+      writes.push({ hostPath: file.realHostPath, before: current, after, like: file.stats });
+    }
+  }
+  const record: RuntimeRecord = {
+    status: target.host ? "configured" : "installed",
+    reloaded: writes.length === 0 ? (previous?.reloaded ?? false) : false,
+    files,
+    createdDirs,
+    owned: planned.owned,
+    details: options.details,
+  };
+  if (writes.length === 0 && previous?.status === "installed" && (previous.reloaded || !target.host)) record.status = "installed";
+  return { writes: ordered(writes, root.resolve(adapter.mainConfig), false), recordAfter: record, notices: planned.notices ?? [] };
+}
+
+export async function install(target: Target, options: InstallOptions): Promise<InstallOutcome> {
+  const { root, prefix } = target;
+  const { adapter } = options;
+  // Dry run first: a config we must refuse is refused before the prefix, the state or any artifact exists.
+  const recorded = loadState(root, prefix);
+  if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
+  return withLockedState(target, true, async (loaded) => {
+    const state = loaded as AgentState;
+    const prefixLocal = root.local(prefix);
+    const savedAs = fs.existsSync(root.local(stateFileHostPath(prefix))) ? JSON.stringify(state) : undefined;
+
+    const copied = await log.phase("artifacts", async () => {
+      const result = await installArtifacts(options.artifactsKata, prefixLocal, state.artifacts, async (journal) => {
+        state.artifacts = journal;
+        // Not fsynced: the syncfs that makes the artifacts durable makes this record durable with them.
+        await saveState(root, state, false);
+      });
+      state.artifacts = result.state;
+      log.info(`artifacts: ${result.copiedFiles} file(s) copied (${log.formatBytes(result.copiedBytes)}), ${result.unchangedFiles} unchanged, into ${prefix}`);
+      return result;
+    });
+
+    const previous = state.runtimes[adapter.runtime];
+    const { writes, recordAfter, notices } = await log.phase(`plan ${adapter.runtime} config`, async () => planInstallConfig(target, options, previous));
+    for (const notice of notices) log.notice(`${adapter.runtime} config: ${notice}`);
+
+    // Directories this run creates for config files; removed again if the run is undone.
+    const newDirs = recordAfter.createdDirs.filter((dir) => !(previous?.createdDirs ?? []).includes(dir));
+    await log.phase(`write ${adapter.runtime} config`, async () => {
+      const mainReal = root.resolve(adapter.mainConfig);
+      const host = target.host;
+      await applyTransaction({
+        root,
+        state,
+        runtime: adapter.runtime,
+        writes,
+        recordAfter,
+        validate: host
+          ? {
+              hostPath: mainReal,
+              check: async (tempHostPath) => {
+                const complaint = await adapter.validate(host, tempHostPath);
+                if (complaint !== undefined) throw new UserError(`${adapter.mainConfig}: ${adapter.runtime} rejects the new configuration: ${complaint}; nothing was changed`);
+              },
+            }
+          : undefined,
+      }).catch(async (error: unknown) => {
+        await removeCreatedDirs(root, newDirs);
+        throw error;
+      });
+      log.info(writes.length === 0 ? `${adapter.runtime} config already up to date` : `${adapter.runtime} config: wrote ${writes.map((w) => w.hostPath).join(", ")}`);
+    });
+
+    let restarted = false;
+    const record = state.runtimes[adapter.runtime] as RuntimeRecord;
+    if (target.host && !record.reloaded) {
+      const host = target.host;
+      const runtimeNames = options.request.runtimes.map((runtime) => runtime.name);
+      const outcome = await log.phase(`restart ${adapter.runtime}`, () => adapter.restartAndVerify(host, runtimeNames));
+      restarted = true;
+      if (outcome.problem !== undefined) {
+        if (writes.length > 0) {
+          await log.phase(`roll back ${adapter.runtime} config`, async () => {
+            const undo = [...writes].reverse().map((write): PlannedWrite => ({ hostPath: write.hostPath, before: write.after, after: write.before, like: write.like }));
+            await applyTransaction({ root, state, runtime: adapter.runtime, writes: undo, recordAfter: previous ?? null, removeDirs: newDirs });
+            // Only "is it back?": the Kata runtimes are expected to be gone again now.
+            const again = await adapter.restartAndVerify(host, []);
+            if (again.problem !== undefined) log.warn(`${again.unit} still unhealthy after the rollback: ${again.problem}`);
+          });
+          throw new RuntimeRestartError(`${outcome.unit}: did not come back healthy with the new configuration (${outcome.problem}); restored the previous ${adapter.mainConfig} and restarted it`);
+        }
+        throw new RuntimeRestartError(`${outcome.unit}: not healthy after the restart (${outcome.problem})`);
+      }
+      record.status = "installed";
+      record.reloaded = true;
+      await saveState(root, state);
+    }
+
+    if (Object.keys(copied.stale.files).length + Object.keys(copied.stale.symlinks).length + copied.stale.dirs.length > 0) {
+      await log.phase("remove artifacts the new release no longer ships", async () => {
+        await removeArtifacts(prefixLocal, copied.stale);
+        for (const rel of Object.keys(copied.stale.files)) delete state.artifacts.files[rel];
+        for (const rel of Object.keys(copied.stale.symlinks)) delete state.artifacts.symlinks[rel];
+        state.artifacts.dirs = state.artifacts.dirs.filter((dir) => !copied.stale.dirs.includes(dir) || fs.existsSync(path.join(prefixLocal, dir)));
+        await saveState(root, state);
+      });
+    }
+    // One last save for whatever is not saved yet (artifact records, a record without file changes).
+    if (JSON.stringify(state) !== savedAs) await saveState(root, state, false);
+    return { changedFiles: writes.map((write) => write.hostPath), restarted };
+  });
+}
+
+export interface UninstallOutcome {
+  /** Nothing was recorded for this runtime. */
+  nothingInstalled: boolean;
+  artifactsRemoved: boolean;
+}
+
+export async function uninstall(target: Target, adapter: RuntimeAdapter): Promise<UninstallOutcome> {
+  const { root, prefix } = target;
+  return withLockedState(target, false, async (state) => {
+    if (state === undefined) {
+      // An interrupted removal can leave our (empty) state directory behind; it is unambiguously ours.
+      await removeDirIfEmpty(root.local(stateDirHostPath(prefix)));
+      log.info(`nothing installed under ${prefix}`);
+      return { nothingInstalled: true, artifactsRemoved: false };
+    }
+    const record = state.runtimes[adapter.runtime];
+    if (record !== undefined) {
+      const reads = new PlannerReads(root);
+      const writes = await log.phase(`plan ${adapter.runtime} config removal`, async () => {
+        const surgical = new Map<string, string | undefined>();
+        const surgicalEdits: FileEdit[] = plan(adapter.mainConfig, () => adapter.planUninstall(reads.read, record.owned));
+        for (const edit of surgicalEdits) surgical.set(reads.get(edit.path).realHostPath, edit.after);
+        const writes: PlannedWrite[] = [];
+        const seen = new Set<string>();
+        for (const [hostPath, known] of Object.entries(record.files)) {
+          seen.add(hostPath);
+          const file = readHostFile(root, hostPath);
+          if (file.bytes === undefined) continue; // removed by someone else: nothing of ours left
+          let after: Buffer | undefined;
+          if (sha256(file.bytes) === known.written) after = known.original === null ? undefined : Buffer.from(known.original, "base64");
+          else after = surgical.has(hostPath) ? bytesOf(surgical.get(hostPath)) : file.bytes;
+          if (after === undefined || !after.equals(file.bytes)) {
+            assertWritable(root, hostPath);
+            writes.push({ hostPath, before: file.bytes, after, like: file.stats });
+          }
+        }
+        for (const [hostPath, after] of surgical) {
+          const file = readHostFile(root, hostPath);
+          const afterBytes = bytesOf(after);
+          if (seen.has(hostPath) || file.bytes === undefined || (afterBytes !== undefined && afterBytes.equals(file.bytes))) continue;
+          assertWritable(root, hostPath);
+          writes.push({ hostPath, before: file.bytes, after: afterBytes, like: file.stats });
+        }
+        return ordered(writes, root.resolve(adapter.mainConfig), true);
+      });
+      await log.phase(`write ${adapter.runtime} config`, async () => {
+        await applyTransaction({ root, state, runtime: adapter.runtime, writes, recordAfter: null, removeDirs: record.createdDirs });
+        log.info(writes.length === 0 ? `${adapter.runtime} config: nothing of ours left` : `${adapter.runtime} config: restored ${writes.map((w) => w.hostPath).join(", ")}`);
+      });
+      if (target.host) {
+        const host = target.host;
+        const outcome = await log.phase(`restart ${adapter.runtime}`, () => adapter.restartAndVerify(host, []));
+        if (outcome.problem !== undefined) throw new RuntimeRestartError(`${outcome.unit}: not healthy after removing Kata from its configuration (${outcome.problem})`);
+      }
+    } else {
+      log.info(`${adapter.runtime}: no Kata configuration recorded`);
+    }
+
+    if (Object.keys(state.runtimes).length > 0) {
+      log.info(`keeping ${prefix}: still configured for ${Object.keys(state.runtimes).join(", ")}`);
+      return { nothingInstalled: record === undefined, artifactsRemoved: false };
+    }
+    await log.phase("remove artifacts", async () => {
+      await removeArtifacts(root.local(prefix), state.artifacts);
+      fs.rmSync(root.local(stateFileHostPath(prefix)), { force: true });
+      await removeDirIfEmpty(root.local(stateDirHostPath(prefix)));
+      // The prefix itself: removed when we created it and it is empty; a mount point (EBUSY) stays, emptied.
+      await removeCreatedDirs(root, state.createdDirs);
+    });
+    return { nothingInstalled: record === undefined, artifactsRemoved: true };
+  });
+}
+
+export interface StatusReport {
+  prefix: string;
+  installed: boolean;
+  pendingChange: boolean;
+  artifacts: { files: number; symlinks: number };
+  runtimes: Record<string, { status: string; reloaded: boolean; configFiles: string[]; details: RuntimeRecord["details"] }>;
+}
+
+export function status(root: HostRoot, prefix: string): StatusReport {
+  const state = loadState(root, prefix);
+  const runtimes: StatusReport["runtimes"] = {};
+  for (const [runtime, record] of Object.entries(state?.runtimes ?? {})) {
+    runtimes[runtime] = { status: record.status, reloaded: record.reloaded, configFiles: Object.keys(record.files), details: record.details };
+  }
+  return {
+    prefix,
+    installed: state !== undefined && Object.keys(state.runtimes).length > 0,
+    pendingChange: state?.pending !== undefined,
+    artifacts: { files: Object.keys(state?.artifacts.files ?? {}).length, symlinks: Object.keys(state?.artifacts.symlinks ?? {}).length },
+    runtimes,
+  };
+}

@@ -1,0 +1,236 @@
+// File-system edge for host files: maps host paths under --host-root, resolves host symlinks the way
+// the host would see them, and writes atomically (temp file in the same directory, fsync, rename,
+// fsync of the directory) so that a crash leaves either the old or the new file, never a torn one.
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as fsp from "node:fs/promises";
+import * as path from "node:path";
+import { UserError, errnoCode } from "./errors";
+
+/** Linux gives up after 40 links (ELOOP); so do we. */
+const MAX_SYMLINK_HOPS = 40;
+
+/** The suffix of our temp files; a crash can leave one behind, and the next run replaces or removes it. */
+export const TEMP_SUFFIX = ".kata-deploy.tmp";
+
+export function tempPathFor(localPath: string): string {
+  return path.join(path.dirname(localPath), `.${path.basename(localPath)}${TEMP_SUFFIX}`);
+}
+
+export function sha256(data: Buffer | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Where the host's `/` is mounted. Host paths are absolute paths as the node sees them. */
+export class HostRoot {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+  }
+
+  /** The local path of a host path (no symlink resolution). */
+  local(hostPath: string): string {
+    if (!path.isAbsolute(hostPath)) throw new Error(`internal: host path must be absolute: ${hostPath}`);
+    return path.join(this.dir, hostPath);
+  }
+
+  /**
+   * Resolves symlinks in `hostPath` as the host would (absolute link targets are relative to the host
+   * root, not to this container's `/`). Returns the host path of the final target, which may not exist.
+   * A loop is a user error: the host's own runtime would fail on it too.
+   */
+  resolve(hostPath: string): string {
+    let pending = hostPath.split("/").filter((part) => part !== "");
+    let resolved = "/";
+    let hops = 0;
+    while (pending.length > 0) {
+      const part = pending.shift() as string;
+      if (part === ".") continue;
+      if (part === "..") {
+        resolved = path.dirname(resolved);
+        continue;
+      }
+      const candidate = path.posix.join(resolved, part);
+      let target: string;
+      try {
+        target = fs.readlinkSync(this.local(candidate));
+      } catch (error) {
+        const code = errnoCode(error);
+        // EINVAL: not a symlink; ENOENT/ENOTDIR: the rest does not exist (yet) — keep it literal.
+        if (code === "EINVAL" || code === "ENOENT" || code === "ENOTDIR") {
+          resolved = candidate;
+          continue;
+        }
+        throw error;
+      }
+      if (++hops > MAX_SYMLINK_HOPS) {
+        throw new UserError(`${hostPath}: too many levels of symbolic links (a symlink loop); point the link at a real file`);
+      }
+      pending = [...target.split("/").filter((p) => p !== ""), ...pending];
+      if (target.startsWith("/")) resolved = "/";
+    }
+    return resolved;
+  }
+}
+
+/** A host config file as read before planning. */
+export interface HostFile {
+  /** The host path the planner knows (as given, unresolved). */
+  hostPath: string;
+  /** The host path actually read and written (symlinks resolved). */
+  realHostPath: string;
+  /** Raw bytes; undefined when the file does not exist. */
+  bytes: Buffer | undefined;
+  text: string | undefined;
+  stats: fs.Stats | undefined;
+}
+
+/**
+ * Reads a config file for planning, refusing anything the agent must not touch: a directory where a
+ * file belongs, a symlink loop, bytes that are not UTF-8 (a text edit would corrupt them).
+ */
+export function readHostFile(root: HostRoot, hostPath: string): HostFile {
+  const realHostPath = root.resolve(hostPath);
+  const local = root.local(realHostPath);
+  let stats: fs.Stats;
+  try {
+    stats = fs.statSync(local);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === "ENOENT") return { hostPath, realHostPath, bytes: undefined, text: undefined, stats: undefined };
+    if (code === "ENOTDIR") throw new UserError(`${hostPath}: a parent of this path is not a directory; fix the path on the host`);
+    if (code === "ELOOP") throw new UserError(`${hostPath}: too many levels of symbolic links (a symlink loop); point the link at a real file`);
+    throw error;
+  }
+  if (stats.isDirectory()) throw new UserError(`${hostPath}: is a directory, expected a config file; remove or rename the directory`);
+  if (!stats.isFile()) throw new UserError(`${hostPath}: is not a regular file; replace it with a config file`);
+  const bytes = fs.readFileSync(local);
+  const text = bytes.toString("utf8");
+  if (!Buffer.from(text, "utf8").equals(bytes)) {
+    throw new UserError(`${hostPath}: is not valid UTF-8; re-save it as UTF-8 text`);
+  }
+  return { hostPath, realHostPath, bytes, text, stats };
+}
+
+/**
+ * Refuses up front (before anything is written) when `hostPath` cannot be written: a read-only file
+ * system, or a parent that is not a directory. Missing parents are fine (they are created).
+ */
+export function assertWritable(root: HostRoot, hostPath: string): void {
+  let dir = path.dirname(root.local(hostPath));
+  for (;;) {
+    try {
+      const stats = fs.statSync(dir);
+      if (!stats.isDirectory()) throw new UserError(`${hostPath}: ${dir.slice(root.dir.length) || "/"} is not a directory; fix the path on the host`);
+      break;
+    } catch (error) {
+      if (error instanceof UserError) throw error;
+      if (errnoCode(error) !== "ENOENT") throw error;
+      if (dir === root.dir || dir === path.dirname(dir)) break;
+      dir = path.dirname(dir);
+    }
+  }
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === "EROFS") throw new UserError(`${hostPath}: the file system is read-only; remount it read-write (or mount the config directory writable into the pod)`);
+    if (code === "EACCES" || code === "EPERM") throw new UserError(`${hostPath}: permission denied writing ${dir}; run the agent as root`);
+    throw error;
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** mkdir -p that returns the directories it created (outermost first), so they can be removed later. */
+export async function makeDirs(dir: string, mode = 0o755): Promise<string[]> {
+  const missing: string[] = [];
+  for (let current = dir; ; current = path.dirname(current)) {
+    try {
+      const stats = await fsp.stat(current);
+      if (!stats.isDirectory()) throw new UserError(`${current}: exists and is not a directory; remove it`);
+      break;
+    } catch (error) {
+      if (error instanceof UserError) throw error;
+      if (errnoCode(error) !== "ENOENT") throw error;
+      missing.unshift(current);
+      if (current === path.dirname(current)) break;
+    }
+  }
+  for (const created of missing) {
+    await fsp.mkdir(created, { mode }).catch((error: unknown) => {
+      if (errnoCode(error) !== "EEXIST") throw error;
+    });
+  }
+  if (missing.length > 0) await fsyncDir(path.dirname(missing[0]));
+  return missing;
+}
+
+export interface AtomicWriteOptions {
+  /** Keep this file's mode and owner (the file being replaced). */
+  like?: fs.Stats;
+  /** Mode for a new file. */
+  mode?: number;
+  /** Called with the complete, durable temp file before it is renamed into place; throwing aborts. */
+  beforeRename?: (tempPath: string) => Promise<void>;
+  /**
+   * false: skip the fsyncs (still atomic against a killed process, not against power loss). For
+   * records whose loss only means redoing work, so a run does not pay a journal commit for each.
+   */
+  durable?: boolean;
+}
+
+/** Replaces `localPath` with `data`: temp file in the same directory, fsync, rename, fsync directory. */
+export async function atomicWrite(localPath: string, data: Buffer | string, options: AtomicWriteOptions = {}): Promise<void> {
+  const temp = tempPathFor(localPath);
+  const mode = options.like ? options.like.mode & 0o7777 : (options.mode ?? 0o644);
+  const handle = await fsp.open(temp, "w", mode);
+  try {
+    await handle.writeFile(data);
+    await handle.chmod(mode);
+    if (options.like && process.getuid?.() === 0) await handle.chown(options.like.uid, options.like.gid);
+    if (options.durable !== false) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    if (options.beforeRename) await options.beforeRename(temp);
+    await fsp.rename(temp, localPath);
+  } catch (error) {
+    await fsp.rm(temp, { force: true });
+    throw error;
+  }
+  if (options.durable !== false) await fsyncDir(path.dirname(localPath));
+}
+
+/** Deletes a file (if present) durably. */
+export async function removeFile(localPath: string): Promise<void> {
+  try {
+    await fsp.unlink(localPath);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return;
+    throw error;
+  }
+  await fsyncDir(path.dirname(localPath));
+}
+
+/** Removes a directory if it is empty; a mount point (EBUSY) or a non-empty directory stays. */
+export async function removeDirIfEmpty(localDir: string): Promise<boolean> {
+  try {
+    await fsp.rmdir(localDir);
+    return true;
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === "ENOENT") return true;
+    if (code === "ENOTEMPTY" || code === "EEXIST" || code === "EBUSY" || code === "EPERM" || code === "EACCES" || code === "EROFS") return false;
+    throw error;
+  }
+}

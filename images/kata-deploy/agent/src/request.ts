@@ -1,0 +1,67 @@
+// Turns the CLI's shim choice into the planners' KataConfigRequest (pure, apart from checking which
+// files the release tree actually ships).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { KataConfigRequest, KataRuntime } from "./config/types";
+import { UserError } from "./errors";
+
+const KATA_DEFAULTS = "share/defaults/kata-containers";
+
+/** Rust-runtime shims live under runtime-rs/ in the release tree. */
+function isRustShim(shim: string): boolean {
+  return shim === "dragonball" || shim.endsWith("-runtime-rs") || shim.endsWith("-rs");
+}
+
+/**
+ * Parses `SNAPSHOTTER_HANDLER_MAPPING` (upstream kata-deploy's variable): `fc:devmapper,qemu:nydus`.
+ * A block snapshotter is what Firecracker needs under containerd.
+ */
+export function parseSnapshotterMapping(value: string | undefined): Map<string, string> {
+  const mapping = new Map<string, string>();
+  for (const pair of (value ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const [shim, snapshotter, extra] = pair.split(":");
+    if (!shim || !snapshotter || extra !== undefined) {
+      throw new UserError(`SNAPSHOTTER_HANDLER_MAPPING: "${pair}" is not <shim>:<snapshotter> (e.g. fc:devmapper)`);
+    }
+    mapping.set(shim, snapshotter);
+  }
+  return mapping;
+}
+
+/**
+ * Builds the request for `shims` with host paths under `prefix`, checking against the artifact tree
+ * (`artifactsKata` = the release's opt/kata) that each shim's binary and configuration exist, so a
+ * typo in --shims is refused instead of producing a runtime that cannot start.
+ */
+export function buildRequest(args: {
+  shims: string[];
+  defaultShim: string;
+  prefix: string;
+  artifactsKata: string;
+  snapshotters: Map<string, string>;
+}): KataConfigRequest {
+  const runtimes: KataRuntime[] = args.shims.map((shim) => {
+    const rust = isRustShim(shim);
+    const binaryRel = rust ? "runtime-rs/bin/containerd-shim-kata-v2" : "bin/containerd-shim-kata-v2";
+    const configCandidates = rust
+      ? [`${KATA_DEFAULTS}/runtime-rs/configuration-${shim}.toml`, `${KATA_DEFAULTS}/configuration-${shim}.toml`]
+      : [`${KATA_DEFAULTS}/configuration-${shim}.toml`];
+    const configRel = configCandidates.find((rel) => fs.existsSync(path.join(args.artifactsKata, rel)));
+    if (configRel === undefined) {
+      throw new UserError(`--shims ${shim}: the artifacts have no ${configCandidates[0]} (under ${args.artifactsKata}); pick shims this Kata release ships`);
+    }
+    if (!fs.existsSync(path.join(args.artifactsKata, binaryRel))) {
+      throw new UserError(`--shims ${shim}: the artifacts have no ${binaryRel} (under ${args.artifactsKata})`);
+    }
+    const runtime: KataRuntime = {
+      name: `kata-${shim}`,
+      shim,
+      shimBinary: path.posix.join(args.prefix, binaryRel),
+      configPath: path.posix.join(args.prefix, configRel),
+    };
+    const snapshotter = args.snapshotters.get(shim);
+    if (snapshotter !== undefined) runtime.snapshotter = snapshotter;
+    return runtime;
+  });
+  return { runtimes, untrustedAlias: runtimes.find((runtime) => runtime.shim === args.defaultShim) };
+}

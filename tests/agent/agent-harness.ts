@@ -1,0 +1,241 @@
+// Shared helpers for the node-agent tests: run the real bundle against temp host roots, a fake systemd
+// boundary, tree snapshots, and an independent check that every path a runtime config names exists.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import * as http from "node:http";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { AGENT_BUNDLE as BUILT_BUNDLE } from "../support/build-agent";
+import { makeKataArtifacts, TINY } from "../support/kata-artifacts";
+
+/** The bundle under test; KATA_DEPLOY_TEST_BUNDLE runs the tests against a bundle built elsewhere. */
+export const AGENT_BUNDLE = process.env.KATA_DEPLOY_TEST_BUNDLE ?? BUILT_BUNDLE;
+
+export interface AgentRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Environment that keeps the agent away from any real Kubernetes API or host service. */
+export function isolatedEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of ["DOCKER_HOST", "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "KATA_DEPLOY_LABEL_PREFIX", "SNAPSHOTTER_HANDLER_MAPPING"]) delete env[key];
+  return { ...env, KATA_DEPLOY_HOST_COMMAND_PREFIX: "", ...extra };
+}
+
+export function runAgent(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): AgentRun {
+  const result = spawnSync(process.execPath, [AGENT_BUNDLE, ...args], { env, encoding: "utf8", timeout: 120_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+export function runAgentAsync(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): Promise<AgentRun> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [AGENT_BUNDLE, ...args], { env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): ChildProcess {
+  return spawn(process.execPath, [AGENT_BUNDLE, ...args], { env, stdio: "ignore" });
+}
+
+const tempDirs: string[] = [];
+export function tempDir(label: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kata-agent-${label}-`));
+  tempDirs.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+let tinyArtifacts: string | undefined;
+/** One TINY release tree per test run (read-only for tests). */
+export function artifacts(): string {
+  if (tinyArtifacts === undefined || !fs.existsSync(tinyArtifacts)) tinyArtifacts = makeKataArtifacts(fs.mkdtempSync(path.join(os.tmpdir(), "kata-agent-art-")), TINY);
+  return tinyArtifacts;
+}
+
+/** Creates a host root with the given files (host path → content). */
+export function makeHost(files: Record<string, string> = {}): string {
+  const root = tempDir("host");
+  for (const [hostPath, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(root, hostPath)), { recursive: true });
+    fs.writeFileSync(path.join(root, hostPath), content);
+  }
+  return root;
+}
+
+export interface Entry {
+  type: "file" | "dir" | "symlink";
+  mode: number;
+  /** sha256 of a file, or a link's target. */
+  content?: string;
+}
+
+/** Every entry under `dir` (relative path → type, mode, content hash): compares trees byte for byte. */
+export function snapshot(dir: string, skip: (rel: string) => boolean = () => false): Record<string, Entry> {
+  const entries: Record<string, Entry> = {};
+  const visit = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      if (skip(childRel)) continue;
+      const abs = path.join(dir, childRel);
+      const stats = fs.lstatSync(abs);
+      const mode = stats.mode & 0o7777;
+      if (stats.isSymbolicLink()) entries[childRel] = { type: "symlink", mode: 0, content: fs.readlinkSync(abs) };
+      else if (stats.isDirectory()) {
+        entries[childRel] = { type: "dir", mode };
+        visit(childRel);
+      } else entries[childRel] = { type: "file", mode, content: createHash("sha256").update(fs.readFileSync(abs)).digest("hex") };
+    }
+  };
+  visit("");
+  return entries;
+}
+
+export interface FakeSystemd {
+  env: Record<string, string>;
+  /** Every systemctl invocation, one argv string each. */
+  calls(): string[];
+}
+
+/**
+ * A fake `systemctl` (the only replaced piece: the agent's systemd boundary). Units are active; when
+ * `failWhen` is given, `restart`/`reload` fails and the unit turns `failed` whenever that host file
+ * contains the needle (a runtime that cannot start with the new config), and recovers otherwise.
+ */
+export function fakeSystemd(hostRoot: string, failWhen?: { hostPath: string; needle: string }): FakeSystemd {
+  const dir = tempDir("systemd");
+  const log = path.join(dir, "calls.log");
+  const failedFlag = path.join(dir, "failed");
+  const script = path.join(dir, "systemctl");
+  const check = failWhen
+    ? `if grep -q -- '${failWhen.needle}' '${path.join(hostRoot, failWhen.hostPath)}' 2>/dev/null; then touch '${failedFlag}'; echo "Job for $2.service failed because the control process exited with error code." >&2; exit 1; else rm -f '${failedFlag}'; fi`
+    : ":";
+  fs.writeFileSync(
+    script,
+    `#!/bin/sh
+echo "$*" >> '${log}'
+case "$1" in
+  is-active) if [ -e '${failedFlag}' ]; then echo failed; exit 3; fi; echo active ;;
+  show) echo loaded ;;
+  restart|reload) ${check} ;;
+esac
+exit 0
+`,
+    { mode: 0o755 },
+  );
+  return {
+    env: {
+      KATA_DEPLOY_SYSTEMCTL: script,
+      // No real runtime answers in these tests: the binaries are "not reachable" and their checks skipped.
+      KATA_DEPLOY_CONTAINERD: path.join(dir, "no-containerd"),
+      KATA_DEPLOY_CTR: path.join(dir, "no-ctr"),
+      KATA_DEPLOY_DOCKER: path.join(dir, "no-docker"),
+      KATA_DEPLOY_DOCKERD: path.join(dir, "no-dockerd"),
+      KATA_DEPLOY_CRIO: path.join(dir, "no-crio"),
+      KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS: "2",
+    },
+    calls: () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n").filter((line) => line !== "") : []),
+  };
+}
+
+/** Host paths a config points at (runtime binaries, Kata configs, imports), read independently of the agent. */
+export function referencedPaths(hostRoot: string, hostConfig: string, seen = new Set<string>()): string[] {
+  const local = path.join(hostRoot, hostConfig);
+  if (seen.has(hostConfig) || !fs.existsSync(local)) return [];
+  seen.add(hostConfig);
+  const text = fs.readFileSync(local, "utf8");
+  const found: string[] = [];
+  const collect = (value: unknown, key = ""): void => {
+    if (Array.isArray(value)) value.forEach((item) => collect(item, key));
+    else if (typeof value === "object" && value !== null) for (const [k, v] of Object.entries(value)) collect(v, k);
+    else if (typeof value === "string" && ["runtime_path", "ConfigPath", "runtime_config_path", "runtimeType", "path"].includes(key) && value.startsWith("/")) found.push(value);
+    else if (typeof value === "string" && key === "runtimeArgs" && value.startsWith("/")) found.push(value);
+  };
+  if (hostConfig.endsWith(".json")) {
+    collect(JSON.parse(text));
+    return found;
+  }
+  const doc = parseToml(text.replace(/^\{\{ template "base" \. \}\}\s*$/m, "")) as Record<string, unknown>;
+  collect(doc);
+  for (const entry of (doc.imports as string[] | undefined) ?? []) {
+    const target = path.posix.isAbsolute(entry) ? entry : path.posix.join(path.posix.dirname(hostConfig), entry);
+    if (target.includes("*")) continue;
+    found.push(target);
+    found.push(...referencedPaths(hostRoot, target, seen));
+  }
+  return found;
+}
+
+/** Parses every config (throws on a torn file) and returns the referenced host paths that do not exist. */
+export function missingReferences(hostRoot: string, hostConfigs: string[]): string[] {
+  return hostConfigs.flatMap((config) => referencedPaths(hostRoot, config)).filter((hostPath) => !fs.existsSync(path.join(hostRoot, hostPath)));
+}
+
+/** A small deterministic RNG (mulberry32) so fault tests are reproducible from their seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface FakeDockerEngine {
+  /** "GET /version", "GET /info", ... in order. */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A Docker Engine API stand-in on `<hostRoot>/var/run/docker.sock` (where the agent looks for the
+ * host's socket): GET /version answers `version`; GET /info lists runc plus, when `reloads`, the
+ * runtimes daemon.json has right now (a daemon that picked up the reload), else only the runtimes it
+ * had at start (a daemon that ignored it).
+ */
+export async function fakeDockerEngine(hostRoot: string, options: { version: string; reloads: boolean }): Promise<FakeDockerEngine> {
+  const socketPath = path.join(hostRoot, "var/run/docker.sock");
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true });
+  const daemonJson = path.join(hostRoot, "etc/docker/daemon.json");
+  const configured = (): string[] => {
+    if (!fs.existsSync(daemonJson)) return [];
+    return Object.keys((JSON.parse(fs.readFileSync(daemonJson, "utf8")) as { runtimes?: object }).runtimes ?? {});
+  };
+  const atStart = configured();
+  const requests: string[] = [];
+  const server = http.createServer((request, response) => {
+    requests.push(`${request.method} ${request.url}`);
+    const reply = (status: number, body: unknown): void => {
+      response.writeHead(status, { "Content-Type": "application/json" });
+      response.end(JSON.stringify(body));
+    };
+    if (request.method === "GET" && request.url === "/version") return reply(200, { Version: options.version, ApiVersion: "1.41" });
+    if (request.method === "GET" && request.url === "/info") {
+      const names = ["io.containerd.runc.v2", "runc", ...(options.reloads ? configured() : atStart)];
+      return reply(200, { Runtimes: Object.fromEntries(names.map((name) => [name, { path: name }])) });
+    }
+    reply(404, { message: "page not found" });
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return {
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        fs.rmSync(socketPath, { force: true });
+      }),
+  };
+}
