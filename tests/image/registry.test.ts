@@ -83,6 +83,7 @@ describe("kata-deploy image: push to a registry with htpasswd auth, and layer ec
       }
       fs.mkdirSync(path.join(context, "agent/dist"), { recursive: true });
       fs.writeFileSync(path.join(context, "agent/dist/kata-deploy.cjs"), `${fs.readFileSync(AGENT_BUNDLE, "utf8")}\n// changed ${Date.now()}\n`);
+      fs.copyFileSync(`${AGENT_BUNDLE}.map`, path.join(context, "agent/dist/kata-deploy.cjs.map"));
       fs.mkdirSync(path.join(context, "tarballs"));
       fs.linkSync(tarball, path.join(context, "tarballs", path.basename(tarball)));
       const base = await ensureBaseImage("trixie");
