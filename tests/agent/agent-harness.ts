@@ -197,34 +197,43 @@ export function seededRandom(seed: number): () => number {
 export interface FakeDockerEngine {
   /** "GET /version", "GET /info", ... in order. */
   requests: string[];
+  /** The runtimes the fake daemon has loaded now. */
+  loadedRuntimes(): string[];
   close(): Promise<void>;
 }
 
 /**
  * A Docker Engine API stand-in on `<hostRoot>/var/run/docker.sock` (where the agent looks for the
- * host's socket): GET /version answers `version`; GET /info lists runc plus, when `reloads`, the
- * runtimes daemon.json has right now (a daemon that picked up the reload), else only the runtimes it
- * had at start (a daemon that ignored it).
+ * host's socket). GET /version answers `version`; GET /info lists the loaded runtimes: runc plus the
+ * runtimes daemon.json had at start. With `reloads`, every request first "reloads" daemon.json (a daemon
+ * that picked up `systemctl reload`), else never (one that ignored it). `keepsRuntimesWithoutKey`: like
+ * dockerd, a reload of a file without a `runtimes` key (or no file) keeps the runtimes loaded before.
  */
-export async function fakeDockerEngine(hostRoot: string, options: { version: string; reloads: boolean }): Promise<FakeDockerEngine> {
+export async function fakeDockerEngine(hostRoot: string, options: { version: string; reloads: boolean; keepsRuntimesWithoutKey?: boolean }): Promise<FakeDockerEngine> {
   const socketPath = path.join(hostRoot, "var/run/docker.sock");
   fs.mkdirSync(path.dirname(socketPath), { recursive: true });
   const daemonJson = path.join(hostRoot, "etc/docker/daemon.json");
-  const configured = (): string[] => {
-    if (!fs.existsSync(daemonJson)) return [];
-    return Object.keys((JSON.parse(fs.readFileSync(daemonJson, "utf8")) as { runtimes?: object }).runtimes ?? {});
+  const configured = (): string[] | undefined => {
+    if (!fs.existsSync(daemonJson)) return undefined;
+    const runtimes = (JSON.parse(fs.readFileSync(daemonJson, "utf8")) as { runtimes?: object }).runtimes;
+    return runtimes === undefined ? undefined : Object.keys(runtimes);
   };
-  const atStart = configured();
+  let loaded = configured() ?? [];
+  const reload = (): void => {
+    const now = configured();
+    if (now !== undefined || !options.keepsRuntimesWithoutKey) loaded = now ?? [];
+  };
   const requests: string[] = [];
   const server = http.createServer((request, response) => {
     requests.push(`${request.method} ${request.url}`);
+    if (options.reloads) reload();
     const reply = (status: number, body: unknown): void => {
       response.writeHead(status, { "Content-Type": "application/json" });
       response.end(JSON.stringify(body));
     };
     if (request.method === "GET" && request.url === "/version") return reply(200, { Version: options.version, ApiVersion: "1.41" });
     if (request.method === "GET" && request.url === "/info") {
-      const names = ["io.containerd.runc.v2", "runc", ...(options.reloads ? configured() : atStart)];
+      const names = ["io.containerd.runc.v2", "runc", ...loaded];
       return reply(200, { Runtimes: Object.fromEntries(names.map((name) => [name, { path: name }])) });
     }
     reply(404, { message: "page not found" });
@@ -232,6 +241,7 @@ export async function fakeDockerEngine(hostRoot: string, options: { version: str
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   return {
     requests,
+    loadedRuntimes: () => [...loaded],
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -130,6 +130,32 @@ describe("agent CLI: refusals leave the host untouched", function () {
     }
   });
 
+  it("a full disk is one stderr line (no stack trace), and the same command finishes once there is room", function () {
+    const root = makeHost({ "/etc/crio/crio.conf": "[crio.runtime]\n" });
+    const prefix = path.join(root, "opt/kata");
+    fs.mkdirSync(prefix, { recursive: true });
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", prefix]);
+    } catch {
+      if (IN_CI) throw new Error("mount(8) of a tmpfs failed; CI runs as root and must be able to");
+      this.skip();
+    }
+    try {
+      const args = ["install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts(), "--shims", "qemu"];
+      const result = runAgent(args);
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      const lines = result.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, result.stderr);
+      assert.match(lines[0], /^kata-deploy: ENOSPC: no space left on device, .*opt\/kata.*; fix that and run the same command again/);
+      execFileSync("mount", ["-o", "remount,size=8m", prefix]);
+      const again = runAgent(args);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(runAgent(["status", "--host-root", root, "--ready", "--runtime", "crio"]).code, 0);
+    } finally {
+      execFileSync("umount", [prefix]);
+    }
+  });
+
   it("prints usage for --help and exits 0", function () {
     const result = runAgent(["--help"]);
     assert.equal(result.code, 0);

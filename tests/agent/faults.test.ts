@@ -1,13 +1,15 @@
 // The agent is SIGKILLed at random moments of install and of uninstall (seeded, delays spread over the
-// whole run): after every kill the runtime config parses and names no missing file; re-running converges
-// to the uninterrupted result byte for byte. Two agents at once are serialized by the host lock.
+// whole run), and at the exact instants where a kill is most dangerous (the agent's test-only
+// KATA_DEPLOY_TEST_CRASH_AT hook): after every kill the runtime config parses and names no missing file;
+// re-running converges to the uninterrupted result byte for byte. Two agents at once are serialized by
+// the host lock, also while one of them removes the directory the lock is on (KATA_DEPLOY_TEST_STOP_AT).
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { artifacts, isolatedEnv, makeHost, missingReferences, removeTempDirs, runAgent, runAgentAsync, seededRandom, snapshot, spawnAgent, tempDir, type Entry } from "./agent-harness";
 
-const KILLS_PER_PHASE = Number(process.env.KATA_DEPLOY_FAULT_KILLS ?? "40");
+const KILLS_PER_PHASE = Number(process.env.KATA_DEPLOY_FAULT_KILLS ?? "60");
 
 interface Case {
   name: string;
@@ -45,8 +47,10 @@ const CASES: Case[] = [
   },
 ];
 
-/** The host without our state directory (its inode numbers and timestamps differ run to run). */
-const hostSnapshot = (root: string): Record<string, Entry> => snapshot(root, (rel) => rel === "opt/kata/.kata-deploy");
+/** The installed host without our state directory (its inode numbers and timestamps differ run to run). */
+const installedSnapshot = (root: string): Record<string, Entry> => snapshot(root, (rel) => rel === "opt/kata/.kata-deploy");
+/** Everything, reserved names and an empty state directory included: what uninstall must give back. */
+const hostSnapshot = (root: string): Record<string, Entry> => snapshot(root);
 
 function copyHost(template: string): string {
   const root = tempDir("fault");
@@ -106,7 +110,7 @@ describe("agent fault tolerance", function () {
         const reference = copyHost(template);
         startupMs = timeIt(() => runAgent(["status", "--host-root", reference]));
         installMs = timeIt(() => assert.equal(runAgent(installArgs(reference)).code, 0));
-        installed = hostSnapshot(reference);
+        installed = installedSnapshot(reference);
         uninstallMs = timeIt(() => assert.equal(runAgent(uninstallArgs(reference)).code, 0));
         assert.deepEqual(hostSnapshot(reference), original, "uninterrupted uninstall restores the host");
       });
@@ -121,7 +125,23 @@ describe("agent fault tolerance", function () {
           assertLoadable(root, testCase.configs, `install killed after ${delay.toFixed(0)} ms`);
           const rerun = runAgent(installArgs(root));
           assert.equal(rerun.code, 0, `re-run after a kill at ${delay.toFixed(0)} ms failed:\n${rerun.stderr}`);
-          assert.deepEqual(hostSnapshot(root), installed, `re-run after a kill at ${delay.toFixed(0)} ms differs from an uninterrupted install`);
+          assert.deepEqual(installedSnapshot(root), installed, `re-run after a kill at ${delay.toFixed(0)} ms differs from an uninterrupted install`);
+          fs.rmSync(root, { recursive: true, force: true });
+        }
+      });
+
+      // Pending: artifacts.ts makes the release's directories before it journals them, so a kill in
+      // between leaves directories no record names and this uninstall leaves them behind. Enable once
+      // installArtifacts journals the directories it is about to make first (passes with that change).
+      it(`SIGKILL at ${kills} random moments of install: the re-run records every directory made, so uninstall leaves nothing`, async function () {
+        const random = seededRandom(testCase.seed + 2);
+        for (let i = 0; i < kills; i++) {
+          const root = copyHost(template);
+          const delay = startupMs * 0.7 + random() * (installMs - startupMs * 0.7);
+          await killAfter(installArgs(root), delay);
+          assert.equal(runAgent(installArgs(root)).code, 0);
+          assert.equal(runAgent(uninstallArgs(root)).code, 0);
+          assert.deepEqual(hostSnapshot(root), original, `uninstall after a kill of install at ${delay.toFixed(0)} ms and its re-run leaves something behind`);
           fs.rmSync(root, { recursive: true, force: true });
         }
       });
@@ -181,4 +201,154 @@ describe("agent fault tolerance", function () {
     assert.ok(performance.now() - started < 10_000, "no stale-lock wait");
     assert.equal(fs.readFileSync(path.join(root, "etc/docker/daemon.json"), "utf8"), "{}\n");
   });
+});
+
+/** Runs the agent with a test-only hook that SIGKILLs it at `point`; asserts it really died there. */
+function crashAt(point: string, args: string[]): void {
+  const run = runAgent(args, isolatedEnv({ KATA_DEPLOY_TEST_CRASH_AT: point }));
+  assert.equal(run.code, null, `the agent never reached ${point} (exit ${run.code}):\n${run.stdout}${run.stderr}`);
+}
+
+/** Names in `dir` that only an interrupted create or removal of the prefix leaves (reserved by the agent). */
+function reservedNames(dir: string): string[] {
+  return fs.readdirSync(dir).filter((name) => /^\.kata-deploy-(creating|removing)-/.test(name));
+}
+
+describe("agent fault tolerance: kills at the instants the prefix and its record appear and vanish", function () {
+  this.timeout(5 * 60_000);
+  after(removeTempDirs);
+
+  const config = { "/etc/containerd/config.toml": "version = 3\n" };
+  const configs = ["/etc/containerd/config.toml"];
+  const installArgs = (root: string): string[] => ["install", "--runtime", "containerd", "--host-root", root, "--artifacts", artifacts(), "--shims", "qemu,fc"];
+  const uninstallArgs = (root: string): string[] => ["uninstall", "--runtime", "containerd", "--host-root", root];
+
+  /**
+   * Host shapes that decide what uninstall removes: both /opt and /opt/kata ours; /opt already there
+   * with someone's file (only /opt/kata is ours); /opt/kata already there (nothing of the chain is ours,
+   * so only the record goes, in place).
+   */
+  const shapes: { name: string; files: Record<string, string>; dirs: string[]; trashIn: string }[] = [
+    { name: "/opt and /opt/kata created by the agent", files: config, dirs: [], trashIn: "" },
+    { name: "/opt/kata created in an existing /opt that holds another file", files: { ...config, "/opt/other/README": "not ours\n" }, dirs: [], trashIn: "opt" },
+    { name: "/opt/kata there before the agent", files: config, dirs: ["/opt/kata"], trashIn: "" },
+  ];
+
+  for (const shape of shapes) {
+    describe(shape.name, function () {
+      let template: string;
+      let installedTemplate: string;
+      let original: Record<string, Entry>;
+      let installed: Record<string, Entry>;
+
+      before(function () {
+        template = makeHost(shape.files);
+        for (const dir of shape.dirs) fs.mkdirSync(path.join(template, dir), { recursive: true });
+        original = hostSnapshot(template);
+        installedTemplate = copyHost(template);
+        assert.equal(runAgent(installArgs(installedTemplate)).code, 0);
+        installed = installedSnapshot(installedTemplate);
+        const reference = copyHost(installedTemplate);
+        assert.equal(runAgent(uninstallArgs(reference)).code, 0);
+        assert.deepEqual(hostSnapshot(reference), original, "an uninterrupted uninstall gives the host back");
+      });
+
+      const prefixCreated = shape.dirs.length === 0;
+      const uninstallPoints = prefixCreated ? ["uninstall:removing-prefix", "uninstall:renamed-to-trash", "uninstall:removing-trash", "uninstall:trash-removed"] : ["uninstall:removing-prefix", "uninstall:state-unlinked"];
+
+      for (const point of uninstallPoints) {
+        for (const rerun of ["uninstall", "install, then uninstall"]) {
+          it(`uninstall killed at ${point}; ${rerun} again converges to the uninterrupted result`, function () {
+            const root = copyHost(installedTemplate);
+            crashAt(point, uninstallArgs(root));
+            assertLoadable(root, configs, `uninstall killed at ${point}`);
+            // Check the kill left what this instant is about, so the re-run really has something to converge from.
+            const trash = reservedNames(path.join(root, shape.trashIn));
+            if (point === "uninstall:renamed-to-trash" || point === "uninstall:removing-trash") {
+              assert.equal(trash.length, 1, "the prefix tree was renamed to a reserved name");
+              assert.ok(!fs.existsSync(path.join(root, "opt/kata")), "and is gone from its place, record included");
+              const statusRun = runAgent(["status", "--host-root", root]);
+              assert.equal((JSON.parse(statusRun.stdout) as { installed: boolean }).installed, false);
+              assert.deepEqual(reservedNames(path.join(root, shape.trashIn)), trash, "status changes nothing");
+            } else if (point === "uninstall:state-unlinked") {
+              assert.deepEqual(fs.readdirSync(path.join(root, "opt/kata")), [".kata-deploy"], "killed with the record gone and its directory left");
+            } else if (point === "uninstall:trash-removed") {
+              assert.deepEqual(trash, []);
+            } else {
+              assert.ok(fs.existsSync(path.join(root, "opt/kata/.kata-deploy/state.json")), "killed before the record went");
+            }
+            if (rerun === "uninstall") {
+              const again = runAgent(uninstallArgs(root));
+              assert.equal(again.code, 0, again.stderr);
+            } else {
+              const reinstall = runAgent(installArgs(root));
+              assert.equal(reinstall.code, 0, reinstall.stderr);
+              assert.deepEqual(installedSnapshot(root), installed, "the install after the kill gives the installed host");
+              assert.equal(runAgent(uninstallArgs(root)).code, 0);
+            }
+            assert.deepEqual(hostSnapshot(root), original, `after a kill at ${point} and ${rerun}, the host differs from an uninterrupted uninstall`);
+          });
+        }
+      }
+
+      if (prefixCreated) {
+        it("install killed with the prefix and its record built under a reserved name: a re-run installs, uninstall leaves nothing", function () {
+          const root = copyHost(template);
+          crashAt("install:prefix-staged", installArgs(root));
+          assert.equal(reservedNames(path.join(root, shape.trashIn)).length, 1, "the new tree is still under its reserved name");
+          assert.ok(!fs.existsSync(path.join(root, "opt/kata")), "and not at its place yet");
+          assert.equal(runAgent(installArgs(root)).code, 0);
+          assert.deepEqual(installedSnapshot(root), installed);
+          assert.equal(runAgent(uninstallArgs(root)).code, 0);
+          assert.deepEqual(hostSnapshot(root), original);
+        });
+      }
+    });
+  }
+
+  /** A process stopped by SIGSTOP (its /proc state is T). */
+  async function waitStopped(pid: number): Promise<void> {
+    for (let i = 0; i < 300; i++) {
+      if (/^\d+ \(.*\) T /.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"))) return;
+      await sleep(20);
+    }
+    throw new Error(`agent ${pid} never stopped at its test point`);
+  }
+
+  /** Until some process waits (blocked) for a flock on the inode of `dir`. */
+  async function waitForLockWaiter(dir: string): Promise<void> {
+    const ino = fs.statSync(dir).ino;
+    for (let i = 0; i < 300; i++) {
+      const blocked = fs.readFileSync("/proc/locks", "utf8").split("\n").filter((line) => /->\s+FLOCK/.test(line));
+      if (blocked.some((line) => line.split(/\s+/).some((field) => field.endsWith(`:${ino}`)))) return;
+      await sleep(20);
+    }
+    throw new Error(`nobody waits for the lock on ${dir}`);
+  }
+
+  for (const waiter of ["install", "uninstall"]) {
+    it(`an ${waiter} waiting for the lock while the holder removes the prefix (the locked directory) ${waiter === "install" ? "creates it afresh" : "finds nothing to do"}`, async function () {
+      const original = hostSnapshot(makeHost(config));
+      const root = makeHost(config);
+      assert.equal(runAgent(installArgs(root)).code, 0);
+      const installed = installedSnapshot(root);
+      // The holder stops with the lock held, just before it removes the prefix with the record.
+      const holder = spawnAgent(uninstallArgs(root), isolatedEnv({ KATA_DEPLOY_TEST_STOP_AT: "uninstall:removing-prefix" }));
+      const holderExit = new Promise<number | null>((resolve) => holder.on("exit", (code) => resolve(code)));
+      await waitStopped(holder.pid as number);
+      const second = runAgentAsync(waiter === "install" ? installArgs(root) : uninstallArgs(root));
+      await waitForLockWaiter(path.join(root, "opt/kata"));
+      holder.kill("SIGCONT");
+      assert.equal(await holderExit, 0);
+      const result = await second;
+      assert.equal(result.code, 0, result.stderr);
+      if (waiter === "install") {
+        assert.deepEqual(installedSnapshot(root), installed, "the waiting install re-created the prefix and installed");
+        assert.equal(runAgent(uninstallArgs(root)).code, 0, "and recorded what it created");
+      } else {
+        assert.match(result.stdout, /nothing installed/);
+      }
+      assert.deepEqual(hostSnapshot(root), original);
+    });
+  }
 });

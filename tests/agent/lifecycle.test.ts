@@ -236,7 +236,8 @@ describe("agent lifecycle on containerd, CRI-O and Docker host shapes", function
       assert.equal(daemon.runtimes["kata-qemu"].runtimeType, "/opt/kata/bin/containerd-shim-kata-v2");
       ok(runAgent(["docker", "remove", "--host-root", root], env));
       assert.equal(read(root, "/etc/docker/daemon.json"), DAEMON_JSON);
-      assert.deepEqual(systemd.calls().filter((call) => /^(reload|restart) /.test(call)), ["reload docker", "reload docker"]);
+      // install; removal: the step that makes dockerd drop the runtimes (see below), then the restore.
+      assert.deepEqual(systemd.calls().filter((call) => /^(reload|restart) /.test(call)), ["reload docker", "reload docker", "reload docker"]);
     });
   });
 });
@@ -290,6 +291,24 @@ describe("agent lifecycle: Docker version detection and runtime verification", f
       assert.ok(engine.requests.includes("GET /info"), engine.requests.join(", "));
       assert.match(result.stdout, /verified: docker lists kata-qemu, kata-fc \(GET \/info on .*docker\.sock\)/);
       assert.equal((JSON.parse(read(root, "/etc/docker/daemon.json")) as DaemonJson).runtimes["kata-fc"].runtimeType, "/opt/kata/bin/containerd-shim-kata-v2");
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("removal makes dockerd drop the runtimes with a reload (it keeps them when daemon.json loses the `runtimes` key), then restores the file exactly", async function () {
+    const root = makeHost({ "/etc/docker/daemon.json": DAEMON_JSON });
+    // A daemon that, like dockerd, replaces its runtime table on reload only when the file sets `runtimes`.
+    const engine = await fakeDockerEngine(root, { version: "26.1.5", reloads: true, keepsRuntimesWithoutKey: true });
+    const systemd = fakeSystemd(root);
+    const env = isolatedEnv(systemd.env);
+    try {
+      assert.equal((await runAgentAsync(dockerInstall(root, "--restart", "systemd"), env)).code, 0);
+      const result = await runAgentAsync(["uninstall", "--runtime", "docker", "--host-root", root, "--restart", "systemd"], env);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(read(root, "/etc/docker/daemon.json"), DAEMON_JSON, "byte for byte the original");
+      assert.match(result.stdout, /verified: docker no longer lists kata-qemu, kata-fc/);
+      assert.deepEqual(engine.loadedRuntimes().filter((name) => name.startsWith("kata-")), [], "the daemon no longer has them");
     } finally {
       await engine.close();
     }

@@ -20,6 +20,8 @@ function timed(work: () => void): number {
   return performance.now() - started;
 }
 
+const loadAverage = (): string => os.loadavg().map((value) => value.toFixed(2)).join(" ");
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -49,6 +51,7 @@ function main(): void {
     const artifacts = makeKataArtifacts(path.join(work, "artifacts"), RELEASE_LIKE);
     const { bytes, files } = treeBytes(path.join(artifacts, "opt/kata"));
     console.log(`tree: ${(bytes / (1 << 20)).toFixed(0)} MiB in ${files} files; ${RUNS} runs each, alternated; fs: ${execFileSync("df", ["--output=fstype", work], { encoding: "utf8" }).split("\n")[1].trim()}`);
+    console.log(`bundle: ${AGENT_BUNDLE} (${(fs.statSync(AGENT_BUNDLE).size / 1024).toFixed(0)} KiB); node ${process.version}; ${os.availableParallelism()} CPUs; load average before: ${loadAverage()}`);
     execFileSync("sync");
 
     const startup: number[] = [];
@@ -87,6 +90,7 @@ function main(): void {
     console.log(`kata-deploy install (fresh):                       median ${fmt(i)}   [${install.map(fmt).join(", ")}]`);
     console.log(`kata-deploy install (no-op re-install):            median ${fmt(n)}   [${noop.map(fmt).join(", ")}]`);
     console.log(`ratio install / (cp -a + sync), excluding start-up: ${((i - s) / c).toFixed(3)}  (goal <= 1.15; including start-up ${(i / c).toFixed(3)})`);
+    console.log(`load average after: ${loadAverage()}`);
     console.log(`no-op re-install / fresh install:                   ${(n / i).toFixed(3)}  (goal <= 0.10; excluding start-up ${((n - s) / (i - s)).toFixed(3)})`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

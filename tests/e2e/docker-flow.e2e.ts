@@ -104,11 +104,17 @@ for (const suite of dockerSuites) {
       s.note(fs.existsSync(path.join(etcDocker(), "daemon.json")) ? "user daemon.json present" : "no daemon.json before");
       seed("install");
       const runtimes = dockerRuntimes();
+      // `docker info` names every runtime the daemon loaded, but shows only the runc-style fields
+      // (path, runtimeArgs): a shim-v2 runtime is listed as {}. Its form is read from the file dockerd loaded.
+      const configured = (JSON.parse(fs.readFileSync(path.join(etcDocker(), "daemon.json"), "utf8")) as {
+        runtimes: Record<string, { runtimeType?: string; options?: Record<string, unknown> }>;
+      }).runtimes;
       for (const name of SEED_RUNTIMES) {
-        const runtime = runtimes[name];
-        assert.ok(runtime, `docker info lists ${name}; lists ${Object.keys(runtimes).join(", ")}`);
+        assert.ok(runtimes[name], `docker info lists ${name}; lists ${Object.keys(runtimes).join(", ")}`);
+        const runtime = configured[name];
         // Docker >= 23 takes shim v2 runtimes (runtimeType + options); all docker versions here are >= 23.
-        assert.ok(runtime.runtimeType, `${name} is in shim-v2 form on docker ${dockerVersion}: ${JSON.stringify(runtime)}`);
+        assert.ok(runtime?.runtimeType, `${name} is in shim-v2 form on docker ${dockerVersion}: ${JSON.stringify(runtime)}`);
+        assert.equal(node.exec(["test", "-x", runtime.runtimeType]).status, 0, `${name} runtimeType ${runtime.runtimeType} is an executable on the host`);
         const configPath = String(runtime.options?.ConfigPath);
         assert.equal(node.exec(["test", "-f", configPath]).status, 0, `${name} ConfigPath ${configPath} exists on the host`);
       }

@@ -148,7 +148,8 @@ export async function ensureNodeImage(suite: Suite): Promise<string> {
   const base = await ensureBaseImage(suite);
   // systemd always comes from trixie or older: systemd >= 258 (sid) has no cgroup v1 support, and
   // these machines run cgroup v1. Only the container runtimes come from sid.
-  const systemPackages = ["systemd", "systemd-sysv", "dbus", "ca-certificates"];
+  // procps: /bin/kill, which docker.service's ExecReload uses.
+  const systemPackages = ["systemd", "systemd-sysv", "dbus", "ca-certificates", "procps"];
   const runtimePackages = ["containerd"];
   if (NODE_RUNTIMES[suite].docker) runtimePackages.push("docker.io", "docker-cli");
   const aptInstall = "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends";

@@ -1,30 +1,36 @@
 // install / uninstall / status: the order of work is what makes the agent safe to kill at any instant.
-// install:   lock → resume a pending change → artifacts (durable) → config transaction (drop-ins first,
+// install:   sweep leftovers → create the prefix with its record (one rename) → lock → resume a pending
+//            change → artifacts (durable) → config transaction (drop-ins first,
 //            the main file last, validated before its rename) → restart + verify (or roll back) →
 //            remove artifacts the new release no longer ships.
-// uninstall: lock → resume → config transaction (main file first) → restart + verify → artifacts,
-//            state and the directories we created (only when no runtime is configured any more).
+// uninstall: sweep leftovers → lock → resume → config transaction (main file first, config directories
+//            we created removed inside it) → restart + verify → artifacts → the record together with
+//            the prefix directories we created, in one rename (only when no runtime is configured any more).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "./config/types";
 import { RuntimeRestartError, UserError } from "./errors";
 import { installArtifacts, removeArtifacts } from "./artifacts";
-import { assertWritable, readHostFile, removeDirIfEmpty, sha256, type HostFile, type HostRoot } from "./hostfs";
+import { assertWritable, readHostFile, sha256, type HostFile, type HostRoot } from "./hostfs";
 import type { HostCommands } from "./host";
 import { acquireHostLock } from "./lock";
 import * as log from "./log";
 import type { RuntimeAdapter } from "./runtimes";
 import {
+  createPrefix,
   emptyState,
   loadState,
+  removeStateAndPrefix,
+  removeStateDirLeftover,
   saveState,
-  stateDirHostPath,
   stateFileHostPath,
+  sweepLeftovers,
   type AgentState,
   type ConfigFileRecord,
+  type Runtime,
   type RuntimeRecord,
 } from "./state";
-import { applyTransaction, removeCreatedDirs, resumePending, type PlannedWrite } from "./transaction";
+import { applyTransaction, resumePending, type PlannedWrite } from "./transaction";
 
 export interface Target {
   root: HostRoot;
@@ -33,25 +39,32 @@ export interface Target {
   host: HostCommands | undefined;
 }
 
-/** Runs `work` under the host lock with the loaded (and resumed) state. */
+/**
+ * Runs `work` under the host lock with the loaded (and resumed) state. First deletes what a killed run
+ * left beside the prefix (see state.ts): reserved trees before the lock (there may be no prefix to
+ * lock), a state directory without state under it.
+ */
 async function withLockedState<T>(target: Target, create: boolean, work: (state: AgentState | undefined) => Promise<T>): Promise<T> {
-  const prefixLocal = target.root.local(target.prefix);
+  const { root, prefix } = target;
+  const prefixLocal = root.local(prefix);
+  if (create) assertWritable(root, path.posix.join(prefix, "x"));
+  await sweepLeftovers(root, prefix);
   if (!create && !fs.existsSync(prefixLocal)) return work(undefined);
-  if (create) assertWritable(target.root, path.posix.join(target.prefix, "x"));
-  const acquired = await log.phase("lock", () => acquireHostLock(prefixLocal, create));
+  // The prefix and the directories above it that we create appear together with a state recording them.
+  const acquired = await log.phase("lock", () => acquireHostLock(prefixLocal, create ? () => createPrefix(root, prefix) : undefined));
   if (acquired === undefined) return work(undefined); // removed by the agent we waited for
-  const { lock, createdDirs } = acquired;
   try {
-    let state = loadState(target.root, target.prefix);
-    if (state === undefined && create) {
-      // Saved with the first journal entry (the artifacts about to be copied), moments later.
-      state = emptyState(target.prefix);
-      state.createdDirs = createdDirs.map((dir) => dir.slice(target.root.dir === "/" ? 0 : target.root.dir.length));
+    let state = loadState(root, prefix);
+    if (state === undefined) {
+      await removeStateDirLeftover(root, prefix);
+      // The prefix was there before us (createPrefix records what it makes): none of it is ours.
+      if (create) state = emptyState(prefix);
+    } else {
+      await resumePending(root, state);
     }
-    if (state !== undefined) await resumePending(target.root, state);
     return await work(state);
   } finally {
-    await lock.release();
+    await acquired.lock.release();
   }
 }
 
@@ -170,6 +183,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
   const { root, prefix } = target;
   const { adapter } = options;
   // Dry run first: a config we must refuse is refused before the prefix, the state or any artifact exists.
+  await target.host?.assertSystemdReachable();
   const recorded = loadState(root, prefix);
   if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
   return withLockedState(target, true, async (loaded) => {
@@ -212,9 +226,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
               },
             }
           : undefined,
-      }).catch(async (error: unknown) => {
-        await removeCreatedDirs(root, newDirs);
-        throw error;
+        createsDirs: newDirs,
       });
       log.info(writes.length === 0 ? `${adapter.runtime} config already up to date` : `${adapter.runtime} config: wrote ${writes.map((w) => w.hostPath).join(", ")}`);
     });
@@ -259,6 +271,41 @@ export async function install(target: Target, options: InstallOptions): Promise<
   });
 }
 
+/**
+ * For runtimes whose reload keeps settings the restored file no longer mentions (dockerd re-reads
+ * `runtimes` only when daemon.json sets that key): before the real restore, each affected file is
+ * first rewritten to an intermediate that still sets the key but without our entries, and the runtime
+ * reloaded, so it drops them without a restart. Journalled like any change: the record then says the
+ * file holds our intermediate and that the restore target (`original`) is the final bytes, so a run
+ * killed in between simply restores on the next try. `writes` are updated to start from the intermediate.
+ */
+async function unregisterFirst(
+  root: HostRoot,
+  state: AgentState,
+  runtime: Runtime,
+  record: RuntimeRecord,
+  writes: PlannedWrite[],
+  intermediateFor: (before: string, after: string | undefined) => string | undefined,
+  reload: () => Promise<{ unit: string; problem?: string }>,
+): Promise<void> {
+  const steps: PlannedWrite[] = [];
+  const files = { ...record.files };
+  for (const write of writes) {
+    if (write.before === undefined) continue;
+    const intermediate = intermediateFor(write.before.toString("utf8"), write.after?.toString("utf8"));
+    if (intermediate === undefined) continue;
+    const bytes = Buffer.from(intermediate, "utf8");
+    steps.push({ hostPath: write.hostPath, before: write.before, after: bytes, like: write.like });
+    files[write.hostPath] = { original: write.after === undefined ? null : write.after.toString("base64"), written: sha256(bytes) };
+    write.before = bytes;
+  }
+  if (steps.length === 0) return;
+  await applyTransaction({ root, state, runtime, writes: steps, recordAfter: { ...record, files, reloaded: false } });
+  const outcome = await reload();
+  // Not fatal: the restore and its reload come next either way, and are verified themselves.
+  if (outcome.problem !== undefined) log.warn(`${outcome.unit}: ${outcome.problem}`);
+}
+
 export interface UninstallOutcome {
   /** Nothing was recorded for this runtime. */
   nothingInstalled: boolean;
@@ -267,10 +314,9 @@ export interface UninstallOutcome {
 
 export async function uninstall(target: Target, adapter: RuntimeAdapter): Promise<UninstallOutcome> {
   const { root, prefix } = target;
+  await target.host?.assertSystemdReachable();
   return withLockedState(target, false, async (state) => {
     if (state === undefined) {
-      // An interrupted removal can leave our (empty) state directory behind; it is unambiguously ours.
-      await removeDirIfEmpty(root.local(stateDirHostPath(prefix)));
       log.info(`nothing installed under ${prefix}`);
       return { nothingInstalled: true, artifactsRemoved: false };
     }
@@ -304,13 +350,21 @@ export async function uninstall(target: Target, adapter: RuntimeAdapter): Promis
         }
         return ordered(writes, root.resolve(adapter.mainConfig), true);
       });
+      const ourRuntimes = ((record.details.shims as string[] | undefined) ?? []).map((shim) => `kata-${shim}`);
+      if (target.host && adapter.removalStep) {
+        const host = target.host;
+        const step = adapter.removalStep;
+        await unregisterFirst(root, state, adapter.runtime, record, writes, (before, after) => step(before, after), () =>
+          log.phase(`reload ${adapter.runtime} without the Kata runtimes`, () => adapter.restartAndVerify(host, [], ourRuntimes)),
+        );
+      }
       await log.phase(`write ${adapter.runtime} config`, async () => {
         await applyTransaction({ root, state, runtime: adapter.runtime, writes, recordAfter: null, removeDirs: record.createdDirs });
         log.info(writes.length === 0 ? `${adapter.runtime} config: nothing of ours left` : `${adapter.runtime} config: restored ${writes.map((w) => w.hostPath).join(", ")}`);
       });
       if (target.host) {
         const host = target.host;
-        const outcome = await log.phase(`restart ${adapter.runtime}`, () => adapter.restartAndVerify(host, []));
+        const outcome = await log.phase(`restart ${adapter.runtime}`, () => adapter.restartAndVerify(host, [], ourRuntimes));
         if (outcome.problem !== undefined) throw new RuntimeRestartError(`${outcome.unit}: not healthy after removing Kata from its configuration (${outcome.problem})`);
       }
     } else {
@@ -323,10 +377,8 @@ export async function uninstall(target: Target, adapter: RuntimeAdapter): Promis
     }
     await log.phase("remove artifacts", async () => {
       await removeArtifacts(root.local(prefix), state.artifacts);
-      fs.rmSync(root.local(stateFileHostPath(prefix)), { force: true });
-      await removeDirIfEmpty(root.local(stateDirHostPath(prefix)));
-      // The prefix itself: removed when we created it and it is empty; a mount point (EBUSY) stays, emptied.
-      await removeCreatedDirs(root, state.createdDirs);
+      // The record last, in one step with the directories we created for the prefix (state.ts).
+      await removeStateAndPrefix(root, state);
     });
     return { nothingInstalled: record === undefined, artifactsRemoved: true };
   });

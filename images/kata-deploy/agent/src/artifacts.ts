@@ -2,16 +2,19 @@
 //
 // Speed: files are copied by the kernel (reflink, else copy_file_range, through fs.copyFile with
 // COPYFILE_FICLONE) and made durable with one syncfs(2) (`sync --file-system`) instead of thousands of
-// fsyncs — the same work `cp -a && sync` does. The per-file calls are synchronous on purpose: the
-// kernel does the copying, and a thread-pool round trip per metadata call (thousands of small files)
-// costs more than the calls themselves. A re-install skips every file
-// whose source is unchanged and whose installed copy is still the one we wrote (same inode and ctime).
+// fsyncs — the same work `cp -a && sync` does. Large files (images, kernels, hypervisors) go to libuv's
+// thread pool, a few at a time, while the main thread copies the many small files with synchronous
+// calls (a thread-pool round trip per small file costs more than the copy itself); the two overlap.
+// A re-install skips every file whose source is unchanged (size, mtime, mode) and whose installed copy
+// is still the one we wrote (same inode, size and ctime: any write, chmod, chown or replacement of the
+// copy changes its ctime, and ctime cannot be set back), so nothing is read or hashed.
 // Safety: each file is written under a temp name in its directory and renamed over the old one, so a
 // running shim or hypervisor keeps its old inode (no "text file busy") and a crash never leaves a
 // truncated binary at the real name. Nothing is made visible to a runtime config before the sync.
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
+import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { errnoCode, UserError } from "./errors";
@@ -20,6 +23,12 @@ import * as log from "./log";
 import type { ArtifactsState, InstalledFile } from "./state";
 
 const COPY_CONCURRENCY = 8;
+/** Files this big are copied on the thread pool; smaller ones synchronously on the main thread. */
+const LARGE_FILE_BYTES = 1 << 20;
+/** Large copies at a time: one per core, at most libuv's default pool size (4). */
+const LARGE_COPY_CONCURRENCY = Math.max(1, Math.min(4, os.availableParallelism()));
+/** Small files copied between two yields to the event loop (so finished large copies get renamed). */
+const SMALL_FILES_PER_TURN = 64;
 const PROGRESS_EVERY_MS = 2000;
 
 interface SourceFile {
@@ -57,9 +66,10 @@ function walk(root: string): SourceTree {
 
 function lstatOrUndefined(file: string): fs.Stats | undefined {
   try {
-    return fs.lstatSync(file);
+    // throwIfNoEntry: a fresh install looks up thousands of missing files; no Error object for each.
+    return fs.lstatSync(file, { throwIfNoEntry: false });
   } catch (error) {
-    if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") return undefined;
+    if (errnoCode(error) === "ENOTDIR") return undefined;
     throw error;
   }
 }
@@ -107,6 +117,43 @@ async function syncFileSystem(dir: string, files: string[]): Promise<void> {
   for (const d of dirs) await fsyncDir(d);
 }
 
+/**
+ * Copies one release file into place: kernel copy to a temp name next to the target, owner (as root)
+ * and mtime carried over as `cp -a` does (copyFile already gives the source's mode), then a rename.
+ */
+class FileCopier {
+  private readonly chownAsRoot = process.getuid?.() === 0;
+  private readonly uid = process.getuid?.();
+  private readonly gid = process.getgid?.();
+
+  constructor(
+    private readonly sourceDir: string,
+    private readonly destDir: string,
+  ) {}
+
+  private needsChown(file: SourceFile): boolean {
+    return this.chownAsRoot && (file.stats.uid !== this.uid || file.stats.gid !== this.gid);
+  }
+
+  copySync(file: SourceFile): void {
+    const dest = path.join(this.destDir, file.rel);
+    const temp = tempPathFor(dest);
+    fs.copyFileSync(path.join(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
+    if (this.needsChown(file)) fs.chownSync(temp, file.stats.uid, file.stats.gid);
+    fs.utimesSync(temp, file.stats.atime, file.stats.mtime);
+    fs.renameSync(temp, dest);
+  }
+
+  async copy(file: SourceFile): Promise<void> {
+    const dest = path.join(this.destDir, file.rel);
+    const temp = tempPathFor(dest);
+    await fsp.copyFile(path.join(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
+    if (this.needsChown(file)) await fsp.chown(temp, file.stats.uid, file.stats.gid);
+    await fsp.utimes(temp, file.stats.atime, file.stats.mtime);
+    await fsp.rename(temp, dest);
+  }
+}
+
 export interface InstallResult {
   /** Anything was written (the caller saves the state only then). */
   changed: boolean;
@@ -139,25 +186,25 @@ export async function installArtifacts(
   if (tree.files.length === 0) throw new UserError(`${sourceDir}: contains no files; --artifacts must contain the release tree (opt/kata/...)`);
 
   const createdDirs = new Set(previous.dirs);
+  /** Directories made by this run: empty, so nothing in them needs looking up. */
+  const madeNow = new Set<string>();
+  // Recorded (journalled below) before they are made: a kill in between must not leave a directory
+  // no record names, or uninstall would leave it behind.
+  const toMake: { dir: SourceTree["dirs"][number]; replace: boolean }[] = [];
   for (const dir of tree.dirs) {
-    const dest = path.join(destDir, dir.rel);
-    const existing = lstatOrUndefined(dest);
-    if (existing === undefined) {
-      await fsp.mkdir(dest, { mode: dir.mode });
-      await fsp.chmod(dest, dir.mode);
+    const existing = lstatOrUndefined(path.join(destDir, dir.rel));
+    if (existing === undefined || !existing.isDirectory()) {
+      // Not a directory: our own stale file or link where the new release has a directory: replaced.
+      toMake.push({ dir, replace: existing !== undefined });
       createdDirs.add(dir.rel);
-    } else if (!existing.isDirectory()) {
-      // Our own stale file or link where the new release has a directory: replace it.
-      await fsp.rm(dest, { force: true });
-      await fsp.mkdir(dest, { mode: dir.mode });
-      createdDirs.add(dir.rel);
+      madeNow.add(dir.rel);
     }
   }
-
   const toCopy: SourceFile[] = [];
   const files: Record<string, InstalledFile | null> = { ...previous.files };
   for (const file of tree.files) {
-    const installed = lstatOrUndefined(path.join(destDir, file.rel));
+    const parent = path.posix.dirname(file.rel);
+    const installed = madeNow.has(parent) ? undefined : lstatOrUndefined(path.join(destDir, file.rel));
     if (!stillOurs(previous.files[file.rel], file.stats, installed)) {
       toCopy.push(file);
       files[file.rel] = null;
@@ -169,29 +216,39 @@ export async function installArtifacts(
   const dirsChanged = createdDirs.size !== previous.dirs.length;
   // Journal what is about to be written (nothing to journal on a no-op re-install).
   if (toCopy.length > 0 || linksChanged || dirsChanged) await journal({ files, symlinks, dirs: [...createdDirs] });
+  for (const { dir, replace } of toMake) {
+    const dest = path.join(destDir, dir.rel);
+    if (replace) await fsp.rm(dest, { force: true });
+    fs.mkdirSync(dest, { mode: dir.mode });
+    fs.chmodSync(dest, dir.mode);
+  }
 
   const totalBytes = toCopy.reduce((sum, file) => sum + file.stats.size, 0);
   let copiedBytes = 0;
   let lastProgress = performance.now();
-  const isRoot = process.getuid?.() === 0;
-  const uid = process.getuid?.();
-  const gid = process.getgid?.();
-  const written: string[] = [];
-  for (const file of toCopy) {
-    const dest = path.join(destDir, file.rel);
-    const temp = tempPathFor(dest);
-    // copyFile gives the copy the source's mode; owner and mtime are carried over as `cp -a` does.
-    fs.copyFileSync(path.join(sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
-    if (isRoot && (file.stats.uid !== uid || file.stats.gid !== gid)) fs.chownSync(temp, file.stats.uid, file.stats.gid);
-    fs.utimesSync(temp, file.stats.atime, file.stats.mtime);
-    fs.renameSync(temp, dest);
-    written.push(dest);
+  const copied = (file: SourceFile): void => {
     copiedBytes += file.stats.size;
     if (performance.now() - lastProgress > PROGRESS_EVERY_MS) {
       lastProgress = performance.now();
       log.info(`artifacts: copied ${log.formatBytes(copiedBytes)} of ${log.formatBytes(totalBytes)}`);
     }
+  };
+  const copier = new FileCopier(sourceDir, destDir);
+  const large = toCopy.filter((file) => file.stats.size >= LARGE_FILE_BYTES).sort((a, b) => b.stats.size - a.stats.size);
+  const small = toCopy.filter((file) => file.stats.size < LARGE_FILE_BYTES);
+  const largeDone = runLimited(large, LARGE_COPY_CONCURRENCY, async (file) => {
+    await copier.copy(file);
+    copied(file);
+  });
+  // Awaited below; this only keeps an early failure from counting as unhandled meanwhile.
+  largeDone.catch(() => undefined);
+  for (const [index, file] of small.entries()) {
+    copier.copySync(file);
+    copied(file);
+    if (index % SMALL_FILES_PER_TURN === SMALL_FILES_PER_TURN - 1) await new Promise((resolve) => setImmediate(resolve));
   }
+  await largeDone;
+  const written: string[] = toCopy.map((file) => path.join(destDir, file.rel));
 
   for (const link of tree.symlinks) {
     const dest = path.join(destDir, link.rel);

@@ -29,7 +29,10 @@ export interface DockerEngine {
  */
 export function findDockerSocket(root: HostRoot, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const dockerHost = env.DOCKER_HOST;
-  const candidate = dockerHost?.startsWith("unix://") ? dockerHost.slice("unix://".length) : root.local(root.resolve(DEFAULT_SOCKET));
+  // With the host's / as ours (the quick start) the path is the one the user mounted; under another
+  // host root, host symlinks (/var/run → /run) must be followed inside that root.
+  const hostSocket = root.dir === "/" ? DEFAULT_SOCKET : root.local(root.resolve(DEFAULT_SOCKET));
+  const candidate = dockerHost?.startsWith("unix://") ? dockerHost.slice("unix://".length) : hostSocket;
   try {
     return fs.statSync(candidate).isSocket() ? candidate : undefined;
   } catch {

@@ -37,13 +37,36 @@ function detectPrefix(): string[] {
   return [];
 }
 
+const DBUS_SYSTEM_SOCKETS = ["/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"];
+
+/**
+ * Whether `systemctl` must go through the D-Bus system bus instead of systemd's private socket.
+ * As root, systemctl talks to /run/systemd/private and checks the peer's credentials; from another
+ * PID namespace (the quick-start container: the host's systemd is not PID 1 here) the peer's PID
+ * reads as 0 and systemctl gives up ("Failed to connect to system scope bus ...: No data available").
+ * The mounted D-Bus socket has no such check, and SYSTEMCTL_FORCE_BUS=1 makes systemctl use it.
+ */
+function mustUseSystemBus(prefix: string[]): boolean {
+  if (prefix.length > 0) return false; // nsenter into the host: the host's own PID 1 and namespace
+  let init: string;
+  try {
+    init = fs.readFileSync("/proc/1/comm", "utf8").trim();
+  } catch {
+    return false;
+  }
+  return init !== "systemd" && DBUS_SYSTEM_SOCKETS.some((socket) => fs.existsSync(socket));
+}
+
 export class HostCommands {
   readonly prefix: string[];
   readonly verifyTimeoutMs: number;
+  /** Extra environment for systemctl (see mustUseSystemBus). */
+  private readonly systemctlEnv: NodeJS.ProcessEnv | undefined;
 
   constructor(private readonly root: HostRoot) {
     this.prefix = detectPrefix();
     this.verifyTimeoutMs = Number(process.env.KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS ?? "60") * 1000;
+    this.systemctlEnv = mustUseSystemBus(this.prefix) ? { ...process.env, SYSTEMCTL_FORCE_BUS: "1" } : undefined;
   }
 
   /** Whether host commands see host paths (they run in the host's mount namespace, or the root is `/`). */
@@ -62,8 +85,9 @@ export class HostCommands {
 
   run(tool: Tool, args: string[], timeoutMs = 120_000): Promise<CommandResult> {
     const argv = [...this.prefix, this.program(tool), ...args];
+    const env = tool === "systemctl" ? this.systemctlEnv : undefined;
     return new Promise((resolve) => {
-      execFile(argv[0], argv.slice(1), { timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+      execFile(argv[0], argv.slice(1), { timeout: timeoutMs, maxBuffer: 16 << 20, env }, (error, stdout, stderr) => {
         const errno = error && "code" in error ? (error as { code?: unknown }).code : undefined;
         const code = error ? (typeof errno === "number" ? errno : null) : 0;
         // ENOENT: not found here; 127: nsenter (or a shell) could not find it on the host.
@@ -76,7 +100,15 @@ export class HostCommands {
   async systemctl(args: string[]): Promise<CommandResult> {
     const result = await this.run("systemctl", args);
     if (result.missing) throw new UserError(`systemctl is not reachable (${[...this.prefix, this.program("systemctl")].join(" ")}); run the agent with hostPID (nsenter) or mount /run/systemd`);
+    if (/Failed to connect to .*bus/i.test(result.stderr)) {
+      throw new UserError(`systemctl ${args.join(" ")}: cannot reach the host's systemd (${lastLine(result.stderr)}); mount /var/run/dbus and /run/systemd from the host, or run with --pid=host --privileged`);
+    }
     return result;
+  }
+
+  /** Refuses (before anything is changed) when the host's systemd cannot be reached at all. */
+  async assertSystemdReachable(): Promise<void> {
+    await this.systemctl(["is-system-running"]);
   }
 
   /** The first of `units` that is active, else the first that is loaded. */

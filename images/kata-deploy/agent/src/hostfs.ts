@@ -234,3 +234,70 @@ export async function removeDirIfEmpty(localDir: string): Promise<boolean> {
     throw error;
   }
 }
+
+/**
+ * Test-only fault injection, so the fault tests can stop the agent at the exact instants where a
+ * crash is most dangerous instead of hoping a random delay hits them: `KATA_DEPLOY_TEST_CRASH_AT=<point>`
+ * SIGKILLs the agent when it reaches `<point>`, `KATA_DEPLOY_TEST_STOP_AT=<point>` SIGSTOPs it there
+ * (holding the host lock, until SIGCONT). Unset in production: each call is one env lookup.
+ */
+export function testPoint(point: string): void {
+  if (process.env.KATA_DEPLOY_TEST_CRASH_AT === point) process.kill(process.pid, "SIGKILL");
+  if (process.env.KATA_DEPLOY_TEST_STOP_AT === point) process.kill(process.pid, "SIGSTOP");
+}
+
+/** Mount points in this mount namespace (real paths), from /proc/self/mountinfo; empty where there is none. */
+function mountPoints(): Set<string> {
+  let text: string;
+  try {
+    text = fs.readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return new Set();
+  }
+  // Field 5 is the mount point, with space, tab, newline and backslash escaped as \ooo.
+  const unescape = (field: string): string => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return new Set(text.split("\n").flatMap((line) => (line.trim() === "" ? [] : [unescape(line.split(" ")[4] ?? "")])));
+}
+
+/**
+ * Whether a directory is a mount point (a hostPath volume, a tmpfs): another device than its parent,
+ * or listed in mountinfo (a bind mount of the same file system keeps the device number).
+ */
+export function isMountPoint(localDir: string): boolean {
+  const parent = path.dirname(localDir);
+  if (parent === localDir) return true;
+  if (fs.lstatSync(localDir).dev !== fs.statSync(parent).dev) return true;
+  return mountPoints().has(fs.realpathSync(localDir));
+}
+
+/**
+ * rm -r that never follows a symlink and tolerates entries vanishing under it, because two agents may
+ * remove the same leftover tree at once. `afterFirstEntry` is a test hook (a crash half-way through).
+ */
+export function removeTree(localPath: string, afterFirstEntry?: () => void): void {
+  let removedOne = false;
+  const visit = (target: string): void => {
+    let stats: fs.Stats;
+    try {
+      stats = fs.lstatSync(target);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return;
+      throw error;
+    }
+    try {
+      if (stats.isDirectory()) {
+        for (const name of fs.readdirSync(target)) visit(path.join(target, name));
+        fs.rmdirSync(target);
+      } else {
+        fs.unlinkSync(target);
+      }
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw error;
+    }
+    if (!removedOne) {
+      removedOne = true;
+      afterFirstEntry?.();
+    }
+  };
+  visit(localPath);
+}

@@ -9,13 +9,13 @@
 //   the next agent for its stale period);
 // - Node has no flock binding and a native addon would need a compiler in the image.
 // The lock is taken on the directory itself, so nothing extra is left on the host. Uninstall may
-// remove that directory while others wait on the old inode; a waiter therefore checks, once it holds
-// the lock, that the path still names the inode it locked, and retries otherwise.
+// remove that directory (or rename it, or a parent, away: see state.ts) while others wait on the old
+// inode; a waiter therefore checks, once it holds the lock, that the path still names the inode it
+// locked, and retries otherwise: an install creates the prefix afresh, an uninstall finds nothing.
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import * as fs from "node:fs";
 import { UserError, errnoCode } from "./errors";
 import * as log from "./log";
-import { makeDirs } from "./hostfs";
 
 const HOLD_SCRIPT = [
   'exec 9<"$1" || exit 3',
@@ -30,16 +30,16 @@ export interface HostLock {
 }
 
 /**
- * Takes the host lock on `localDir`. With `create`, a missing directory is created (the directories
- * made are returned, for the state); without, a missing (or meanwhile removed) directory means there
- * is nothing to lock and undefined is returned.
+ * Takes the host lock on `localDir`. With `create`, a missing directory is created by it (it returns
+ * the directories it made, passed on for the state); without, a missing (or meanwhile removed)
+ * directory means there is nothing to lock and undefined is returned.
  */
-export async function acquireHostLock(localDir: string, create: boolean): Promise<{ lock: HostLock; createdDirs: string[] } | undefined> {
+export async function acquireHostLock(localDir: string, create: (() => Promise<string[]>) | undefined): Promise<{ lock: HostLock; createdDirs: string[] } | undefined> {
   const createdDirs: string[] = [];
   const waitNotice = setTimeout(() => log.info(`waiting for another kata-deploy holding the lock on ${localDir}`), 2000);
   try {
     for (let attempt = 0; ; attempt++) {
-      if (create) createdDirs.push(...(await makeDirs(localDir)));
+      if (create) createdDirs.push(...(await create()));
       else if (currentInode(localDir) === undefined) return undefined;
       const child = spawn("sh", ["-c", HOLD_SCRIPT, "kata-deploy-lock", localDir], { stdio: ["pipe", "pipe", "pipe"] });
       const lockedInode = await firstLine(child);
@@ -47,7 +47,8 @@ export async function acquireHostLock(localDir: string, create: boolean): Promis
         return { lock: { release: () => releaseChild(child) }, createdDirs };
       }
       await releaseChild(child);
-      if (lockedInode === undefined && attempt > 0) {
+      // No inode and the directory is there: flock(1) itself failed (a vanished directory is retried).
+      if (lockedInode === undefined && attempt > 0 && currentInode(localDir) !== undefined) {
         throw new UserError(`cannot lock ${localDir} with flock(1); install util-linux on the host image`);
       }
     }

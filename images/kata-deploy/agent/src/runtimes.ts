@@ -13,6 +13,7 @@ import { CRIO_DROP_IN, planCrioInstall, planCrioUninstall, type CrioOwned } from
 import { DOCKER_DAEMON_JSON, dockerRuntimeFormFor, planDockerInstall, planDockerUninstall, type DockerOwned, type DockerRuntimeForm } from "./config/docker";
 import type { FileEdit, KataConfigRequest } from "./config/types";
 import { UserError } from "./errors";
+import { applyEdits, modify as modifyJson, parse as parseJsonText } from "jsonc-parser";
 import type { DockerEngine } from "./docker-engine";
 import { criPluginProblem, lastLine, type HostCommands } from "./host";
 import * as log from "./log";
@@ -35,8 +36,16 @@ export interface RuntimeAdapter {
    * the parser is not reachable.
    */
   validate(host: HostCommands, candidateHostPath: string): Promise<string | undefined>;
-  /** Restarts (or reloads) the runtime and waits until it answers; returns the unit and any problem. */
-  restartAndVerify(host: HostCommands, runtimeNames: string[]): Promise<{ unit: string; problem?: string }>;
+  /**
+   * Restarts (or reloads) the runtime and waits until it answers and, where the runtime can tell,
+   * lists every runtime in `present` and none in `absent`; returns the unit and any problem.
+   */
+  restartAndVerify(host: HostCommands, present: string[], absent?: string[]): Promise<{ unit: string; problem?: string }>;
+  /**
+   * Removal only, when a reload would keep what the restored file no longer mentions: the content to
+   * write (and reload) first so the runtime drops our entries; undefined when not needed.
+   */
+  removalStep?(current: string, restored: string | undefined): string | undefined;
 }
 
 const CONTAINERD_FLAVORS: ContainerdFlavor[] = ["containerd", "k3s", "rke2"];
@@ -161,7 +170,7 @@ async function detectDockerVersion(engine: DockerEngine | undefined, host: HostC
  * Whether the daemon lists `runtimeNames` after the reload. `problem` undefined means fine; `checkedBy`
  * undefined means it could not be checked (no socket, no docker CLI): `active` is all we know.
  */
-async function checkDockerRuntimes(engine: DockerEngine | undefined, host: HostCommands, runtimeNames: string[]): Promise<{ problem?: string; checkedBy?: string }> {
+async function checkDockerRuntimes(engine: DockerEngine | undefined, host: HostCommands, present: string[], absent: string[]): Promise<{ problem?: string; checkedBy?: string }> {
   let listed: string[];
   let checkedBy: string;
   if (engine) {
@@ -180,8 +189,28 @@ async function checkDockerRuntimes(engine: DockerEngine | undefined, host: HostC
     }
     checkedBy = "docker info";
   }
-  const missing = runtimeNames.filter((name) => !listed.includes(name));
-  return { problem: missing.length === 0 ? undefined : `${checkedBy} does not list runtime(s) ${missing.join(", ")}`, checkedBy };
+  const missing = present.filter((name) => !listed.includes(name));
+  if (missing.length > 0) return { problem: `${checkedBy} does not list runtime(s) ${missing.join(", ")}`, checkedBy };
+  const left = absent.filter((name) => listed.includes(name));
+  return { problem: left.length === 0 ? undefined : `${checkedBy} still lists runtime(s) ${left.join(", ")}`, checkedBy };
+}
+
+/**
+ * dockerd's reload replaces its runtime table only when daemon.json sets `runtimes` (moby
+ * daemon/reload_unix.go: `if conf.IsValueSet("runtimes")`), so restoring a file without that key
+ * would leave the Kata runtimes registered until docker restarts. The step in between keeps the key,
+ * empty: every runtime left in it when the restored file has none is one of ours. Transient (the
+ * restore that follows is byte-exact), so jsonc-parser's own formatting of the edit is fine.
+ */
+export function dockerRemovalStep(current: string, restored: string | undefined): string | undefined {
+  const restoredHasRuntimes = restored !== undefined && hasTopLevelKey(restored, "runtimes");
+  if (restoredHasRuntimes || !hasTopLevelKey(current, "runtimes")) return undefined;
+  return applyEdits(current, modifyJson(current, ["runtimes"], {}, { formattingOptions: { insertSpaces: true, tabSize: 2 } }));
+}
+
+function hasTopLevelKey(jsonText: string, key: string): boolean {
+  const value: unknown = parseJsonText(jsonText);
+  return typeof value === "object" && value !== null && !Array.isArray(value) && key in value;
 }
 
 export async function dockerAdapter(args: { form: DockerRuntimeForm | "auto"; host: HostCommands | undefined; engine: DockerEngine | undefined }): Promise<RuntimeAdapter> {
@@ -214,20 +243,22 @@ export async function dockerAdapter(args: { form: DockerRuntimeForm | "auto"; ho
       if (result.missing) return undefined;
       return result.code === 0 ? undefined : lastLine(result.stderr) || `dockerd --validate exited with ${result.code}`;
     },
-    async restartAndVerify(host, runtimeNames) {
+    async restartAndVerify(host, present, absent = []) {
       const unit = "docker";
       const failure = await host.control("reload", unit);
       if (failure !== undefined) return { unit, problem: failure };
       let checkedBy: string | undefined;
       const problem = await host.waitHealthy(unit, async () => {
-        const check = await checkDockerRuntimes(engine, host, runtimeNames);
+        const check = await checkDockerRuntimes(engine, host, present, absent);
         checkedBy = check.checkedBy;
         return check.problem;
       });
-      if (problem === undefined && runtimeNames.length > 0) {
-        log.info(checkedBy ? `verified: docker lists ${runtimeNames.join(", ")} (${checkedBy})` : "docker is active; its runtimes are not verified (mount /var/run/docker.sock to verify them)");
+      if (problem === undefined && present.length + absent.length > 0) {
+        const what = [present.length > 0 ? `lists ${present.join(", ")}` : "", absent.length > 0 ? `no longer lists ${absent.join(", ")}` : ""].filter(Boolean).join(" and ");
+        log.info(checkedBy ? `verified: docker ${what} (${checkedBy})` : "docker is active; its runtimes are not verified (mount /var/run/docker.sock to verify them)");
       }
       return { unit, problem };
     },
+    removalStep: dockerRemovalStep,
   };
 }

@@ -89,6 +89,12 @@ export async function applyTransaction(args: {
   recordAfter: RuntimeRecord | null;
   /** Directories (host paths) to remove when empty once the writes are done; part of the transaction. */
   removeDirs?: string[];
+  /**
+   * Directories (host paths) the writes create. If the transaction is undone they are removed (when
+   * empty) by the undo transaction itself, i.e. while the journal still names them: removed after the
+   * undo's commit, a kill in between would leave a directory no record knows we made.
+   */
+  createsDirs?: string[];
   validate?: { hostPath: string; check: (tempHostPath: string) => Promise<void> };
 }): Promise<void> {
   const { root, state } = args;
@@ -111,10 +117,11 @@ export async function applyTransaction(args: {
   } catch (error) {
     // Put back what this transaction already wrote, then forget it: the host is as before the run.
     const undo = done.reverse().map((write): PlannedWrite => ({ hostPath: write.hostPath, before: write.after, after: write.before, like: write.like }));
-    const undoTx: Transaction = { runtime: args.runtime, writes: undo.map(toPending), recordAfter: recordBefore ?? null };
+    const undoTx: Transaction = { runtime: args.runtime, writes: undo.map(toPending), recordAfter: recordBefore ?? null, removeDirs: args.createsDirs };
     state.pending = undoTx;
     await saveState(root, state);
     for (const write of undoTx.writes) await performWrite(root, write);
+    await removeCreatedDirs(root, undoTx.removeDirs ?? []);
     commit(state, undoTx);
     await saveState(root, state);
     throw error;
