@@ -130,9 +130,8 @@ describe("agent fault tolerance", function () {
         }
       });
 
-      // Pending: artifacts.ts makes the release's directories before it journals them, so a kill in
-      // between leaves directories no record names and this uninstall leaves them behind. Enable once
-      // installArtifacts journals the directories it is about to make first (passes with that change).
+      // Catches directories made before they are journalled: a kill in between would leave directories
+      // no record names, which the later uninstall would then leave behind.
       it(`SIGKILL at ${kills} random moments of install: the re-run records every directory made, so uninstall leaves nothing`, async function () {
         const random = seededRandom(testCase.seed + 2);
         for (let i = 0; i < kills; i++) {
