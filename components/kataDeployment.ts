@@ -13,6 +13,7 @@
 // runtime and removes the labels), then runs the wait step's `delete` (until no node carries a Kata
 // label), then deletes the cleanup DaemonSet, then RBAC and the namespace. On `pulumi up` the same edges
 // create the cleanup DaemonSet first; it has no pods until an installer labels a node `cleanup`.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
@@ -316,6 +317,8 @@ export class KataDeployment extends pulumi.ComponentResource {
 
   /** Builds and pushes images/kata-deploy/ and returns the pushed `repo@sha256:...`. */
   private buildImage(name: string, build: KataImageBuildArgs): pulumi.Output<string> {
+    const bundleProblem = agentBundleProblem(IMAGE_CONTEXT);
+    if (bundleProblem !== undefined) throw new pulumi.ResourceError(`KataDeployment: ${bundleProblem}`, this, true);
     // Only the settings given are passed, so the Dockerfile's defaults apply to the rest.
     const buildArgs: Record<string, pulumi.Input<string>> = {};
     const optional: [string, pulumi.Input<string> | undefined][] = [
@@ -373,4 +376,42 @@ function registryCredentials(build: KataImageBuildArgs, resource: pulumi.Resourc
 function scriptPathForState(scriptPath: string): string {
   const relative = path.relative(process.cwd(), scriptPath);
   return relative.startsWith("..") || path.isAbsolute(relative) ? scriptPath : relative;
+}
+
+/**
+ * Why the image build context cannot be built as the agent's source says, or undefined. The Dockerfile
+ * copies the prebuilt bundle (built by `npm ci`/`npm run build:agent`); a missing one fails deep inside
+ * `docker build`, and a stale one would silently ship an older agent to every node.
+ */
+export function agentBundleProblem(contextDir: string): string | undefined {
+  const bundle = path.join(contextDir, "agent/dist/kata-deploy.cjs");
+  const fix = `run \`npm run build:agent\` in ${path.resolve(contextDir, "../..")} (npm ci does it too)`;
+  let bundleTime: number;
+  try {
+    bundleTime = fs.statSync(bundle).mtimeMs;
+  } catch {
+    return `the node agent bundle ${bundle} is missing; ${fix}`;
+  }
+  const newest = newestMtime(path.join(contextDir, "agent/src"));
+  if (newest !== undefined && newest.mtimeMs > bundleTime) {
+    return `the node agent bundle ${bundle} is older than ${newest.file}; ${fix}`;
+  }
+  return undefined;
+}
+
+/** The most recently modified file under `dir` (undefined when there is no such directory). */
+function newestMtime(dir: string): { file: string; mtimeMs: number } | undefined {
+  let newest: { file: string; mtimeMs: number } | undefined;
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return undefined;
+  }
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    const candidate = entry.isDirectory() ? newestMtime(full) : { file: full, mtimeMs: fs.statSync(full).mtimeMs };
+    if (candidate !== undefined && (newest === undefined || candidate.mtimeMs > newest.mtimeMs)) newest = candidate;
+  }
+  return newest;
 }

@@ -1,0 +1,49 @@
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { agentBundleProblem, IMAGE_CONTEXT } from "../../components/kataDeployment";
+
+// The image build copies the prebuilt agent bundle; building with a missing or stale one must stop at
+// preview with the fix, not fail inside docker build or ship an older agent to every node.
+describe("KataDeployment image build: the agent bundle check", () => {
+  let context: string;
+  beforeEach(() => {
+    context = fs.mkdtempSync(path.join(os.tmpdir(), "kata-context-"));
+    fs.mkdirSync(path.join(context, "agent/src/config"), { recursive: true });
+    fs.mkdirSync(path.join(context, "agent/dist"), { recursive: true });
+  });
+  afterEach(() => fs.rmSync(context, { recursive: true, force: true }));
+
+  const touch = (relative: string, secondsAgo: number): void => {
+    const file = path.join(context, relative);
+    fs.writeFileSync(file, "x");
+    const when = new Date(Date.now() - secondsAgo * 1000);
+    fs.utimesSync(file, when, when);
+  };
+
+  it("names the missing bundle and the command that builds it", () => {
+    touch("agent/src/cli.ts", 10);
+    const problem = agentBundleProblem(context);
+    assert.match(problem ?? "", /agent\/dist\/kata-deploy\.cjs is missing; run `npm run build:agent` in /);
+  });
+
+  it("refuses a bundle older than any agent source file, naming that file", () => {
+    touch("agent/dist/kata-deploy.cjs", 60);
+    touch("agent/src/cli.ts", 120);
+    touch("agent/src/config/docker.ts", 5);
+    assert.match(agentBundleProblem(context) ?? "", /is older than .*agent\/src\/config\/docker\.ts; run `npm run build:agent`/);
+  });
+
+  it("accepts a bundle newer than every source, and a context shipped without sources", () => {
+    touch("agent/src/cli.ts", 120);
+    touch("agent/dist/kata-deploy.cjs", 60);
+    assert.equal(agentBundleProblem(context), undefined);
+    fs.rmSync(path.join(context, "agent/src"), { recursive: true });
+    assert.equal(agentBundleProblem(context), undefined);
+  });
+
+  it("passes for this repository's own context once the bundle is built (as mocha's setup does)", () => {
+    assert.equal(agentBundleProblem(IMAGE_CONTEXT), undefined);
+  });
+});
