@@ -23,7 +23,7 @@ const USAGE = `usage:
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
   kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
   kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
-  kata-deploy reset     [--host-root DIR] [--restart none|systemd] [--label-prefix P] [--node NAME] [--daemon]
+  kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--label-prefix P] [--node NAME] [--daemon]
   kata-deploy status    --host-root DIR [--prefix DIR] [--ready --runtime R]
   kata-deploy-docker install|remove   (also: kata-deploy docker install|remove)`;
 
