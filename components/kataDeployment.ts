@@ -41,6 +41,15 @@ import {
   ResourceTarget,
   Toleration,
 } from "./settings";
+import {
+  DEFAULT_IMAGE_PLATFORM,
+  isLoopbackUrl,
+  kataBuildArgs,
+  localTarballProblem,
+  parseKataSha256,
+  pathForState,
+  releaseUrlProblem,
+} from "./imageBuild";
 import { normalizeSettings } from "./validation";
 
 export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
@@ -64,11 +73,34 @@ export interface KataImageBuildArgs {
   };
   /** Kata Containers release to package. Default: the Dockerfile's `KATA_VERSION`. */
   kataVersion?: pulumi.Input<string>;
-  /** sha256 of `kata-static-<version>-<arch>.tar.xz`; required by the Dockerfile when it downloads the release. */
+  /**
+   * sha256 of each release asset the build downloads: comma-separated `ASSET=HEX` (asset = the file name on
+   * the release page, e.g. `kata-go-static-4.1.0-amd64.tar.zst=<64 hex digits>`), or one bare `HEX` when the
+   * build fetches exactly one asset. Build arg `KATA_SHA256`; the build refuses to download an asset without
+   * its digest and names the asset.
+   */
+  kataSha256?: pulumi.Input<string>;
+  /**
+   * Release base URL (a mirror); assets are fetched from `<url>/<version>/<asset>`. Build arg
+   * `KATA_RELEASE_URL`; default GitHub's release downloads. A loopback URL (127.0.0.0/8, localhost, [::1])
+   * builds with host networking (`build.network: "host"`), so a mirror on the machine running Pulumi works.
+   */
+  releaseUrl?: pulumi.Input<string>;
+  /**
+   * Local release assets (air-gapped builds: nothing is downloaded for them), as paths inside
+   * images/kata-deploy/, named exactly as the release names them, e.g. `tarballs/kata-go-static-4.1.0-amd64.tar.zst`.
+   * Build arg `KATA_TARBALLS`.
+   */
+  kataTarballs?: string[];
+  /** @deprecated Use `kataSha256` (a bare HEX is accepted there for a one-asset release). */
   kataTarballSha256?: pulumi.Input<string>;
-  /** Path, inside images/kata-deploy/, of a local release tarball (air-gapped builds: nothing is downloaded). */
-  kataTarball?: pulumi.Input<string>;
-  /** Target platform, e.g. `linux/amd64` (one: @pulumi/docker's Image builds a single platform). Default: the builder's. */
+  /** @deprecated Use `kataTarballs: [path]`. */
+  kataTarball?: string;
+  /**
+   * Target platform, e.g. `linux/arm64` (one: @pulumi/docker's Image builds a single platform; multi-platform
+   * images: `npm run image:push -- --platform linux/amd64,linux/arm64` and set `image`). Default
+   * `linux/amd64`, never the machine running Pulumi's.
+   */
   platform?: pulumi.Input<string>;
   /** Debian-based base image. Default: the Dockerfile's (`debian:trixie-slim`). */
   baseImage?: pulumi.Input<string>;
@@ -153,8 +185,22 @@ export interface KataDeploymentArgs {
  * types describe the same JSON but type a Quantity as `string` where the schema allows `number | string`,
  * so the two are not structurally assignable; the builders only ever emit string quantities.
  */
-function asPulumiInput<T>(manifest: object): T {
+function asPulumiInput<T>(manifest: unknown): T {
   return manifest as unknown as T;
+}
+
+/** Stands for the image in the built manifests until withImage puts the (possibly unknown) image there. */
+const IMAGE_PLACEHOLDER = "kata-deploy-image-placeholder";
+
+/** `value` with every string equal to IMAGE_PLACEHOLDER replaced by `image`; any other use of it is a bug. */
+export function withImage(value: unknown, image: pulumi.Input<string>): unknown {
+  if (value === IMAGE_PLACEHOLDER) return image;
+  if (typeof value === "string" && value.includes(IMAGE_PLACEHOLDER)) throw new Error(`image embedded in '${value}'`);
+  if (Array.isArray(value)) return value.map((item) => withImage(item, image));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, withImage(item, image)]));
+  }
+  return value;
 }
 
 /** Kata Containers on a Kubernetes cluster: RBAC, runtime labeler, per-runtime installers, cleanup, RuntimeClasses. */
@@ -190,7 +236,7 @@ export class KataDeployment extends pulumi.ComponentResource {
     const pullSecretCredentials = args.imageBuild?.createPullSecret === true ? registryCredentials(args.imageBuild, this) : undefined;
     const child = { parent: this };
 
-    const image = args.image !== undefined ? pulumi.output(args.image) : this.buildImage(name, args.imageBuild!);
+    const image = args.image !== undefined ? pulumi.output(args.image) : this.buildImage(name, args.imageBuild!, settings.shims);
     this.image = image;
 
     // Namespaced objects take the namespace's name from the Namespace resource (when created), which makes
@@ -249,14 +295,14 @@ export class KataDeployment extends pulumi.ComponentResource {
       build: (options: ManifestOptions) => DaemonSetManifest,
       options: pulumi.CustomResourceOptions,
     ): k8s.apps.v1.DaemonSet => {
-      // Metadata never depends on the image, so it is known at preview even when the image is not built yet.
-      const metadata = build({ ...podSettings, image: "" }).metadata;
+      // Built with a placeholder for the image, which may be known only after the build: everything else is
+      // known at preview (and shown by it), and only the containers' `image` waits for the digest.
+      const manifest = build({ ...podSettings, image: IMAGE_PLACEHOLDER });
       return new k8s.apps.v1.DaemonSet(
         resourceName,
         {
-          metadata: { ...metadata, namespace },
-          // The spec embeds the image, which may be known only after the build: build it inside apply.
-          spec: image.apply((ref) => asPulumiInput<k8s.types.input.apps.v1.DaemonSetSpec>(build({ ...podSettings, image: ref }).spec)),
+          metadata: { ...manifest.metadata, namespace },
+          spec: asPulumiInput<k8s.types.input.apps.v1.DaemonSetSpec>(withImage(manifest.spec, image)),
         },
         { ...child, ...options },
       );
@@ -315,19 +361,50 @@ export class KataDeployment extends pulumi.ComponentResource {
     });
   }
 
-  /** Builds and pushes images/kata-deploy/ and returns the pushed `repo@sha256:...`. */
-  private buildImage(name: string, build: KataImageBuildArgs): pulumi.Output<string> {
+  /**
+   * Builds and pushes images/kata-deploy/ and returns the pushed `repo@sha256:...`. At preview that digest
+   * is unknown: @pulumi/docker builds only on `up` unless `buildOnPreview` is set (pulumi/pulumi-docker
+   * provider/provider.go, marshalBuildOnPreview defaults to false), and a preview should not build a Kata
+   * image either.
+   */
+  private buildImage(name: string, build: KataImageBuildArgs, shims: readonly string[]): pulumi.Output<string> {
     const bundleProblem = agentBundleProblem(IMAGE_CONTEXT);
     if (bundleProblem !== undefined) throw new pulumi.ResourceError(`KataDeployment: ${bundleProblem}`, this, true);
-    // Only the settings given are passed, so the Dockerfile's defaults apply to the rest.
-    const buildArgs: Record<string, pulumi.Input<string>> = {};
-    const optional: [string, pulumi.Input<string> | undefined][] = [
-      ["BASE_IMAGE", build.baseImage],
-      ["KATA_VERSION", build.kataVersion],
-      ["KATA_TARBALL_SHA256", build.kataTarballSha256],
-      ["KATA_TARBALL", build.kataTarball],
-    ];
-    for (const [key, value] of optional) if (value !== undefined) buildArgs[key] = value;
+    const fail = (message: string): never => {
+      throw new pulumi.ResourceError(`KataDeployment: ${message}`, this, true);
+    };
+    if (build.kataSha256 !== undefined && build.kataTarballSha256 !== undefined) {
+      fail("imageBuild.kataTarballSha256 is the deprecated name of imageBuild.kataSha256; set only kataSha256");
+    }
+    if (build.kataTarballs !== undefined && build.kataTarball !== undefined) {
+      fail("imageBuild.kataTarball is the deprecated name of imageBuild.kataTarballs; set only kataTarballs");
+    }
+    const kataSha256 = build.kataSha256 ?? build.kataTarballSha256;
+    const kataTarballs = build.kataTarballs ?? (build.kataTarball === undefined ? undefined : [build.kataTarball]);
+    // Values known now are checked now, so a typo fails at preview; Outputs are passed through as given.
+    if (typeof kataSha256 === "string") {
+      const parsed = parseKataSha256(kataSha256);
+      if (typeof parsed === "string") fail(`imageBuild.kataSha256: ${parsed}`);
+    }
+    if (typeof build.releaseUrl === "string") {
+      const problem = releaseUrlProblem(build.releaseUrl);
+      if (problem !== undefined) fail(`imageBuild.releaseUrl: ${problem}`);
+    }
+    (kataTarballs ?? []).forEach((file, index) => {
+      const problem = localTarballProblem(file, IMAGE_CONTEXT);
+      if (problem !== undefined) fail(`imageBuild.kataTarballs[${index}]: ${problem}`);
+    });
+
+    const buildArgs = kataBuildArgs<pulumi.Input<string>>({
+      baseImage: build.baseImage,
+      kataVersion: build.kataVersion,
+      shims,
+      kataSha256,
+      releaseUrl: build.releaseUrl,
+      kataTarballs,
+    });
+    const network =
+      build.releaseUrl === undefined ? undefined : pulumi.output(build.releaseUrl).apply((url) => (isLoopbackUrl(url) ? "host" : undefined));
     const registry = build.registry && {
       server: build.registry.server,
       username: build.registry.username,
@@ -338,10 +415,13 @@ export class KataDeployment extends pulumi.ComponentResource {
       {
         imageName: pulumi.interpolate`${build.repository}:${build.tag ?? "latest"}`,
         build: {
-          context: IMAGE_CONTEXT,
-          dockerfile: path.join(IMAGE_CONTEXT, "Dockerfile"),
-          platform: build.platform,
+          // Relative to the program's directory, as the provider resolves them: another checkout of the
+          // project stores the same strings and does not rebuild (see pathForState).
+          context: pathForState(IMAGE_CONTEXT),
+          dockerfile: pathForState(path.join(IMAGE_CONTEXT, "Dockerfile")),
+          platform: build.platform ?? DEFAULT_IMAGE_PLATFORM,
           args: buildArgs,
+          network,
         },
         registry,
       },

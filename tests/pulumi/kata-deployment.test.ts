@@ -6,13 +6,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { KataDeployment, KataDeploymentArgs } from "../../components";
 import { schemaProblems } from "../support/k8s-schema";
 import {
-  mockDigestFor,
   Registration,
   registrationNamed,
   registrations,
   registrationsOfType,
   settled,
-  useMocks,
   valueOf,
 } from "../support/pulumi-mocks";
 
@@ -198,42 +196,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
     assert.equal(await valueOf(component.namespace), "kata-deploy");
   });
 
-  for (const preview of [false, true]) {
-    it(`without an image, builds images/kata-deploy and pins every DaemonSet to the pushed digest (${preview ? "preview" : "update"})`, async () => {
-      useMocks({ preview });
-      const component = new KataDeployment("kata", {
-        imageBuild: {
-          repository: "registry.example.com/kata-deploy",
-          tag: "v1",
-          registry: { server: "registry.example.com", username: "ci", password: "hunter2" },
-          kataVersion: "3.23.0",
-          kataTarballSha256: "ef".repeat(32),
-          platform: "linux/amd64",
-        },
-      });
-      await settled();
-      const [image] = registrationsOfType("docker:index/image:Image");
-      assert.equal(image.name, "kata-image");
-      assert.equal(image.inputs.imageName, "registry.example.com/kata-deploy:v1");
-      const build = image.inputs.build as { context: string; dockerfile: string; platform: string; args: Record<string, string> };
-      // Resolved from the component's own directory, not the working directory, so consumer stacks build the same image.
-      assert.equal(build.context, path.resolve(__dirname, "../../images/kata-deploy"));
-      assert.ok(fs.existsSync(build.dockerfile), build.dockerfile);
-      assert.equal(build.platform, "linux/amd64");
-      assert.deepEqual(build.args, { KATA_VERSION: "3.23.0", KATA_TARBALL_SHA256: "ef".repeat(32) });
-      // The SDK may mark the whole registry object secret; either way the password is never stored in plain text.
-      assert.ok(image.secretInputs.some((secret) => "registry.password".startsWith(secret)), `secrets: ${image.secretInputs.join(", ")}`);
-
-      const pinned = `registry.example.com/kata-deploy@${mockDigestFor("registry.example.com/kata-deploy:v1")}`;
-      const daemonSets = registrationsOfType(DAEMONSET);
-      assert.equal(daemonSets.length, 4);
-      for (const ds of daemonSets) {
-        assert.deepEqual(daemonSetContainers(ds).map((c) => c.image), [pinned], ds.name);
-        assert.ok(ds.dependencies.includes(image.urn), `${ds.name} depends on the image`);
-      }
-      assert.equal(await valueOf(component.image), pinned);
-    });
-  }
+  // Building the image (update and preview): tests/pulumi/image-build.test.ts.
 
   it("two instances with different names and providers: no URN collision, each child uses its instance's provider", async () => {
     const providerA = new k8s.Provider("cluster-a", { kubeconfig: "a" });

@@ -72,14 +72,24 @@ export function mockDigestFor(imageName: string): string {
   return `sha256:${hash.toString(16).padStart(8, "0").repeat(8)}`;
 }
 
+/** Whether the mocks currently run programs as `pulumi preview` does (see useMocks). */
+let currentPreview = false;
+
 const mocks: pulumi.runtime.Mocks = {
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
     const state: Record<string, unknown> = { ...args.inputs };
     if (args.type === "docker:index/image:Image") {
-      // In preview an output the mock does not return stays unknown and `.apply` never runs.
-      const imageName = String(args.inputs.imageName);
-      const repository = imageName.replace(/:[^:/]+$/, "");
-      state.repoDigest = `${repository}@${mockDigestFor(imageName)}`;
+      // pulumi/pulumi-docker provider/provider.go: `buildOnPreview` defaults to false (marshalBuildOnPreview),
+      // and then preview neither builds nor pushes, so `repoDigest` is unknown at preview. In preview an
+      // output the mock does not return stays unknown and `.apply` never runs — as with the real engine.
+      if (currentPreview && args.inputs.buildOnPreview === true) {
+        throw new Error("tests/support/pulumi-mocks.ts does not model docker.Image with buildOnPreview: true");
+      }
+      if (!currentPreview) {
+        const imageName = String(args.inputs.imageName);
+        const repository = imageName.replace(/:[^:/]+$/, "");
+        state.repoDigest = `${repository}@${mockDigestFor(imageName)}`;
+      }
     }
     return { id: `${args.name}-id`, state };
   },
@@ -88,7 +98,6 @@ const mocks: pulumi.runtime.Mocks = {
   },
 };
 
-let currentPreview = false;
 
 // The monitor's request type is internal to @pulumi/pulumi (generated protobuf); this is the part we read.
 interface RegisterResourceRequest {
@@ -113,8 +122,15 @@ interface RegisterResourceResponse {
 }
 type RegisterResource = (req: RegisterResourceRequest, callback: (err: unknown, res?: RegisterResourceResponse) => void) => unknown;
 
-/** Unwraps secrets (`{sig: secretSig, value}`) in place of their values and lists where they were. */
+/** What a recorded input holds where the engine received an unknown value (only in preview). */
+export const UNKNOWN = "<unknown at preview>";
+
+/**
+ * Unwraps secrets (`{sig: secretSig, value}`) in place of their values and lists where they were; unknown
+ * values (preview) become UNKNOWN.
+ */
 function unwrapSecrets(value: unknown, pathSoFar: string, secrets: string[]): unknown {
+  if (pulumi.isUnknown(value)) return UNKNOWN;
   if (Array.isArray(value)) return value.map((item, index) => unwrapSecrets(item, `${pathSoFar}[${index}]`, secrets));
   if (value === null || typeof value !== "object") return value;
   const record = value as Record<string, unknown>;
