@@ -12,26 +12,71 @@ function maxUnavailableFromConfig(): number | string | undefined {
   return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : raw;
 }
 
+/**
+ * Whether the engine passed this key as a secret (PULUMI_CONFIG_SECRET_KEYS). @pulumi/pulumi exports
+ * `runtime.isConfigSecret` but marks it internal (no type declaration); undefined if a release drops it, and
+ * then the check below is skipped rather than failing a deployment (tests/pulumi/program.test.ts fails then).
+ */
+function configIsSecret(fullKey: string): boolean | undefined {
+  const runtime = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+  return typeof runtime.isConfigSecret === "function" ? runtime.isConfigSecret(fullKey) : undefined;
+}
+
+/**
+ * A config value that must be a secret. The CLI refuses a declared `secret: true` key stored in plaintext
+ * ("must be encrypted as it's secret", pulumi/pulumi pkg/workspace/config.go validateStackConfigValue), but
+ * these keys are optional and so cannot be declared in Pulumi.yaml (a declared key without a default is
+ * required for every stack): the program applies the same rule.
+ */
+function secretFromConfig(key: string): pulumi.Output<string> | undefined {
+  const fullKey = `${config.name}:${key}`;
+  if (pulumi.runtime.getConfig(fullKey) === undefined) return undefined;
+  if (configIsSecret(fullKey) === false) {
+    throw new Error(`${fullKey} is stored in plaintext in the stack file; set it again with \`pulumi config set --secret ${fullKey}\``);
+  }
+  return config.requireSecret(key);
+}
+
+/** A config key under its current name, or under its deprecated one (with a warning naming the new key). */
+function renamed<T>(key: string, deprecatedKey: string, read: (key: string) => T | undefined): T | undefined {
+  const current = read(key);
+  const deprecated = read(deprecatedKey);
+  if (deprecated === undefined) return current;
+  if (current !== undefined) {
+    throw new Error(`${config.name}:${deprecatedKey} is the deprecated name of ${config.name}:${key}; remove it (\`pulumi config rm ${config.name}:${deprecatedKey}\`) and keep ${key}`);
+  }
+  void pulumi.log.warn(`${config.name}:${deprecatedKey} is deprecated; set ${config.name}:${key} instead`);
+  return deprecated;
+}
+
 function imageBuildFromConfig(): KataImageBuildArgs | undefined {
   const repository = config.get("imageRepository");
   if (repository === undefined) return undefined;
   const server = config.get("registryServer");
+  // Pulumi.yaml declares kataTarballs with default []: an empty list means none.
+  const tarballs = renamed("kataTarballs", "kataTarball", (key) => {
+    if (key === "kataTarball") {
+      const one = config.get(key);
+      return one === undefined ? undefined : [one];
+    }
+    const list = config.getObject<string[]>(key);
+    return list !== undefined && list.length > 0 ? list : undefined;
+  });
   return {
     repository,
     tag: config.get("imageTag"),
-    registry: server === undefined
-      ? undefined
-      : { server, username: config.get("registryUsername"), password: config.getSecret("registryPassword") },
+    registry: server === undefined ? undefined : { server, username: config.get("registryUsername"), password: secretFromConfig("registryPassword") },
     kataVersion: config.get("kataVersion"),
-    kataTarballSha256: config.get("kataTarballSha256"),
-    kataTarball: config.get("kataTarball"),
+    kataSha256: renamed("kataSha256", "kataTarballSha256", (key) => config.get(key)),
+    releaseUrl: config.get("kataReleaseUrl"),
+    kataTarballs: tarballs,
     platform: config.get("platform"),
     baseImage: config.get("baseImage"),
     createPullSecret: config.getBoolean("createRegistryPullSecret"),
   };
 }
 
-const kubeconfig = config.getSecret("kubeconfig");
+const kubeconfig = secretFromConfig("kubeconfig");
 // Without a kubeconfig in config, the default provider uses the ambient kubeconfig's current context.
 const provider = kubeconfig === undefined ? undefined : new k8s.Provider("cluster", { kubeconfig });
 

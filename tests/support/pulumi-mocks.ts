@@ -74,6 +74,8 @@ export function mockDigestFor(imageName: string): string {
 
 /** Whether the mocks currently run programs as `pulumi preview` does (see useMocks). */
 let currentPreview = false;
+/** The project name programs see (`pulumi.getProject()`, the namespace of `new pulumi.Config()`). */
+let currentProject = MOCK_PROJECT;
 
 const mocks: pulumi.runtime.Mocks = {
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
@@ -144,12 +146,14 @@ function unwrapSecrets(value: unknown, pathSoFar: string, secrets: string[]): un
 }
 
 /**
- * (Re)installs the recording mocks. `preview: true` runs programs as `pulumi preview` would; the root hook
- * switches back to `preview: false` before the next test.
+ * (Re)installs the recording mocks. `preview: true` runs programs as `pulumi preview` would; `project` and
+ * `stack` name the project and stack programs see. The root hook switches back to the defaults (update,
+ * MOCK_PROJECT) before the next test.
  */
-export function useMocks(options: { preview?: boolean } = {}): void {
+export function useMocks(options: { preview?: boolean; project?: string; stack?: string } = {}): void {
   currentPreview = options.preview ?? false;
-  void pulumi.runtime.setMocks(mocks, MOCK_PROJECT, MOCK_STACK, currentPreview);
+  currentProject = options.project ?? MOCK_PROJECT;
+  void pulumi.runtime.setMocks(mocks, currentProject, options.stack ?? MOCK_STACK, currentPreview);
   const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource: RegisterResource };
   const original: RegisterResource = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, callback) => {
@@ -216,6 +220,6 @@ export const mochaHooks = {
   beforeEach(): void {
     recorded.length = 0;
     setStackConfig({});
-    if (currentPreview) useMocks();
+    if (currentPreview || currentProject !== MOCK_PROJECT) useMocks();
   },
 };
