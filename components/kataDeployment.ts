@@ -379,6 +379,8 @@ export class KataDeployment extends pulumi.ComponentResource {
     if (build.kataTarballs !== undefined && build.kataTarball !== undefined) {
       fail("imageBuild.kataTarball is the deprecated name of imageBuild.kataTarballs; set only kataTarballs");
     }
+    if (build.kataTarballSha256 !== undefined) void pulumi.log.warn("KataDeployment: imageBuild.kataTarballSha256 is deprecated; use imageBuild.kataSha256", this);
+    if (build.kataTarball !== undefined) void pulumi.log.warn("KataDeployment: imageBuild.kataTarball is deprecated; use imageBuild.kataTarballs", this);
     const kataSha256 = build.kataSha256 ?? build.kataTarballSha256;
     const kataTarballs = build.kataTarballs ?? (build.kataTarball === undefined ? undefined : [build.kataTarball]);
     // Values known now are checked now, so a typo fails at preview; Outputs are passed through as given.
