@@ -31,7 +31,8 @@ const HEX = "0123456789abcdef".repeat(4);
 
 /** Every Pulumi.yaml in the repository, outside node_modules. */
 const PROJECT_FILES = fs
-  .globSync("**/Pulumi.yaml", { cwd: REPO, exclude: (name) => name === "node_modules" || name === ".git" })
+  .globSync("**/Pulumi.yaml", { cwd: REPO, exclude: (name) => ["node_modules", ".git", ".pulumi"].includes(path.basename(name)) })
+  .filter((file) => !file.split(path.sep).includes("node_modules"))
   .map((file) => path.join(REPO, file))
   .sort();
 
@@ -213,11 +214,9 @@ describe("the Pulumi CLI's rules, as ported (tests/support/pulumi-cli-rules.ts)"
 
 describe("every Pulumi.yaml in the repository, under the CLI's rules", () => {
   it("finds the root project and the examples", () => {
-    assert.deepEqual(
-      PROJECT_FILES.map((file) => path.relative(REPO, file)),
-      ["Pulumi.yaml", "examples/consumer-stack/Pulumi.yaml", "examples/docker-host/Pulumi.yaml"].filter((file) => PROJECT_FILES.includes(path.join(REPO, file))),
-    );
-    assert.ok(PROJECT_FILES.length >= 3);
+    for (const known of ["Pulumi.yaml", "examples/consumer-stack/Pulumi.yaml", "examples/docker-host/Pulumi.yaml"]) {
+      assert.ok(PROJECT_FILES.includes(path.join(REPO, known)), `${known} is found`);
+    }
   });
 
   for (const projectFile of PROJECT_FILES) {
