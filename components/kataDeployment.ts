@@ -301,7 +301,7 @@ export class KataDeployment extends pulumi.ComponentResource {
       return new k8s.apps.v1.DaemonSet(
         resourceName,
         {
-          metadata: { ...manifest.metadata, namespace },
+          metadata: { ...asPulumiInput<k8s.types.input.meta.v1.ObjectMeta>(withImage(manifest.metadata, image)), namespace },
           spec: asPulumiInput<k8s.types.input.apps.v1.DaemonSetSpec>(withImage(manifest.spec, image)),
         },
         { ...child, ...options },

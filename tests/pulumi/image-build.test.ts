@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { KataDeployment, KataImageBuildArgs } from "../../components";
+import { withImage } from "../../components/kataDeployment";
 import {
   DEFAULT_IMAGE_PLATFORM,
   isLoopbackUrl,
@@ -98,6 +99,12 @@ describe("the image build's pure parts (components/imageBuild.ts)", () => {
       // A consumer stack in a subfolder (examples/consumer-stack) reaches the context upwards.
       assert.equal(pathForState(path.join(checkout, "images/kata-deploy"), path.join(checkout, "examples/consumer-stack")), "../../images/kata-deploy");
     }
+  });
+
+  it("puts the image exactly where the builders put it, and refuses to splice it into a longer string", () => {
+    const placeholder = "kata-deploy-image-placeholder";
+    assert.deepEqual(withImage({ containers: [{ image: placeholder, args: ["x"] }], n: 1 }, "img@sha256:1"), { containers: [{ image: "img@sha256:1", args: ["x"] }], n: 1 });
+    assert.throws(() => withImage({ env: `IMAGE=${placeholder}` }, "img"), /image embedded in 'IMAGE=kata-deploy-image-placeholder'/);
   });
 
   it("accepts local release assets only inside the build context and only when they exist", () => {
