@@ -16,6 +16,7 @@ import {
   settled,
   valueOf,
 } from "../support/pulumi-mocks";
+import { loadProject, loadStack, programConfig, validateStackConfig } from "../support/pulumi-cli-rules";
 
 const REPO = path.resolve(__dirname, "../..");
 const load = createRequire(__filename);
@@ -48,7 +49,12 @@ describe("the kata-deploy program (index.ts)", () => {
   });
 
   it("runs with the dev stack's config: builds the image, deploys, exports RuntimeClasses, namespace and image", async () => {
-    setStackConfig(engineConfig(devStack.config));
+    // As the CLI hands it over: the stack file plus Pulumi.yaml's defaults (tests/support/pulumi-cli-rules.ts).
+    const project = loadProject(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8"));
+    const validated = validateStackConfig("dev", project, loadStack(fs.readFileSync(path.join(REPO, "Pulumi.dev.yaml"), "utf8"), project));
+    assert.ok("config" in validated, "error" in validated ? validated.error : "");
+    const { values, secretKeys } = programConfig(validated.config);
+    setStackConfig(values, secretKeys);
     const outputs = await runProgram(path.join(REPO, "index.ts"));
     const repository = devStack.config["kata-deploy:imageRepository"] as string;
     const tag = devStack.config["kata-deploy:imageTag"] as string;
