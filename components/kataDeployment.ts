@@ -5,14 +5,17 @@
 // resource before everything it depends on (A --> B: A depends on B, so A is created after B and deleted
 // before it):
 //
-//   RuntimeClasses --> installers --> wait step --> cleanup DaemonSet --> RBAC --> namespace
-//                      labeler -----^
+//   RuntimeClasses --> install wait --> installers --> clean wait --> cleanup DaemonSet --> RBAC --> namespace
+//                                  \--> labeler -----^
 //
-// so `pulumi destroy` deletes the RuntimeClasses, then the labeler and installers (each installer pod's
+// `pulumi up` creates them in the arrow's reverse: RBAC, the cleanup DaemonSet, the labeler and installers,
+// then the install wait (until every selected node is labelled installed), then the RuntimeClasses.
+// `pulumi destroy` deletes the RuntimeClasses, then (the install wait has no delete) the labeler and installers (each installer pod's
 // preStop uninstalls and labels its node `cleanup`; the still-present cleanup DaemonSet then restarts the
-// runtime and removes the labels), then runs the wait step's `delete` (until no node carries a Kata
+// runtime and removes the labels), then runs the clean wait's `delete` (until no node carries a Kata
 // label), then deletes the cleanup DaemonSet, then RBAC and the namespace. On `pulumi up` the same edges
 // create the cleanup DaemonSet first; it has no pods until an installer labels a node `cleanup`.
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as command from "@pulumi/command";
@@ -58,6 +61,8 @@ export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
 export const IMAGE_CONTEXT = path.resolve(__dirname, "../images/kata-deploy");
 /** The destroy-time wait script (plain JavaScript: it runs wherever `pulumi destroy` runs). */
 export const WAIT_SCRIPT = path.join(__dirname, "wait-for-clean-nodes.mjs");
+/** The create-time wait script: `pulumi up` returns only once Kata is installed on every selected node. */
+export const INSTALL_WAIT_SCRIPT = path.join(__dirname, "wait-for-installed-nodes.mjs");
 
 /** How to build and push the kata-deploy image when `image` is not given. */
 export interface KataImageBuildArgs {
@@ -331,10 +336,18 @@ export class KataDeployment extends pulumi.ComponentResource {
       { ...child, dependsOn: [cleanup] },
     );
 
-    daemonSet(`${name}-runtime-labeler`, buildLabelerDaemonSet, {
+    const labeler = daemonSet(`${name}-runtime-labeler`, buildLabelerDaemonSet, {
       dependsOn: [...rbacResources, waitForCleanNodes],
     });
     const installTimeout = args.installTimeout ?? "20m";
+    const installTimeoutSeconds = durationSeconds(installTimeout);
+    if (installTimeoutSeconds === undefined || installTimeoutSeconds < 1) {
+      throw new pulumi.ResourceError(
+        `KataDeployment: installTimeout is ${JSON.stringify(installTimeout)}; allowed values: a duration of at least 1s such as "20m", "1h30m" or "900s"`,
+        this,
+        true,
+      );
+    }
     const installers = settings.runtimes.map((runtime) =>
       daemonSet(`${name}-installer-${runtime}`, (options) => buildInstallerDaemonSet(runtime, options), {
         dependsOn: [...rbacResources, waitForCleanNodes],
@@ -343,13 +356,40 @@ export class KataDeployment extends pulumi.ComponentResource {
       }),
     );
 
-    // Created after the installers are ready (no Kata pod is admitted before its handler exists) and so
-    // deleted before them (no new Kata pod is scheduled while nodes are being uninstalled).
+    // The DaemonSet await alone does not mean "installed": on a first `up` the installers select no node until
+    // the labeler has labelled them, and a DaemonSet with desiredNumberScheduled 0 is ready at once. This step
+    // waits until every node the installers select is labelled installed (or fails naming the node and the
+    // agent's reason). It has only `create`: @pulumi/command runs `create` again on any input change (no
+    // `update` given), and KATA_DEPLOY_INSTALLERS changes whenever an installer's spec does, so a changed
+    // image, shim list or selector waits again. No `triggers` (a trigger change would replace it).
+    const installEnvironment: Record<string, pulumi.Input<string>> = {
+      KATA_DEPLOY_LABEL_PREFIX: settings.labelPrefix,
+      KATA_DEPLOY_NAMESPACE: namespace,
+      KATA_DEPLOY_RUNTIMES: settings.runtimes.join(","),
+      KATA_DEPLOY_NODE_SELECTOR: JSON.stringify(settings.nodeSelector),
+      KATA_DEPLOY_TOLERATIONS: JSON.stringify(settings.tolerations),
+      KATA_DEPLOY_TIMEOUT_SECONDS: String(installTimeoutSeconds),
+      KATA_DEPLOY_INSTALLERS: image.apply((ref) => installersFingerprint(settings.runtimes.map((runtime) => buildInstallerDaemonSet(runtime, { ...podSettings, image: ref })))),
+    };
+    if (args.kubeconfig !== undefined) installEnvironment.KATA_DEPLOY_KUBECONFIG = pulumi.secret(args.kubeconfig);
+    const waitForInstalledNodes = new command.local.Command(
+      `${name}-wait-for-installed-nodes`,
+      {
+        interpreter: ["node"],
+        create: scriptPathForState(INSTALL_WAIT_SCRIPT),
+        environment: installEnvironment,
+      },
+      { ...child, dependsOn: [labeler, ...installers] },
+    );
+
+    // Created once Kata is installed on every selected node (no Kata pod is admitted before its handler
+    // exists) and so deleted before the installers (no new Kata pod is scheduled while nodes are being
+    // uninstalled). Consumers' `dependsOn: [kata]` includes the install wait too.
     const runtimeClasses = buildRuntimeClasses(settings).map(
       (runtimeClass) =>
         new k8s.node.v1.RuntimeClass(`${name}-runtimeclass-${runtimeClass.metadata.name}`, asPulumiInput(runtimeClass), {
           ...child,
-          dependsOn: installers,
+          dependsOn: [...installers, waitForInstalledNodes],
         }),
     );
 
@@ -447,6 +487,22 @@ function registryCredentials(build: KataImageBuildArgs, resource: pulumi.Resourc
   return pulumi.secret(
     pulumi.all([registry.server, registry.username!, registry.password!]).apply(([server, username, password]) => ({ server, username, password })),
   );
+}
+
+/** A short digest of the installer DaemonSets as built: it changes exactly when one of them changes. */
+export function installersFingerprint(installers: readonly DaemonSetManifest[]): string {
+  return createHash("sha256").update(JSON.stringify(installers)).digest("hex").slice(0, 16);
+}
+
+/**
+ * Seconds in a Pulumi custom timeout (Go's time.ParseDuration units h, m, s, ms: "20m", "1h30m", "1.5h"),
+ * or undefined when it is not one.
+ */
+export function durationSeconds(duration: string): number | undefined {
+  const unit: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001 };
+  const parts = [...duration.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
+  if (parts.length === 0 || parts.map((part) => part[0]).join("") !== duration) return undefined;
+  return parts.reduce((total, [, value, suffix]) => total + Number(value) * unit[suffix], 0);
 }
 
 /**

@@ -16,35 +16,18 @@
 // Set by the operator when running `pulumi destroy` (the command inherits that environment):
 //   KATA_DEPLOY_IGNORE_NODES      comma-separated node names not to wait for, or `*` for all (see docs/kubernetes.md)
 //   KATA_DEPLOY_POLL_SECONDS      poll interval (default 5)
-import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
+import { commaList, errorMessage, labelKeysFor, loadKubeConfig, pollUntil, positiveNumber } from "./kube-wait.mjs";
 
 const env = process.env;
 const prefix = env.KATA_DEPLOY_LABEL_PREFIX || "kata-containers.io";
-const labelKeys = [`${prefix}/kata-runtime`, `${prefix}/container-runtime`];
-const timeoutSeconds = positiveNumber("KATA_DEPLOY_TIMEOUT_SECONDS", 600);
-const pollSeconds = positiveNumber("KATA_DEPLOY_POLL_SECONDS", 5);
+const keys = labelKeysFor(prefix);
+const labelKeys = [keys.kataRuntime, keys.containerRuntime];
+const timeoutSeconds = positiveNumber(env, "KATA_DEPLOY_TIMEOUT_SECONDS", 600);
+const pollSeconds = positiveNumber(env, "KATA_DEPLOY_POLL_SECONDS", 5);
 const namespace = env.KATA_DEPLOY_NAMESPACE || "kata-deploy";
-const installedRuntimes = (env.KATA_DEPLOY_RUNTIMES ?? "").split(",").map((name) => name.trim()).filter(Boolean);
-const ignored = new Set((env.KATA_DEPLOY_IGNORE_NODES ?? "").split(",").map((name) => name.trim()).filter(Boolean));
-
-function positiveNumber(name, fallback) {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) {
-    console.error(`kata-deploy: ${name}=${JSON.stringify(raw)} is not a positive number of seconds`);
-    process.exit(2);
-  }
-  return value;
-}
-
-function loadKubeConfig() {
-  const kubeConfig = new k8s.KubeConfig();
-  if (env.KATA_DEPLOY_KUBECONFIG) kubeConfig.loadFromString(env.KATA_DEPLOY_KUBECONFIG);
-  else kubeConfig.loadFromDefault();
-  return kubeConfig;
-}
+const installedRuntimes = commaList(env.KATA_DEPLOY_RUNTIMES);
+const ignored = new Set(commaList(env.KATA_DEPLOY_IGNORE_NODES));
 
 /**
  * A node the labeler labelled with a runtime that had no installer (e.g. a CRI-O node when only containerd
@@ -78,37 +61,36 @@ async function labelledNodes(api) {
 }
 
 async function main() {
-  const api = loadKubeConfig().makeApiClient(k8s.CoreV1Api);
-  const deadline = Date.now() + timeoutSeconds * 1000;
+  const api = loadKubeConfig(env).makeApiClient(k8s.CoreV1Api);
   let lastReport = "";
-  let lastError;
   let remaining = new Map();
+  const state = {};
   if (ignored.size > 0) console.log(`kata-deploy: not waiting for node(s): ${[...ignored].join(", ")}`);
-  for (;;) {
-    try {
+  const clean = await pollUntil({
+    timeoutSeconds,
+    pollSeconds,
+    state,
+    check: async () => {
       remaining = await labelledNodes(api);
-      lastError = undefined;
-      if (remaining.size === 0) {
-        console.log("kata-deploy: every node is clean (no Kata labels left)");
-        if (untouched.size > 0) {
-          const names = [...untouched.keys()].sort();
-          console.log(
-            `kata-deploy: note: ${names.join(", ")} still carr${names.length === 1 ? "ies" : "y"} ${labelKeys[1]} for a runtime that had no installer ` +
-              `(nothing was installed there); remove it with: kubectl label node ${names.join(" ")} ${labelKeys[1]}-`,
-          );
-        }
-        return 0;
-      }
+      if (remaining.size === 0) return true;
       const report = [...remaining.values()].sort().join(", ");
       if (report !== lastReport) console.log(`kata-deploy: waiting for cleanup of ${remaining.size} node(s): ${report}`);
       lastReport = report;
-    } catch (error) {
-      // Transient API trouble must not end the wait early; it is reported if it lasts until the deadline.
-      lastError = error;
+      return undefined;
+    },
+  });
+  if (clean) {
+    console.log("kata-deploy: every node is clean (no Kata labels left)");
+    if (untouched.size > 0) {
+      const names = [...untouched.keys()].sort();
+      console.log(
+        `kata-deploy: note: ${names.join(", ")} still carr${names.length === 1 ? "ies" : "y"} ${labelKeys[1]} for a runtime that had no installer ` +
+          `(nothing was installed there); remove it with: kubectl label node ${names.join(" ")} ${labelKeys[1]}-`,
+      );
     }
-    if (Date.now() >= deadline) break;
-    await sleep(Math.min(pollSeconds * 1000, Math.max(0, deadline - Date.now())));
+    return 0;
   }
+  const lastError = state.lastError;
 
   const forceHint =
     `to finish the destroy without them, clean them by hand (see docs/kubernetes.md) or run ` +
@@ -116,7 +98,7 @@ async function main() {
   if (lastError !== undefined && remaining.size === 0) {
     console.error(
       `kata-deploy: timed out after ${timeoutSeconds}s: the Kubernetes API could not be queried for labelled nodes ` +
-        `(${lastError instanceof Error ? lastError.message : String(lastError)}); ${forceHint}`,
+        `(${errorMessage(lastError)}); ${forceHint}`,
     );
   } else {
     const names = [...remaining.keys()].sort();
@@ -132,7 +114,7 @@ async function main() {
 main().then(
   (code) => process.exit(code),
   (error) => {
-    console.error(`kata-deploy: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`kata-deploy: ${errorMessage(error)}`);
     process.exit(1);
   },
 );

@@ -78,7 +78,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       [
         "kata-cleanup", "kata-cluster-role", "kata-cluster-role-binding", "kata-installer-containerd", "kata-installer-crio",
         "kata-namespace", "kata-runtime-labeler", "kata-runtimeclass-kata", "kata-runtimeclass-kata-fc",
-        "kata-runtimeclass-kata-qemu", "kata-service-account", "kata-wait-for-clean-nodes",
+        "kata-runtimeclass-kata-qemu", "kata-service-account", "kata-wait-for-clean-nodes", "kata-wait-for-installed-nodes",
       ],
     );
     for (const child of children) assert.equal(child.parent, component[0].urn, `${child.name}'s parent`);
@@ -372,6 +372,53 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       assert.deepEqual(changed, ["environment"]);
       assert.ok(!changed.some((key) => REPLACING_INPUTS.includes(key)));
       assert.deepEqual(after.options.replaceOnChanges, before.options.replaceOnChanges);
+    });
+  });
+
+  describe("the create-time install wait (issue 8 point 3)", () => {
+    it("runs after the labeler and installers, before every RuntimeClass; re-runs (create, no triggers) when an installer changes", async () => {
+      await deploy("kata", { kubeconfig: "apiVersion: v1\nkind: Config\n", nodeSelector: { pool: "sandbox" }, installTimeout: "1h30m" });
+      const wait = registrationNamed("kata-wait-for-installed-nodes");
+      assert.equal(wait.type, COMMAND);
+      // @pulumi/command (provider/pkg/provider/local/commandController.go): Update runs `update`, else `create`.
+      assert.deepEqual(Object.keys(wait.inputs).sort(), ["create", "environment", "interpreter"]);
+      assert.ok(fs.existsSync(path.resolve(String(wait.inputs.create))), "the script exists");
+      assert.ok(!path.isAbsolute(String(wait.inputs.create)), "stored relative to the project");
+      assert.deepEqual(wait.options.replaceOnChanges, ["triggers[*]"], "only what @pulumi/command adds itself");
+      for (const dependency of ["kata-runtime-labeler", "kata-installer-containerd", "kata-installer-crio"]) {
+        assert.ok(wait.dependencies.includes(registrationNamed(dependency).urn), `waits for ${dependency}`);
+      }
+      for (const runtimeClass of registrationsOfType("kubernetes:node.k8s.io/v1:RuntimeClass")) {
+        assert.ok(runtimeClass.dependencies.includes(wait.urn), `${runtimeClass.name} waits for the install`);
+      }
+      const environment = wait.inputs.environment as Record<string, string>;
+      assert.deepEqual({ ...environment, KATA_DEPLOY_INSTALLERS: "?" }, {
+        KATA_DEPLOY_KUBECONFIG: "apiVersion: v1\nkind: Config\n",
+        KATA_DEPLOY_LABEL_PREFIX: "kata-containers.io",
+        KATA_DEPLOY_NAMESPACE: "kata-deploy",
+        KATA_DEPLOY_RUNTIMES: "containerd,crio",
+        KATA_DEPLOY_NODE_SELECTOR: JSON.stringify({ pool: "sandbox" }),
+        KATA_DEPLOY_TOLERATIONS: JSON.stringify([{ operator: "Exists" }]),
+        KATA_DEPLOY_TIMEOUT_SECONDS: "5400",
+        KATA_DEPLOY_INSTALLERS: "?",
+      });
+      assert.ok(wait.secretInputs.some((secret) => secret.startsWith("environment")), "the kubeconfig stays a secret");
+    });
+
+    it("a changed image or shim list changes its inputs (so it runs again); an unrelated change does not", async () => {
+      const fingerprint = async (name: string, args: KataDeploymentArgs): Promise<string> => {
+        await deploy(name, args);
+        return (registrationNamed(`${name}-wait-for-installed-nodes`).inputs.environment as Record<string, string>).KATA_DEPLOY_INSTALLERS;
+      };
+      const base = await fingerprint("a", {});
+      assert.notEqual(await fingerprint("b", { image: IMAGE.replace("cd", "ef") }), base, "image");
+      assert.notEqual(await fingerprint("c", { shims: ["qemu"] }), base, "shims");
+      assert.notEqual(await fingerprint("d", { maxUnavailable: 2 }), base, "rolling-update budget");
+      assert.equal(await fingerprint("e", { cleanupTimeoutSeconds: 30 }), base, "a destroy-time setting");
+    });
+
+    it("refuses an installTimeout that is not a duration, naming the field", async () => {
+      assert.throws(() => new KataDeployment("bad", { image: IMAGE, installTimeout: "20 minutes" }), /installTimeout is "20 minutes"; allowed values: a duration/);
     });
   });
 });

@@ -10,6 +10,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
+import { ADMIN_TOKEN } from "../../support/kube-standin";
 
 export interface InClusterAccess {
   /** The env the kubelet injects (service-link variables for the `kubernetes` Service). */
@@ -35,9 +36,10 @@ function selfSignedCertificate(dir: string): { key: string; cert: string } {
 
 /**
  * Serves HTTPS on 127.0.0.1 (random port) and forwards every authorized request to `upstream`
- * (the stand-in's http://127.0.0.1:<port>). `workDir` receives the certificate and the service-account files.
+ * (the stand-in's http://127.0.0.1:<port>) with `upstreamToken` (the stand-in authenticates every request; default
+ * its admin token). `workDir` receives the certificate and the service-account files.
  */
-export async function startInClusterAccess(upstream: URL, namespace: string, workDir: string): Promise<InClusterAccess> {
+export async function startInClusterAccess(upstream: URL, namespace: string, workDir: string, upstreamToken: string = ADMIN_TOKEN): Promise<InClusterAccess> {
   const tlsDir = path.join(workDir, "tls");
   const serviceAccountDir = path.join(workDir, "serviceaccount");
   fs.mkdirSync(tlsDir, { recursive: true });
@@ -60,7 +62,7 @@ export async function startInClusterAccess(upstream: URL, namespace: string, wor
       return;
     }
     const forward = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, authorization: `Bearer ${upstreamToken}` } },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);

@@ -1,0 +1,168 @@
+// Shared by KataDeployment's two @pulumi/command steps, wait-for-installed-nodes.mjs (`pulumi up`) and
+// wait-for-clean-nodes.mjs (`pulumi destroy`): reading their environment, loading the kubeconfig, polling
+// until done or a deadline, and deciding which nodes the installers select. Plain JavaScript, no
+// TypeScript toolchain: it runs from a consumer's node_modules on the machine that runs Pulumi.
+import { setTimeout as sleep } from "node:timers/promises";
+import * as k8s from "@kubernetes/client-node";
+
+/** Prints `kata-deploy: <message>` on stderr and exits 2 (a setting the component or operator got wrong). */
+export function badSetting(message) {
+  console.error(`kata-deploy: ${message}`);
+  process.exit(2);
+}
+
+/** A positive number of seconds from `env[name]`, or `fallback` when unset. */
+export function positiveNumber(env, name, fallback) {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) badSetting(`${name}=${JSON.stringify(raw)} is not a positive number of seconds`);
+  return value;
+}
+
+/** A comma-separated list (empty entries dropped). */
+export function commaList(raw) {
+  return (raw ?? "").split(",").map((item) => item.trim()).filter(Boolean);
+}
+
+/** A JSON value from `env[name]` of the given shape check, or `fallback` when unset. */
+export function jsonSetting(env, name, fallback, isValid, shape) {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  let value;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    badSetting(`${name} is not JSON (expected ${shape})`);
+  }
+  if (!isValid(value)) badSetting(`${name}=${raw} is not ${shape}`);
+  return value;
+}
+
+export function labelKeysFor(prefix) {
+  return { kataRuntime: `${prefix}/kata-runtime`, containerRuntime: `${prefix}/container-runtime` };
+}
+
+/** KATA_DEPLOY_KUBECONFIG (content) when set, else the default loading ($KUBECONFIG, ~/.kube/config, in-cluster). */
+export function loadKubeConfig(env) {
+  const kubeConfig = new k8s.KubeConfig();
+  if (env.KATA_DEPLOY_KUBECONFIG) kubeConfig.loadFromString(env.KATA_DEPLOY_KUBECONFIG);
+  else kubeConfig.loadFromDefault();
+  return kubeConfig;
+}
+
+export function errorMessage(error) {
+  return error instanceof Error ? error.message.split("\n")[0] : String(error);
+}
+
+/**
+ * Calls `check()` every `pollSeconds` until it returns a value other than undefined (returned) or the
+ * deadline passes (returns undefined). A throwing check is transient API trouble: it is remembered in
+ * `state.lastError` (cleared by the next good check) and never ends the wait early.
+ */
+export async function pollUntil({ timeoutSeconds, pollSeconds, check, state }) {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    try {
+      const done = await check();
+      state.lastError = undefined;
+      if (done !== undefined) return done;
+    } catch (error) {
+      state.lastError = error;
+    }
+    if (Date.now() >= deadline) return undefined;
+    await sleep(Math.min(pollSeconds * 1000, Math.max(0, deadline - Date.now())));
+  }
+}
+
+/**
+ * containerd:// → containerd, cri-o:// → crio: the label value the labeler sets from
+ * status.nodeInfo.containerRuntimeVersion. Must agree with the agent's runtimeFromVersion
+ * (images/kata-deploy/agent/src/kube-labels.ts); tests/pulumi/wait-for-installed-nodes.test.ts checks that.
+ */
+export function runtimeFromVersion(containerRuntimeVersion) {
+  if (containerRuntimeVersion?.startsWith("containerd://")) return "containerd";
+  if (containerRuntimeVersion?.startsWith("cri-o://")) return "crio";
+  return undefined;
+}
+
+/**
+ * Tolerations the DaemonSet controller adds to every DaemonSet pod (kubernetes/kubernetes
+ * pkg/controller/daemon/util/daemonset_util.go, AddOrUpdateDaemonPodTolerations): a DaemonSet pod is
+ * scheduled on not-ready, unreachable, pressured and cordoned nodes. (network-unavailable only for
+ * hostNetwork pods, which the installers are not.)
+ */
+export const DAEMON_POD_TOLERATIONS = [
+  { key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoExecute" },
+  { key: "node.kubernetes.io/unreachable", operator: "Exists", effect: "NoExecute" },
+  { key: "node.kubernetes.io/disk-pressure", operator: "Exists", effect: "NoSchedule" },
+  { key: "node.kubernetes.io/memory-pressure", operator: "Exists", effect: "NoSchedule" },
+  { key: "node.kubernetes.io/pid-pressure", operator: "Exists", effect: "NoSchedule" },
+  { key: "node.kubernetes.io/unschedulable", operator: "Exists", effect: "NoSchedule" },
+];
+
+/** Toleration.ToleratesTaint (kubernetes/kubernetes staging/src/k8s.io/api/core/v1/toleration.go). */
+export function toleratesTaint(toleration, taint) {
+  if (toleration.effect && toleration.effect !== taint.effect) return false;
+  if (toleration.key && toleration.key !== taint.key) return false;
+  const operator = toleration.operator || "Equal";
+  if (operator === "Exists") return true;
+  return operator === "Equal" && (toleration.value ?? "") === (taint.value ?? "");
+}
+
+/**
+ * Whether a DaemonSet pod with this nodeSelector and these tolerations is placed on the node, as the
+ * DaemonSet controller decides it (pkg/controller/daemon/daemon_controller.go NodeShouldRunDaemonPod:
+ * node selector/affinity, then the NoSchedule/NoExecute taints the pod does not tolerate).
+ */
+export function daemonPodFits(node, nodeSelector, tolerations) {
+  const labels = node.metadata?.labels ?? {};
+  if (!Object.entries(nodeSelector ?? {}).every(([key, value]) => labels[key] === value)) return false;
+  const all = [...(tolerations ?? []), ...DAEMON_POD_TOLERATIONS];
+  return (node.spec?.taints ?? [])
+    .filter((taint) => taint.effect === "NoSchedule" || taint.effect === "NoExecute")
+    .every((taint) => all.some((toleration) => toleratesTaint(toleration, taint)));
+}
+
+/**
+ * The installer a node gets, or why it gets none. The labeler runs where the user's nodeSelector and
+ * tolerations allow and labels `<prefix>/container-runtime` from the node's runtime version; installer
+ * `<runtime>` selects the user's nodeSelector plus that label. A node not labelled yet is judged by the
+ * label the labeler will give it.
+ * Returns { runtime } (selected), { skip: reason } (reported, not waited for), or undefined (not ours).
+ */
+export function installerFor(node, { prefix, runtimes, nodeSelector, tolerations }) {
+  if (!daemonPodFits(node, nodeSelector, tolerations)) return undefined;
+  const labelled = node.metadata?.labels?.[labelKeysFor(prefix).containerRuntime];
+  const version = node.status?.nodeInfo?.containerRuntimeVersion;
+  const runtime = labelled ?? runtimeFromVersion(version);
+  if (runtime === undefined) return { skip: `container runtime ${JSON.stringify(version ?? "unknown")} is not supported (Kata needs containerd:// or cri-o://)` };
+  if (!runtimes.includes(runtime)) return { skip: `runtime ${runtime} has no installer (runtimes: ${runtimes.join(", ")})` };
+  return { runtime };
+}
+
+/**
+ * The agent's one-line reason from a failed installer container: the termination message (with
+ * terminationMessagePolicy FallbackToLogsOnError the kubelet keeps the log's tail, up to 80 lines / 2 KiB,
+ * when the container failed) ends with the agent's `kata-deploy: <reason>` line.
+ */
+export function failureReason(terminated) {
+  const lines = (terminated.message ?? "").split("\n").map((line) => line.trim()).filter(Boolean);
+  const agentLine = [...lines].reverse().find((line) => line.startsWith("kata-deploy: "));
+  return agentLine ?? lines.at(-1) ?? `exit code ${terminated.exitCode}${terminated.reason ? ` (${terminated.reason})` : ""}`;
+}
+
+/**
+ * How often the container has failed (non-zero exit) and the last failure, from a pod's container status:
+ * restartCount counts earlier terminations, state.terminated the current one.
+ */
+export function containerFailures(status) {
+  if (status === undefined) return { failures: 0 };
+  const current = status.state?.terminated;
+  const last = status.lastState?.terminated;
+  const failedNow = current !== undefined && current.exitCode !== 0;
+  const lastFailed = last !== undefined && last.exitCode !== 0;
+  const failures = (status.restartCount ?? 0) + (failedNow ? 1 : 0);
+  const latest = failedNow ? current : lastFailed ? last : undefined;
+  return { failures: latest === undefined ? 0 : failures, latest };
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// Create/update-time gate of KataDeployment (the `create` of its @pulumi/command step; @pulumi/command runs
+// `create` again on every input change when no `update` is given). Runs on the machine that runs
+// `pulumi up`, after the labeler and installer DaemonSets are applied and before the RuntimeClasses (and
+// the consumer's `dependsOn: [kata]` workloads) are created. It does not rest on the DaemonSet await: an
+// installer that selects no node yet (the labeler has not labelled any) counts as ready at once for
+// Pulumi (kstatus: desiredNumberScheduled 0 is Current). Instead it waits until every node the installers
+// select carries `<prefix>/kata-runtime=true` (the agent sets it after a complete install):
+//   - a node is selected when the user's nodeSelector and tolerations admit it and its runtime (label, or
+//     the label the labeler will set from status.nodeInfo.containerRuntimeVersion) has an installer;
+//     other nodes are reported and skipped;
+//   - a node whose installer container failed KATA_DEPLOY_INSTALL_ATTEMPTS times fails the wait, naming the
+//     node and the agent's one-line reason (the container's termination message);
+//   - at the deadline it fails naming the nodes not installed yet.
+// New nodes joining later are the DaemonSets' business, not this step's.
+//
+// Environment (set by the component; stored in the stack's state):
+//   KATA_DEPLOY_KUBECONFIG         kubeconfig content (a Pulumi secret); empty: the default loading
+//   KATA_DEPLOY_LABEL_PREFIX       label prefix, e.g. kata-containers.io
+//   KATA_DEPLOY_NAMESPACE          namespace of the installer DaemonSets
+//   KATA_DEPLOY_RUNTIMES           comma-separated runtimes that have an installer
+//   KATA_DEPLOY_NODE_SELECTOR      JSON object: the user's nodeSelector ({} for none)
+//   KATA_DEPLOY_TOLERATIONS        JSON array: the installers' tolerations
+//   KATA_DEPLOY_TIMEOUT_SECONDS    give up (and fail the up) after this long
+//   KATA_DEPLOY_INSTALLERS         fingerprint of the installer DaemonSets (not read: a change re-runs the step)
+// Optional:
+//   KATA_DEPLOY_INSTALL_ATTEMPTS   failures of one node's installer before the wait fails (default 2)
+//   KATA_DEPLOY_POLL_SECONDS       poll interval (default 5)
+import * as k8s from "@kubernetes/client-node";
+import {
+  badSetting,
+  commaList,
+  containerFailures,
+  errorMessage,
+  failureReason,
+  installerFor,
+  jsonSetting,
+  labelKeysFor,
+  loadKubeConfig,
+  pollUntil,
+  positiveNumber,
+} from "./kube-wait.mjs";
+
+const env = process.env;
+const prefix = env.KATA_DEPLOY_LABEL_PREFIX || "kata-containers.io";
+const { kataRuntime } = labelKeysFor(prefix);
+const namespace = env.KATA_DEPLOY_NAMESPACE || "kata-deploy";
+const runtimes = commaList(env.KATA_DEPLOY_RUNTIMES);
+if (runtimes.length === 0) badSetting("KATA_DEPLOY_RUNTIMES is empty; the component always sets the runtimes that have an installer");
+const isStringMap = (value) => typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === "string");
+const nodeSelector = jsonSetting(env, "KATA_DEPLOY_NODE_SELECTOR", {}, isStringMap, "a JSON object of label key to value");
+const tolerations = jsonSetting(env, "KATA_DEPLOY_TOLERATIONS", [{ operator: "Exists" }], Array.isArray, "a JSON array of tolerations");
+const timeoutSeconds = positiveNumber(env, "KATA_DEPLOY_TIMEOUT_SECONDS", 1200);
+const pollSeconds = positiveNumber(env, "KATA_DEPLOY_POLL_SECONDS", 5);
+const attempts = positiveNumber(env, "KATA_DEPLOY_INSTALL_ATTEMPTS", 2);
+
+/** One look at the cluster: which selected nodes are installed, pending or failed, and which are skipped. */
+async function survey(core) {
+  const nodes = (await core.listNode()).items ?? [];
+  const pods = (await core.listNamespacedPod({ namespace, labelSelector: "app.kubernetes.io/name=kata-deploy" })).items ?? [];
+  const result = { installed: [], pending: [], failed: [], skipped: [] };
+  for (const node of nodes) {
+    const name = node.metadata?.name ?? "?";
+    const verdict = installerFor(node, { prefix, runtimes, nodeSelector, tolerations });
+    if (verdict === undefined) continue;
+    if (verdict.skip !== undefined) {
+      result.skipped.push(`${name}: ${verdict.skip}`);
+      continue;
+    }
+    if (node.metadata?.labels?.[kataRuntime] === "true") {
+      result.installed.push(name);
+      continue;
+    }
+    const component = `installer-${verdict.runtime}`;
+    const pod = pods.find(
+      (candidate) =>
+        candidate.spec?.nodeName === name && candidate.metadata?.labels?.["app.kubernetes.io/component"] === component && !candidate.metadata?.deletionTimestamp,
+    );
+    const { failures, latest } = containerFailures(pod?.status?.containerStatuses?.find((status) => status.name === "installer"));
+    if (latest !== undefined && failures >= attempts) result.failed.push(`${name}: ${failureReason(latest)}`);
+    else result.pending.push(name);
+  }
+  return result;
+}
+
+async function main() {
+  const core = loadKubeConfig(env).makeApiClient(k8s.CoreV1Api);
+  const state = {};
+  let last;
+  let lastReport = "";
+  let reportedSkips = false;
+  const outcome = await pollUntil({
+    timeoutSeconds,
+    pollSeconds,
+    state,
+    check: async () => {
+      last = await survey(core);
+      if (!reportedSkips && last.skipped.length > 0) {
+        console.log(`kata-deploy: not installing on ${last.skipped.length} node(s): ${last.skipped.join("; ")}`);
+        reportedSkips = true;
+      }
+      if (last.failed.length > 0) return "failed";
+      if (last.pending.length === 0) return "installed";
+      const report = last.pending.join(", ");
+      if (report !== lastReport) console.log(`kata-deploy: waiting for Kata on ${last.pending.length} node(s): ${report} (installed: ${last.installed.length})`);
+      lastReport = report;
+      return undefined;
+    },
+  });
+  if (outcome === "installed") {
+    console.log(`kata-deploy: Kata is installed on every selected node (${last.installed.length}): ${last.installed.join(", ") || "none"}`);
+    return 0;
+  }
+  const pods = `kubectl -n ${namespace} get pods -l app.kubernetes.io/name=kata-deploy -o wide`;
+  if (outcome === "failed") {
+    console.error(`kata-deploy: the Kata install failed on ${last.failed.length} node(s): ${last.failed.join("; ")}. Fix the cause and run pulumi up again (pods: ${pods})`);
+    return 1;
+  }
+  if (last === undefined) {
+    console.error(`kata-deploy: timed out after ${timeoutSeconds}s: the Kubernetes API could not be queried (${errorMessage(state.lastError)}); check KATA_DEPLOY_KUBECONFIG / the kubeconfig given to the component`);
+    return 1;
+  }
+  console.error(
+    `kata-deploy: timed out after ${timeoutSeconds}s waiting for Kata on ${last.pending.length} node(s): ${last.pending.join(", ")} ` +
+      `(not labelled ${kataRuntime}=true). Check their installer pods (${pods}); raise installTimeout if the image pull is slow`,
+  );
+  return 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(`kata-deploy: ${errorMessage(error)}`);
+    process.exit(1);
+  },
+);
