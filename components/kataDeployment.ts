@@ -53,6 +53,7 @@ import {
   pathForState,
   releaseUrlProblem,
 } from "./imageBuild";
+import { SettingsGuard } from "./stack-changes";
 import { normalizeSettings } from "./validation";
 
 export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
@@ -239,7 +240,14 @@ export class KataDeployment extends pulumi.ComponentResource {
       );
     }
     const pullSecretCredentials = args.imageBuild?.createPullSecret === true ? registryCredentials(args.imageBuild, this) : undefined;
-    const child = { parent: this };
+    // Refuses, at preview, the setting changes that cannot be applied in place (see stack-changes.ts); every
+    // other child depends on it, so nothing changes before it has passed.
+    const guard = new SettingsGuard(
+      `${name}-settings`,
+      { namespace: settings.namespace, createNamespace: settings.createNamespace, labelPrefix: settings.labelPrefix, containerdFlavor: settings.containerdFlavor },
+      { parent: this },
+    );
+    const child = { parent: this, dependsOn: [guard] };
 
     const image = args.image !== undefined ? pulumi.output(args.image) : this.buildImage(name, args.imageBuild!, settings.shims);
     this.image = image;

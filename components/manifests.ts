@@ -20,6 +20,7 @@ import type { IVolumeMount } from "kubernetes-models/v1/VolumeMount" with { "res
 import type { IObjectMeta } from "@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta" with { "resolution-mode": "import" };
 import {
   ARTIFACTS_DIR,
+  CONTAINER_RUNTIMES,
   ContainerRuntime,
   HOST_ROOT,
   INSTALL_PREFIX,
@@ -78,15 +79,22 @@ function labelsFor(component: string): Record<string, string> {
   return { "app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/component": component };
 }
 
-/** The least-privilege rules: read and label nodes; read the installer DaemonSets to tell a rollout from a removal. */
-export function buildRbacRules(settings: Pick<KataSettings, "runtimes">): IPolicyRule[] {
+/**
+ * The least-privilege rules: read and label nodes; read the installer DaemonSets to tell a rollout from a
+ * removal. The DaemonSet names are every installer the component can create, not only the `runtimes`
+ * deployed now: when a runtime is dropped, the engine updates the ClusterRole while the program runs and
+ * deletes the removed installer only after it (pulumi/pulumi deployment_executor.go), so a ClusterRole
+ * narrowed to the remaining runtimes would refuse (403) the removed installer's preStop, which must read its
+ * own DaemonSet to decide to uninstall. The rules therefore never change with the settings.
+ */
+export function buildRbacRules(): IPolicyRule[] {
   return [
     { apiGroups: [""], resources: ["nodes"], verbs: ["get", "patch"] },
     {
       apiGroups: ["apps"],
       resources: ["daemonsets"],
       // Only the installers' own DaemonSets: the preStop reads its DaemonSet, nothing else.
-      resourceNames: settings.runtimes.map(NAMES.installer),
+      resourceNames: CONTAINER_RUNTIMES.map(NAMES.installer),
       verbs: ["get"],
     },
   ];
@@ -128,7 +136,7 @@ export function buildRbac(settings: Pick<KataSettings, "namespace" | "runtimes">
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name: NAMES.clusterRole, labels },
-      rules: buildRbacRules(settings),
+      rules: buildRbacRules(),
     },
     clusterRoleBinding: {
       apiVersion: "rbac.authorization.k8s.io/v1",

@@ -78,7 +78,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       [
         "kata-cleanup", "kata-cluster-role", "kata-cluster-role-binding", "kata-installer-containerd", "kata-installer-crio",
         "kata-namespace", "kata-runtime-labeler", "kata-runtimeclass-kata", "kata-runtimeclass-kata-fc",
-        "kata-runtimeclass-kata-qemu", "kata-service-account", "kata-wait-for-clean-nodes", "kata-wait-for-installed-nodes",
+        "kata-runtimeclass-kata-qemu", "kata-service-account", "kata-settings", "kata-wait-for-clean-nodes", "kata-wait-for-installed-nodes",
       ],
     );
     for (const child of children) assert.equal(child.parent, component[0].urn, `${child.name}'s parent`);
@@ -153,7 +153,8 @@ describe("KataDeployment (under Pulumi mocks)", () => {
     const [role] = registrationsOfType("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole");
     assert.deepEqual(role.inputs.rules, [
       { apiGroups: [""], resources: ["nodes"], verbs: ["get", "patch"] },
-      { apiGroups: ["apps"], resources: ["daemonsets"], resourceNames: ["kata-installer-crio"], verbs: ["get"] },
+      // Every installer name, not only the deployed runtimes' (a dropped runtime's preStop still reads its DaemonSet).
+      { apiGroups: ["apps"], resources: ["daemonsets"], resourceNames: ["kata-installer-containerd", "kata-installer-crio"], verbs: ["get"] },
     ]);
     const [binding] = registrationsOfType("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding");
     assert.deepEqual(binding.inputs.subjects, [{ kind: "ServiceAccount", name: "kata-deploy", namespace: "kata-deploy" }]);

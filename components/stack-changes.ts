@@ -1,0 +1,80 @@
+// Which changes of a deployed KataDeployment's settings cannot be made safely in place, and the guard that
+// refuses them at `pulumi preview` (and before anything changes in `pulumi up`).
+//
+// Why these: the engine applies a changed program in this order (pulumi/pulumi
+// pkg/resource/deploy/deployment_executor.go, step_generator.go): creates and updates while the program
+// runs, deletes of removed resources after it; a named Kubernetes object whose name or namespace changes is
+// replaced delete-before-replace. Played through against the node agent (tests/stack-changes/):
+// - labelPrefix: the installers' nodeSelector moves to the new key, their old pods' preStop uninstalls and
+//   labels `<old>/kata-runtime=cleanup`, which the updated cleanup DaemonSet (selecting `<new>/...`) never
+//   serves: the runtime is not restarted and the old labels stay forever; destroy watches only the new key.
+// - containerdFlavor: a rollout (the preStop sees its DaemonSet still selecting the node and leaves Kata
+//   installed) installs into the new flavor's config directory and leaves the old one's Kata config with
+//   no owner; destroy uninstalls only the last one.
+// - namespace / createNamespace: everything namespaced is replaced (deleted, then created in the new
+//   namespace) or, when the component stops creating the namespace, the namespace is deleted after the
+//   program with every DaemonSet still in it; the ServiceAccount the preStop hooks authenticate with is
+//   deleted with them, so uninstalls are refused (401) and Kata stays on nodes with no owner.
+// Every other setting (runtimes, shims, defaultShim, image, nodeSelector, tolerations, resources, ...) is
+// safe and tested so.
+import * as pulumi from "@pulumi/pulumi";
+
+/** The settings whose change is refused, as recorded by the guard. */
+export interface GuardedSettings {
+  namespace: string;
+  createNamespace: boolean;
+  labelPrefix: string;
+  containerdFlavor: string;
+}
+
+const WHY: Record<keyof GuardedSettings, string> = {
+  namespace: "the installers' preStop hooks would lose their ServiceAccount while uninstalling",
+  createNamespace: "deleting or adopting the namespace would delete or collide with the DaemonSets in it",
+  labelPrefix: "nodes labelled with the old prefix would never be cleaned",
+  containerdFlavor: "Kata would stay configured in the old flavor's containerd config with no owner",
+};
+
+/**
+ * One line per refused change (empty: the change is safe), each naming the setting, the old and new value,
+ * why, and what to do instead.
+ */
+export function unsafeSettingChanges(olds: Partial<GuardedSettings> | undefined, news: GuardedSettings): string[] {
+  if (olds === undefined) return [];
+  const problems: string[] = [];
+  for (const key of Object.keys(WHY) as (keyof GuardedSettings)[]) {
+    if (olds[key] === undefined || olds[key] === news[key]) continue;
+    problems.push(
+      `KataDeployment: ${key} changed from ${JSON.stringify(olds[key])} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
+        `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${key}`,
+    );
+  }
+  return problems;
+}
+
+/** The dynamic provider behind the guard: `check` sees the recorded (old) and new settings. */
+export const guardProvider: pulumi.dynamic.ResourceProvider = {
+  async check(olds: Partial<GuardedSettings> | undefined, news: GuardedSettings): Promise<pulumi.dynamic.CheckResult> {
+    // Pulumi serializes this provider (with unsafeSettingChanges and WHY captured by value) into the state.
+    const recorded = olds && Object.keys(olds).length > 0 ? olds : undefined;
+    return { inputs: news, failures: unsafeSettingChanges(recorded, news).map((reason) => ({ property: "settings", reason })) };
+  },
+  async create(inputs: GuardedSettings): Promise<pulumi.dynamic.CreateResult> {
+    return { id: "kata-deploy-settings", outs: inputs };
+  },
+  async diff(_id: string, olds: GuardedSettings, news: GuardedSettings): Promise<pulumi.dynamic.DiffResult> {
+    return { changes: JSON.stringify(olds) !== JSON.stringify(news), replaces: [], deleteBeforeReplace: false };
+  },
+  async update(_id: string, _olds: GuardedSettings, news: GuardedSettings): Promise<pulumi.dynamic.UpdateResult> {
+    return { outs: news };
+  },
+};
+
+/**
+ * Records the guarded settings in the stack's state and refuses, at preview, a change of any of them. Every
+ * other child of the component depends on it, so in `pulumi up` nothing changes before it has passed.
+ */
+export class SettingsGuard extends pulumi.dynamic.Resource {
+  constructor(name: string, settings: GuardedSettings, opts: pulumi.CustomResourceOptions) {
+    super(guardProvider, name, { ...settings }, opts);
+  }
+}
