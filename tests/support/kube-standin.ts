@@ -369,6 +369,19 @@ export class KubeStandin {
     return true;
   }
 
+  /** Every stored object as it is (for a test cluster to fork a deployed state into a fresh stand-in). */
+  snapshot(): KubeObject[] {
+    return [...this.objects.values()].map(clone);
+  }
+
+  /** Stores objects exactly as given (a `snapshot()` of another stand-in): no generation or version bump. */
+  restore(objects: readonly KubeObject[]): void {
+    for (const object of objects) {
+      const type = typeOfKind(object.kind ?? "");
+      this.objects.set(this.key(type, object.metadata.namespace, object.metadata.name), clone(object));
+    }
+  }
+
   /** The kubelet is done with a terminating pod (its preStop ran, its containers stopped): the object goes. */
   removePod(namespace: string, name: string): void {
     this.objects.delete(this.key(typeOfKind("Pod"), namespace, name));

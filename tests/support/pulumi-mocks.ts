@@ -23,6 +23,8 @@ export interface Registration {
   provider: string;
   /** URNs this resource depends on: explicit `dependsOn` plus input dependencies — the edges the engine orders deletes by. */
   dependencies: string[];
+  /** Per input property, the URNs its value came from (the edges the engine follows for dependent replacements). */
+  propertyDependencies: Record<string, string[]>;
   /** `deletedWith` URN ("" for none). */
   deletedWith: string;
   /** Inputs, deserialized, with secrets unwrapped (see `secretInputs`). */
@@ -109,6 +111,7 @@ interface RegisterResourceRequest {
   getCustom(): boolean;
   getProvider(): string;
   getDependenciesList(): string[];
+  getPropertydependenciesMap(): { forEach(callback: (value: { getUrnsList(): string[] }, key: string) => void): void };
   getDeletedwith(): string;
   getObject(): Parameters<typeof pulumi.runtime.deserializeProperties>[0];
   getReplaceonchangesList(): string[];
@@ -145,6 +148,14 @@ function unwrapSecrets(value: unknown, pathSoFar: string, secrets: string[]): un
   );
 }
 
+function propertyDependenciesOf(req: RegisterResourceRequest): Record<string, string[]> {
+  const result: Record<string, string[]> = {};
+  req.getPropertydependenciesMap().forEach((value, key) => {
+    result[key] = [...value.getUrnsList()];
+  });
+  return result;
+}
+
 /**
  * (Re)installs the recording mocks. `preview: true` runs programs as `pulumi preview` would; `project` and
  * `stack` name the project and stack programs see. The root hook switches back to the defaults (update,
@@ -167,6 +178,7 @@ export function useMocks(options: { preview?: boolean; project?: string; stack?:
       parent: req.getParent(),
       provider: req.getProvider(),
       dependencies: [...req.getDependenciesList()],
+      propertyDependencies: propertyDependenciesOf(req),
       deletedWith: req.getDeletedwith(),
       inputs,
       secretInputs,
