@@ -32,6 +32,8 @@ interface Container {
 
 interface PodRun {
   started: boolean;
+  /** The container's command succeeded and it idles (until the pod is deleted). */
+  running?: boolean;
   busy: boolean;
   restarts: number;
   failures: number;
@@ -155,12 +157,17 @@ export class SimCluster {
 
   private kubelet(pod: KubeObject): void {
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
-    const run = this.pods.get(key) ?? { started: false, busy: false, restarts: 0, failures: 0 };
-    this.pods.set(key, run);
+    let run = this.pods.get(key);
+    if (run === undefined) {
+      run = { started: false, busy: false, restarts: 0, failures: 0 };
+      this.pods.set(key, run);
+      this.note(`${(pod.spec as { nodeName: string }).nodeName} ${pod.metadata.name}: scheduled`);
+    }
     if (run.busy) return;
-    run.busy = true;
-    void this.podStep(pod, run).finally(() => {
-      run.busy = false;
+    const current = run;
+    current.busy = true;
+    void this.podStep(pod, current).finally(() => {
+      current.busy = false;
     });
   }
 
@@ -177,9 +184,17 @@ export class SimCluster {
         this.note(`${spec.nodeName} ${pod.metadata.name} preStop: exit ${result.code} ${result.stderr.trim()}`);
       }
       this.kube.removePod(namespace, pod.metadata.name);
+      this.note(`${spec.nodeName} ${pod.metadata.name}: gone`);
       return;
     }
     if (isPodReady(pod) || run.failures > 6) return;
+    const probe = container.readinessProbe?.exec.command;
+    if (run.running) {
+      // The container runs (a DaemonSet agent idles after its work): only the readiness probe is repeated.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await this.probe(pod, node, container, probe, run);
+      return;
+    }
     if (run.failures > 0) await new Promise((resolve) => setTimeout(resolve, 200 * run.failures));
     const result = await this.exec(pod, node, container.command);
     run.started = true;
@@ -194,9 +209,15 @@ export class SimCluster {
       });
       return;
     }
-    const probe = container.readinessProbe?.exec.command;
-    const ready = probe === undefined || (await this.exec(pod, node, probe)).code === 0;
-    this.kube.setPodStatus(namespace, pod.metadata.name, {
+    run.running = true;
+    await this.probe(pod, node, container, probe, run);
+  }
+
+  private async probe(pod: KubeObject, node: SimNode, container: Container, probe: string[] | undefined, run: PodRun): Promise<void> {
+    const result = probe === undefined ? undefined : await this.exec(pod, node, probe);
+    const ready = result === undefined || result.code === 0;
+    if (!ready) this.note(`${node.name} ${pod.metadata.name}: not ready (${result?.stderr.trim()})`);
+    this.kube.setPodStatus(pod.metadata.namespace!, pod.metadata.name, {
       phase: "Running",
       conditions: [{ type: "Ready", status: ready ? "True" : "False" }],
       containerStatuses: [{ name: container.name, ready, restartCount: run.failures, state: { running: {} } }],
@@ -221,7 +242,7 @@ export class SimCluster {
   // ---- the providers ----
 
   /** Applies one engine step; throws (as the provider fails the step) on a failed await or command. */
-  async execute(step: Step, timeoutMs = 60_000): Promise<void> {
+  async execute(step: Step, timeoutMs = 240_000): Promise<void> {
     const r = step.resource;
     this.note(`step ${step.op} ${r.name}`);
     const deleting = step.op === "delete" || step.op === "replace-delete";

@@ -21,7 +21,7 @@ const IMAGE = "registry.example.com/kata-deploy@sha256:" + "ab".repeat(32);
 /** The new program's registrations (the same component name, so the same URNs as the old program's). */
 async function program(cluster: SimCluster, args: KataDeploymentArgs): Promise<Registration[]> {
   const before = registrations().length;
-  new KataDeployment("kata", { image: IMAGE, kubeconfig: cluster.kube.kubeconfig(), cleanupTimeoutSeconds: 90, installTimeout: "90s", ...args });
+  new KataDeployment("kata", { image: IMAGE, kubeconfig: cluster.kube.kubeconfig(), cleanupTimeoutSeconds: 240, installTimeout: "240s", ...args });
   await settled();
   return registrations().slice(before).map((r) => structuredClone(r));
 }
@@ -41,10 +41,18 @@ function owned(cluster: SimCluster, node: SimNode, prefix = P): boolean {
   return installersOf(cluster).some((installer) => Object.entries(installer.nodeSelector).every(([key, value]) => labels[key] === value));
 }
 
-async function eventually(what: string, check: () => boolean, cluster: SimCluster, timeoutMs = 60_000): Promise<void> {
+/** What a failure message needs: DaemonSets, pods, node labels and the cluster's log. */
+function clusterState(cluster: SimCluster): string {
+  const daemonSets = cluster.kube.list("DaemonSet").map((ds) => `${ds.metadata.name}${ds.metadata.deletionTimestamp ? " (deleting)" : ""} ${JSON.stringify(ds.status)}`);
+  const pods = cluster.kube.list("Pod").map((pod) => `${pod.metadata.name}@${(pod.spec as { nodeName: string }).nodeName}${pod.metadata.deletionTimestamp ? " (deleting)" : ""}`);
+  const nodes = cluster.nodes.map((node) => `${node.name} ${JSON.stringify(cluster.labelsOf(node))} kata on disk: ${cluster.kataOnDisk(node)}`);
+  return `daemonsets:\n${daemonSets.join("\n")}\npods: ${pods.join(", ")}\nnodes:\n${nodes.join("\n")}\nlog:\n${cluster.log.join("\n")}`;
+}
+
+async function eventually(what: string, check: () => boolean, cluster: SimCluster, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs}ms; log:\n${cluster.log.join("\n")}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs}ms; ${clusterState(cluster)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -147,7 +155,7 @@ function rebase(state: Registration[], from: SimCluster, to: SimCluster): Regist
 }
 
 describe("stack changes, played in the engine's order against the agent and the API stand-in", function () {
-  this.timeout(240_000);
+  this.timeout(600_000);
   // One deployed baseline (defaults: containerd + CRI-O, shims qemu + fc) on a containerd node c1 (pool=a)
   // and a CRI-O node r1 (pool=b); every test forks it.
   let base: SimCluster;
@@ -161,6 +169,7 @@ describe("stack changes, played in the engine's order against the agent and the 
     baseState = await program(base, {});
     await base.deploy(planSteps([], baseState));
     await assertOwnership(base);
+    if (process.env.KATA_STACK_LOG) console.log(base.log.join("\n"));
     assert.deepEqual(base.kube.forbidden, [], "the first up needs nothing RBAC refuses");
   });
   after(async () => {

@@ -496,10 +496,10 @@ export class KubeStandin {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private podCounter = 0;
   private createPod(ds: KubeObject, hash: string, nodeName: string): void {
     const template = (ds.spec as { template: PodTemplate }).template;
-    const name = `${ds.metadata.name}-${(++this.podCounter).toString(36).padStart(5, "0")}`;
+    // Random, as the real generateName suffix: a restored snapshot's pod names stay unique.
+    const name = `${ds.metadata.name}-${randomBytes(3).toString("hex").slice(0, 5)}`;
     this.apply({
       kind: "Pod",
       metadata: {
