@@ -16,6 +16,7 @@ export const KATA_VERSION = "3.23.0";
 /** Paths the image promises (docs/docker.md and the CLI contract). */
 export const IMAGE_PATHS = {
   artifacts: "/opt/kata-artifacts",
+  payload: "/opt/kata-artifacts/kata-deploy-payload.json",
   agentBundle: "/usr/local/lib/kata-deploy/kata-deploy.cjs",
   kataDeploy: "/usr/local/bin/kata-deploy",
   kataDeployDocker: "/usr/local/bin/kata-deploy-docker",
@@ -58,11 +59,24 @@ export function makeTarball(shape: ArtifactShape, arch = "amd64"): { tarball: st
  */
 export async function runImageScript(
   command: "build" | "push",
-  options: { tarball: string; tag: string; env?: NodeJS.ProcessEnv },
+  options: { tarball?: string; tag: string; env?: NodeJS.ProcessEnv; extra?: string[] },
 ): Promise<string> {
   const base = await ensureBaseImage("trixie");
-  const args = [IMAGE_SCRIPT, command, "--tarball", options.tarball, "--base-image", base, "--tag", options.tag];
+  const args = [IMAGE_SCRIPT, command, ...(options.tarball ? ["--tarball", options.tarball] : []), ...(options.extra ?? []), "--base-image", base, "--tag", options.tag];
   return run(process.execPath, args, { env: options.env }).trim();
+}
+
+/** Runs a shell snippet in `image` (entrypoint /bin/sh); returns stdout, stderr and the exit status. */
+export function inImage(image: string, script: string, dockerArgs: string[] = []): { stdout: string; stderr: string; status: number | null } {
+  const result = spawnSync("docker", ["run", "--rm", ...dockerArgs, "--entrypoint", "/bin/sh", image, "-c", script], { encoding: "utf8" });
+  return { stdout: result.stdout, stderr: result.stderr, status: result.status };
+}
+
+/** Files and symlinks under /opt/kata-artifacts/opt/kata of `image`, relative to it, sorted. */
+export function carriedFiles(image: string): string[] {
+  const listed = inImage(image, `cd ${IMAGE_PATHS.artifacts}/opt/kata && find . ! -type d | sed 's|^\\./||' | sort`);
+  if (listed.status !== 0) throw new Error(`listing ${image}: ${listed.stderr}`);
+  return listed.stdout.split("\n").filter(Boolean);
 }
 
 /** Builds `tag` from a fresh tarball of `shape` (the layer cache makes repeats cheap). */

@@ -3,10 +3,13 @@
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { buildRelease } from "../release/build.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 export async function buildAgent() {
+  // The image build's release step is bundled alongside: the Dockerfile needs both files.
+  await buildRelease();
   await build({
     entryPoints: [path.join(here, "src/cli.ts")],
     outfile: path.join(here, "dist/kata-deploy.cjs"),

@@ -7,6 +7,7 @@ import type { DockerRuntimeForm } from "./config/docker";
 import { install, status, uninstall, type Target } from "./agent";
 import { dockerEngine, findDockerSocket } from "./docker-engine";
 import { UserError, oneLineReason } from "./errors";
+import { checkShimsCarried } from "./payload";
 import { HostCommands } from "./host";
 import { HostRoot } from "./hostfs";
 import type { KubeClient } from "./kube";
@@ -120,6 +121,7 @@ async function runInstall(values: Options): Promise<void> {
   if (new Set(shims).size !== shims.length) throw new UserError(`--shims ${shims.join(",")}: lists a shim twice`);
   const defaultShim = values["default-shim"] ?? shims[0];
   if (!shims.includes(defaultShim)) throw new UserError(`--default-shim ${defaultShim}: must be one of --shims (${shims.join(",")})`);
+  checkShimsCarried(artifacts, shims);
   const prefix = prefixOf(values);
   const restart = restartOf(values);
   const { kataLabel } = labelKeys(values);
