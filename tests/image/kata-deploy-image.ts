@@ -37,20 +37,13 @@ export function run(command: string, args: string[], options: { env?: NodeJS.Pro
   return result.stdout;
 }
 
-/** A release-shaped tarball in a temp dir (xz -0: the bytes are random, a higher preset only costs time). */
+/** A release-shaped tarball in a temp dir (named and compressed as release KATA_VERSION was: .tar.zst). */
 export function makeTarball(shape: ArtifactShape, arch = "amd64"): { tarball: string; dir: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kata-tarball-"));
   const root = makeKataArtifacts(path.join(dir, "root"), shape, KATA_VERSION);
-  const previous = process.env.XZ_OPT;
-  process.env.XZ_OPT = "-0 -T0";
-  try {
-    const tarball = makeKataTarball(root, path.join(dir, "out"), KATA_VERSION, arch);
-    fs.rmSync(path.join(dir, "root"), { recursive: true, force: true });
-    return { tarball, dir };
-  } finally {
-    if (previous === undefined) delete process.env.XZ_OPT;
-    else process.env.XZ_OPT = previous;
-  }
+  const tarball = makeKataTarball(root, path.join(dir, "out"), KATA_VERSION, arch);
+  fs.rmSync(path.join(dir, "root"), { recursive: true, force: true });
+  return { tarball, dir };
 }
 
 /**

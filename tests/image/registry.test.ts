@@ -10,7 +10,7 @@ import { commandWorks, hasDocker, requireTool } from "../support/env";
 import { ensureBaseImage } from "../support/images";
 import { RELEASE_LIKE } from "../support/kata-artifacts";
 import { AGENT_BUNDLE } from "../support/build-agent";
-import { IMAGE_CONTEXT, IMAGE_PATHS, imageLayers, imageSize, makeTarball, mebibytes, run, runImageScript } from "./kata-deploy-image";
+import { IMAGE_CONTEXT, IMAGE_PATHS, KATA_VERSION, imageLayers, imageSize, makeTarball, mebibytes, run, runImageScript } from "./kata-deploy-image";
 import { startLocalRegistry, type LocalRegistry } from "./local-registry";
 
 const REPOSITORY = "kata-deploy";
@@ -81,6 +81,8 @@ describe("kata-deploy image: push to a registry with htpasswd auth, and layer ec
         fs.copyFileSync(path.join(IMAGE_CONTEXT, file), path.join(context, file));
         fs.chmodSync(path.join(context, file), fs.statSync(path.join(IMAGE_CONTEXT, file)).mode);
       }
+      fs.mkdirSync(path.join(context, "release/dist"), { recursive: true });
+      fs.copyFileSync(path.join(IMAGE_CONTEXT, "release/dist/kata-release.cjs"), path.join(context, "release/dist/kata-release.cjs"));
       fs.mkdirSync(path.join(context, "agent/dist"), { recursive: true });
       fs.writeFileSync(path.join(context, "agent/dist/kata-deploy.cjs"), `${fs.readFileSync(AGENT_BUNDLE, "utf8")}\n// changed ${Date.now()}\n`);
       fs.copyFileSync(`${AGENT_BUNDLE}.map`, path.join(context, "agent/dist/kata-deploy.cjs.map"));
@@ -91,6 +93,7 @@ describe("kata-deploy image: push to a registry with htpasswd auth, and layer ec
       run("docker", [
         "build",
         "--build-arg", `BASE_IMAGE=${base}`,
+        "--build-arg", `KATA_VERSION=${KATA_VERSION}`,
         "--build-arg", `KATA_TARBALL=tarballs/${path.basename(tarball)}`,
         "-t", tag, context,
       ]);
@@ -130,6 +133,56 @@ describe("kata-deploy image: push to a registry with htpasswd auth, and layer ec
     } finally {
       fs.rmSync(context, { recursive: true, force: true });
     }
+  });
+
+  it("default shims vs all shims: image bytes (local and in the registry), bytes copied to a node, install time", async () => {
+    // Figures for the README's "Measured numbers" (release-like generated artifacts: RELEASE_LIKE in
+    // tests/support/kata-artifacts.ts; real Kata files compress better than these random bytes).
+    const all = `${registry.address}/${REPOSITORY}:all-shims`;
+    await runImageScript("push", { tarball, tag: all, env: registry.env, extra: ["--shims", "qemu,fc,clh,dragonball,qemu-runtime-rs"] });
+    cleanupImages.push(all);
+    const measure = async (tag: string, reference: string, shims: string) => {
+      const manifest = await registry.manifest(REPOSITORY, reference);
+      const layers = imageLayers(tag);
+      const artifacts = layers.findIndex((l) => l.createdBy.includes(IMAGE_PATHS.artifacts));
+      const hostDir = fs.mkdtempSync(path.join(os.tmpdir(), "kata-node-"));
+      try {
+        // Onto a host directory on disk (the agent fsyncs what it copies), CRI-O drop-in, no restart.
+        const out = run("docker", ["run", "--rm", "-v", `${hostDir}:/host`, "--entrypoint", "/bin/sh", tag, "-c",
+          `s=$(date +%s%N); kata-deploy install --runtime crio --host-root /host --artifacts ${IMAGE_PATHS.artifacts} --shims ${shims} >/dev/null; e=$(date +%s%N); ` +
+          `echo $(( (e - s) / 1000000 )) $(du -sb --exclude=.kata-deploy /host/opt/kata | cut -f1) $(find /host/opt/kata ! -type d ! -path '*/.kata-deploy*' | wc -l)`]);
+        const [ms, bytes, files] = out.trim().split(" ").map(Number);
+        return {
+          image: imageSize(tag),
+          registry: manifest.layers.reduce((sum, l) => sum + l.size, 0),
+          artifacts: layers[artifacts].size,
+          artifactsCompressed: manifest.layers[artifacts].size,
+          copied: bytes,
+          files,
+          ms,
+        };
+      } finally {
+        fs.rmSync(hostDir, { recursive: true, force: true });
+      }
+    };
+    const defaults = await measure(first.tag, first.digestRef.split("@")[1], "qemu,fc");
+    const every = await measure(all, "all-shims", "qemu,fc,clh,dragonball,qemu-runtime-rs");
+    assert.ok(defaults.artifacts < every.artifacts, "the default shims' payload is smaller than all shims'");
+    assert.ok(defaults.copied < every.copied);
+    const layers = imageLayers(first.tag);
+    const manifest = await registry.manifest(REPOSITORY, first.digestRef.split("@")[1]);
+    const runtimeLayer = layers.findIndex((l) => /apt-get install .*nodejs/.test(l.createdBy));
+    const base = await ensureBaseImage("trixie");
+    for (const [name, m] of [["qemu,fc", defaults], ["all 5 shims", every]] as const) {
+      console.log(
+        `      ${name}: image ${mebibytes(m.image)} uncompressed / ${mebibytes(m.registry)} in the registry; payload layer ${mebibytes(m.artifacts)} / ${mebibytes(m.artifactsCompressed)};` +
+          ` copied to the node ${mebibytes(m.copied)} in ${m.files} files, install ${m.ms} ms`,
+      );
+    }
+    console.log(
+      `      around the payload: base ${mebibytes(imageSize(base))} (debootstrap minbase), runtime layer (nodejs, systemd) ${mebibytes(layers[runtimeLayer].size)} uncompressed / ` +
+        `${mebibytes(manifest.layers[runtimeLayer].size)} compressed; wrappers + agent ${mebibytes(layers.slice(runtimeLayer + 2).reduce((sum, l) => sum + l.size, 0))}`,
+    );
   });
 
   it("pulls the first push back by digest, with credentials only", () => {

@@ -51,10 +51,12 @@ function writeText(file: string, text: string, mode = 0o644): void {
 
 function kataConfiguration(shim: string): string {
   const hypervisor = shim.startsWith("qemu") ? "qemu" : shim === "fc" ? "firecracker" : shim === "clh" ? "clh" : shim;
+  // Dragonball is built into the Rust shim: its configuration's `path` is empty (src/runtime-rs/Makefile DBPATH).
+  const binary = hypervisor === "firecracker" ? "/opt/kata/bin/firecracker" : hypervisor === "qemu" ? "/opt/kata/bin/qemu-system-x86_64" : hypervisor === "dragonball" ? "" : "/opt/kata/bin/cloud-hypervisor";
   return [
     `# Copyright (c) 2017-2024 Intel Corporation (generated test fixture shaped like configuration-${shim}.toml)`,
     `[hypervisor.${hypervisor}]`,
-    `path = "/opt/kata/bin/${hypervisor === "firecracker" ? "firecracker" : hypervisor === "qemu" ? "qemu-system-x86_64" : "cloud-hypervisor"}"`,
+    `path = "${binary}"`,
     `kernel = "/opt/kata/share/kata-containers/vmlinux.container"`,
     `image = "/opt/kata/share/kata-containers/kata-containers.img"`,
     `default_vcpus = 1`,
@@ -82,7 +84,11 @@ export function makeKataArtifacts(root: string, shape: ArtifactShape = TINY, ver
   writeRandom(path.join(kata, "libexec/virtiofsd"), shape.binaryBytes, 0o755);
 
   const defaults = path.join(kata, "share/defaults/kata-containers");
-  for (const shim of KATA_SHIMS_IN_RELEASE) writeText(path.join(defaults, `configuration-${shim}.toml`), kataConfiguration(shim));
+  // runtime-rs shims' configurations live in runtime-rs/ (src/runtime-rs/Makefile CONFDIR).
+  for (const shim of KATA_SHIMS_IN_RELEASE) {
+    const rust = shim === "dragonball" || shim.endsWith("-runtime-rs");
+    writeText(path.join(defaults, rust ? "runtime-rs" : "", `configuration-${shim}.toml`), kataConfiguration(shim));
+  }
   fs.symlinkSync("configuration-qemu.toml", path.join(defaults, "configuration.toml"));
 
   const share = path.join(kata, "share/kata-containers");
@@ -103,11 +109,17 @@ export function makeKataArtifacts(root: string, shape: ArtifactShape = TINY, ver
   return root;
 }
 
-/** Packs an artifact root as the release does: `kata-static-<version>-<arch>.tar.xz` with root `./opt/kata/`. */
+/**
+ * Packs an artifact root as the release does: `kata-static-<version>-<arch>.tar.xz` up to 3.20, `.tar.zst`
+ * from 3.21 (tools/packaging/release/release.sh at those tags), root `./opt/kata/`.
+ */
 export function makeKataTarball(artifactRoot: string, outDir: string, version = "3.23.0", arch = "amd64"): string {
   fs.mkdirSync(outDir, { recursive: true });
-  const tarball = path.join(outDir, `kata-static-${version}-${arch}.tar.xz`);
-  execFileSync("tar", ["-C", artifactRoot, "-cJf", tarball, "./opt/kata"], { stdio: "inherit" });
+  const [major, minor] = version.split(".").map(Number);
+  const xz = major < 3 || (major === 3 && minor <= 20);
+  const tarball = path.join(outDir, `kata-static-${version}-${arch}.tar.${xz ? "xz" : "zst"}`);
+  // Level 1: the stand-in bytes are random, a higher level only costs time.
+  execFileSync("tar", ["-C", artifactRoot, "-I", xz ? "xz -0 -T0" : "zstd -1 -T0 -q", "-cf", tarball, "./opt/kata"], { stdio: "inherit" });
   return tarball;
 }
 
