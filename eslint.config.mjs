@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "bin/", "images/kata-deploy/agent/dist/", "images/kata-deploy/release/dist/", "test-output/"] },
+  { ignores: ["node_modules/", "bin/", "dist/", "images/kata-deploy/agent/dist/", "images/kata-deploy/release/dist/", "test-output/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

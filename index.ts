@@ -6,12 +6,6 @@ import { KataDeployment, KataDeploymentArgs, KataImageBuildArgs } from "./compon
 
 const config = new pulumi.Config();
 
-/** `maxUnavailable` is a string in config (Pulumi config has no number-or-string type): "1" → 1, "25%" stays. */
-function maxUnavailableFromConfig(): number | string | undefined {
-  const raw = config.get("maxUnavailable");
-  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : raw;
-}
-
 /**
  * Whether the engine passed this key as a secret (PULUMI_CONFIG_SECRET_KEYS). @pulumi/pulumi exports
  * `runtime.isConfigSecret` but marks it internal (no type declaration); undefined if a release drops it, and
@@ -89,7 +83,7 @@ const args: KataDeploymentArgs = {
   defaultShim: config.get("defaultShim"),
   namespace: config.get("namespace"),
   labelPrefix: config.get("labelPrefix"),
-  maxUnavailable: maxUnavailableFromConfig(),
+  maxUnavailable: config.get("maxUnavailable"),
   containerdFlavor: config.get("containerdFlavor") as KataDeploymentArgs["containerdFlavor"],
   runtimeClassOverhead: config.getObject<KataDeploymentArgs["runtimeClassOverhead"]>("runtimeClassOverhead"),
   createDefaultRuntimeClass: config.getBoolean("createDefaultRuntimeClass"),

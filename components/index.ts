@@ -1,42 +1,23 @@
-// Public API of the kata-deploy Pulumi components.
+// The public API of the kata-deploy package: the two components, their arguments and outputs, and the few
+// constants a caller needs. Everything else under components/ is internal (the manifest builders, the
+// validation, the settings type) and may change in any release.
+//
+// This file is also what Pulumi's component provider host serves to other languages (`pulumi package add`):
+// it registers every ComponentResource class the package's main exports (@pulumi/pulumi
+// cmd/run-plugin/run.js, getPulumiComponents) and infers their schema from the argument interfaces.
 export { KataDeployment, KATA_DEPLOYMENT_TYPE } from "./kataDeployment";
-export type { KataDeploymentArgs, KataImageBuildArgs } from "./kataDeployment";
-export { KataDockerHost, DOCKER_QUICK_START_MOUNTS, DOCKER_QUICK_START_SHIMS } from "./kataDockerHost";
-export type { KataDockerHostArgs } from "./kataDockerHost";
-export {
-  buildAllManifests,
-  buildCleanupDaemonSet,
-  buildInstallerDaemonSet,
-  buildLabelerDaemonSet,
-  buildNamespace,
-  buildRbac,
-  buildRbacRules,
-  buildRegistryPullSecret,
-  buildRuntimeClasses,
-  INSTALLER_TERMINATION_GRACE_SECONDS,
-  NAMES,
-} from "./manifests";
-export type { AllManifests, DaemonSetManifest, Manifest, RegistryCredentials, RuntimeClassManifest, SecretManifest } from "./manifests";
+export type { KataDeploymentArgs, KataImageBuildArgs, KataOverheadArgs, KataRegistryArgs, KataResources } from "./kataDeployment";
+export { KataDockerHost, DOCKER_QUICK_START_SHIMS, DOCKER_SHIMS } from "./kataDockerHost";
+export type { KataDockerHostArgs, KataDockerRegistryAuth } from "./kataDockerHost";
 export {
   CONTAINER_RUNTIMES,
   CONTAINERD_FLAVORS,
-  DEFAULT_LABEL_PREFIX,
-  DEFAULT_PRIORITY_CLASS_NAME,
-  DEFAULT_RESOURCES,
-  KNOWN_SHIMS,
-  TOLERATE_EVERYTHING,
-  SHIM_DEFAULT_OVERHEAD,
-  labelKeys,
-} from "./settings";
-export type {
   ContainerdFlavor,
-  ContainerResources,
   ContainerRuntime,
-  KataSettings,
-  ManifestOptions,
-  PodOverhead,
-  ResourceTarget,
-  Toleration,
-} from "./settings";
-export { normalizeSettings, SYSTEM_NAMESPACES } from "./validation";
-export type { KataSettingsInput } from "./validation";
+  DEFAULT_LABEL_PREFIX,
+  DOCKER_RUNTIME_FORMS,
+  DockerRuntimeForm,
+  labelKeys,
+} from "./contract";
+export { KNOWN_SHIMS, SHIM_DEFAULT_OVERHEAD, TaintEffect, TolerationOperator } from "./settings";
+export type { ContainerResources, PodOverhead, Toleration } from "./settings";

@@ -40,8 +40,6 @@ import {
   DEFAULT_CLEANUP_TIMEOUT_SECONDS,
   KataSettings,
   ManifestOptions,
-  PodOverhead,
-  ResourceTarget,
   Toleration,
 } from "./settings";
 import {
@@ -58,132 +56,185 @@ import { normalizeSettings } from "./validation";
 
 export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
 
-/** Build context of the kata-deploy image, found from this file so that consumer stacks build the same image. */
-export const IMAGE_CONTEXT = path.resolve(__dirname, "../images/kata-deploy");
-/** The destroy-time wait script (plain JavaScript: it runs wherever `pulumi destroy` runs). */
-export const WAIT_SCRIPT = path.join(__dirname, "wait-for-clean-nodes.mjs");
-/** The create-time wait script: `pulumi up` returns only once Kata is installed on every selected node. */
-export const INSTALL_WAIT_SCRIPT = path.join(__dirname, "wait-for-installed-nodes.mjs");
+/**
+ * The package's root directory: the nearest directory above this file that holds the image build context.
+ * This file runs from components/ (ts-node, this repository) and from dist/components/ (the compiled
+ * package, installed under node_modules); the build context and the scripts sit at the root in both.
+ * @internal
+ */
+export const PACKAGE_ROOT = findPackageRoot(__dirname);
+/** Build context of the kata-deploy image, found from this file so that consumer stacks build the same image. @internal */
+export const IMAGE_CONTEXT = path.join(PACKAGE_ROOT, "images/kata-deploy");
+/** The destroy-time wait script (plain JavaScript: it runs wherever `pulumi destroy` runs). @internal */
+export const WAIT_SCRIPT = path.join(PACKAGE_ROOT, "components/wait-for-clean-nodes.mjs");
+/** The create-time wait script: `pulumi up` returns only once Kata is installed on every selected node. @internal */
+export const INSTALL_WAIT_SCRIPT = path.join(PACKAGE_ROOT, "components/wait-for-installed-nodes.mjs");
+/** The component/agent contract's source, which the agent bundle includes (absent from the installed package). @internal */
+export const CONTRACT_SOURCE = path.join(PACKAGE_ROOT, "components/contract.ts");
+
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "images/kata-deploy/Dockerfile"))) return dir;
+    if (path.dirname(dir) === dir) {
+      throw new Error(`kata-deploy: no images/kata-deploy/Dockerfile above ${from}; the package is incomplete, reinstall it`);
+    }
+  }
+}
+
+/** Registry to log in to before pushing the image (and, with `createPullSecret`, to pull it from the nodes). */
+export interface KataRegistryArgs {
+  /** Registry host, e.g. `registry.example.com`. Required. */
+  server: pulumi.Input<string>;
+  /** User name. Defaults to none (no login). */
+  username?: pulumi.Input<string>;
+  /** Password or token; stored as a secret. Defaults to none (no login). */
+  password?: pulumi.Input<string>;
+}
 
 /** How to build and push the kata-deploy image when `image` is not given. */
 export interface KataImageBuildArgs {
   /** Repository to push to, without tag, e.g. `registry.example.com/platform/kata-deploy`. Required. */
   repository: pulumi.Input<string>;
-  /** Tag pushed alongside the digest. Default `latest` (the DaemonSets are pinned to the digest anyway). */
+  /** Tag pushed alongside the digest (the DaemonSets are pinned to the digest anyway). Defaults to `latest`. */
   tag?: pulumi.Input<string>;
-  /** Registry credentials, when the registry needs a login. The password is stored as a secret. */
-  registry?: {
-    server: pulumi.Input<string>;
-    username?: pulumi.Input<string>;
-    password?: pulumi.Input<string>;
-  };
-  /** Kata Containers release to package. Default: the Dockerfile's `KATA_VERSION`. */
+  /** Registry credentials, when the registry needs a login. Defaults to none (Docker's own credentials apply). */
+  registry?: KataRegistryArgs;
+  /** Kata Containers release to package. Defaults to the Dockerfile's `KATA_VERSION`. */
   kataVersion?: pulumi.Input<string>;
   /**
    * sha256 of each release asset the build downloads: comma-separated `ASSET=HEX` (asset = the file name on
    * the release page, e.g. `kata-go-static-4.1.0-amd64.tar.zst=<64 hex digits>`), or one bare `HEX` when the
    * build fetches exactly one asset. Build arg `KATA_SHA256`; the build refuses to download an asset without
-   * its digest and names the asset.
+   * its digest and names the asset. Defaults to none.
    */
   kataSha256?: pulumi.Input<string>;
   /**
    * Release base URL (a mirror); assets are fetched from `<url>/<version>/<asset>`. Build arg
-   * `KATA_RELEASE_URL`; default GitHub's release downloads. A loopback URL (127.0.0.0/8, localhost, [::1])
-   * builds with host networking (`build.network: "host"`), so a mirror on the machine running Pulumi works.
+   * `KATA_RELEASE_URL`. A loopback URL (127.0.0.0/8, localhost, [::1]) builds with host networking
+   * (`build.network: "host"`), so a mirror on the machine running Pulumi works. Defaults to GitHub's release
+   * downloads.
    */
   releaseUrl?: pulumi.Input<string>;
   /**
    * Local release assets (air-gapped builds: nothing is downloaded for them), as paths inside
    * images/kata-deploy/, named exactly as the release names them, e.g. `tarballs/kata-go-static-4.1.0-amd64.tar.zst`.
-   * Build arg `KATA_TARBALLS`.
+   * Build arg `KATA_TARBALLS`. Defaults to none.
    */
   kataTarballs?: string[];
-  /** @deprecated Use `kataSha256` (a bare HEX is accepted there for a one-asset release). */
+  /**
+   * Deprecated: use `kataSha256` (a bare HEX is accepted there for a one-asset release). Defaults to none.
+   * @deprecated Use `kataSha256`.
+   */
   kataTarballSha256?: pulumi.Input<string>;
-  /** @deprecated Use `kataTarballs: [path]`. */
+  /**
+   * Deprecated: use `kataTarballs: [path]`. Defaults to none.
+   * @deprecated Use `kataTarballs`.
+   */
   kataTarball?: string;
   /**
-   * Target platform, e.g. `linux/arm64` (one: @pulumi/docker's Image builds a single platform; multi-platform
-   * images: `npm run image:push -- --platform linux/amd64,linux/arm64` and set `image`). Default
-   * `linux/amd64`, never the machine running Pulumi's.
+   * Target platform, e.g. `linux/arm64` (one: the Docker provider's Image builds a single platform;
+   * multi-platform images: `npm run image:push -- --platform linux/amd64,linux/arm64` and set `image`).
+   * Defaults to `linux/amd64`, never the platform of the machine running Pulumi.
    */
   platform?: pulumi.Input<string>;
-  /** Debian-based base image. Default: the Dockerfile's (`debian:trixie-slim`). */
+  /** Debian-based base image. Defaults to the Dockerfile's (`debian:trixie-slim`). */
   baseImage?: pulumi.Input<string>;
   /**
    * Also create Secret `kata-deploy-registry` (type `kubernetes.io/dockerconfigjson`) in the namespace from
    * `registry` (server, username and password all required) and pull the image with it. It is deleted only
-   * after the cleanup DaemonSet, so cleanup pods can still pull during `pulumi destroy`. Default false: push
-   * credentials usually grant write access; prefer a read-only token in `imagePullSecrets`.
+   * after the cleanup DaemonSet, so cleanup pods can still pull during `pulumi destroy`. Push credentials
+   * usually grant write access; prefer a read-only token in `imagePullSecrets`. Defaults to `false`.
    */
   createPullSecret?: boolean;
 }
 
+/** Container resources of the component's three kinds of pods, each merged over the defaults. */
+export interface KataResources {
+  /** The installers (one per runtime). Defaults to requests `{ cpu: "100m", memory: "128Mi" }`, no limits. */
+  installer?: ContainerResources;
+  /** The cleanup DaemonSet. Defaults to requests `{ cpu: "50m", memory: "96Mi" }`, no limits. */
+  cleanup?: ContainerResources;
+  /** The runtime labeler. Defaults to requests `{ cpu: "10m", memory: "64Mi" }`, no limits. */
+  labeler?: ContainerResources;
+}
+
+/** Sandbox overhead of one shim's RuntimeClass (`overhead.podFixed`); unset fields keep the default. */
+export interface KataOverheadArgs {
+  /** Kubernetes quantity, e.g. `"320Mi"`. Defaults to upstream kata-deploy's value for the shim. */
+  memory?: string;
+  /** Kubernetes quantity, e.g. `"500m"`. Defaults to upstream kata-deploy's value for the shim. */
+  cpu?: string;
+}
+
+/** The arguments of KataDeployment. All are optional except that either `image` or `imageBuild` is needed. */
 export interface KataDeploymentArgs {
   /**
    * An already pushed kata-deploy image, ideally pinned by digest (`repo@sha256:...`). When set, nothing is
-   * built. Default: build and push from `images/kata-deploy/` per `imageBuild`, and pin to the pushed digest.
+   * built. Defaults to building and pushing `images/kata-deploy/` per `imageBuild`, pinned to the pushed digest.
    */
   image?: pulumi.Input<string>;
-  /** Image build settings; used (and `repository` required) only when `image` is not set. */
+  /** Image build settings; used (and `repository` required) only when `image` is not set. Defaults to none. */
   imageBuild?: KataImageBuildArgs;
-  /** Container runtimes to install for; one installer DaemonSet each. Default `["containerd", "crio"]`. */
+  /** Container runtimes to install for; one installer DaemonSet each. Defaults to `["containerd", "crio"]`. */
   runtimes?: ContainerRuntime[];
-  /** Kata shims to configure; one RuntimeClass `kata-<shim>` each. Default `["qemu", "fc"]`. */
+  /** Kata shims to configure; one RuntimeClass `kata-<shim>` each. Defaults to `["qemu", "fc"]`. */
   shims?: string[];
-  /** The shim behind the `kata` RuntimeClass and the containerd `untrusted` alias. Default: the first of `shims`. */
+  /** The shim behind the `kata` RuntimeClass and the containerd `untrusted` alias. Defaults to the first of `shims`. */
   defaultShim?: string;
   /**
-   * An existing namespace to deploy into; it must admit privileged, hostPID pods. Default: the component
-   * creates (and on destroy deletes) namespace `kata-deploy`, labelled Pod Security `privileged`.
+   * An existing namespace to deploy into; it must admit privileged, hostPID pods. Defaults to namespace
+   * `kata-deploy`, which the component creates (and on destroy deletes), labelled Pod Security `privileged`.
    */
   namespace?: string;
   /**
    * Kubeconfig (content, not a path) the destroy-time wait uses to watch node labels; stored as a secret.
-   * Pass the same cluster as your Kubernetes provider's. Default: the ambient kubeconfig of the machine that
-   * runs `pulumi destroy` ($KUBECONFIG or ~/.kube/config, current context).
+   * Pass the same cluster as your Kubernetes provider's. Defaults to the ambient kubeconfig of the machine
+   * that runs `pulumi destroy` ($KUBECONFIG or ~/.kube/config, current context).
    */
   kubeconfig?: pulumi.Input<string>;
-  /** Prefix of the node label keys `<prefix>/container-runtime` and `<prefix>/kata-runtime`. Default `kata-containers.io`. */
+  /** Prefix of the node label keys `<prefix>/container-runtime` and `<prefix>/kata-runtime`. Defaults to `kata-containers.io`. */
   labelPrefix?: string;
-  /** Installer rolling-update budget: nodes (or "N%") whose runtime restarts at once. Default 1. */
-  maxUnavailable?: number | string;
-  /** containerd distribution, which decides the config directory mounted: `containerd` (default), `k3s`, `rke2`. */
+  /**
+   * Installer rolling-update budget: how many nodes restart their runtime at once, a count (`"2"`) or a
+   * percentage of the nodes (`"25%"`). A string for every Pulumi language (as in Pulumi config). Defaults to `"1"`.
+   */
+  maxUnavailable?: string;
+  /** containerd distribution, which decides the config directory mounted: `containerd`, `k3s` or `rke2`. Defaults to `containerd`. */
   containerdFlavor?: ContainerdFlavor;
-  /** Per-shim RuntimeClass `overhead.podFixed` overrides, e.g. `{ qemu: { memory: "320Mi" } }`. Default: upstream's values. */
-  runtimeClassOverhead?: Record<string, Partial<PodOverhead>>;
-  /** Also create RuntimeClass `kata` for the default shim. Default true. */
+  /** Per-shim RuntimeClass `overhead.podFixed` overrides, e.g. `{ qemu: { memory: "320Mi" } }`. Defaults to upstream kata-deploy's values. */
+  runtimeClassOverhead?: Record<string, KataOverheadArgs>;
+  /** Also create RuntimeClass `kata` for the default shim. Defaults to `true`. */
   createDefaultRuntimeClass?: boolean;
-  /** How long `pulumi destroy` waits for every node to be cleaned before failing. Default 600 seconds. */
+  /** How long `pulumi destroy` waits for every node to be cleaned before failing, in whole seconds. Defaults to `600`. */
   cleanupTimeoutSeconds?: number;
-  /** How long `pulumi up` waits for the installers to be ready on every node (a Pulumi duration). Default `20m`. */
+  /** How long `pulumi up` waits for the installers to be ready on every node (a Pulumi duration). Defaults to `"20m"`. */
   installTimeout?: string;
   /**
-   * Create the namespace (and delete it on destroy). Default: true when `namespace` is not set, false when it
-   * is. Refused for the namespaces Kubernetes owns (`kube-system`, `default`, ...).
+   * Create the namespace (and delete it on destroy). Refused for the namespaces Kubernetes owns (`kube-system`,
+   * `default`, ...). Defaults to `true` when `namespace` is not set, `false` when it is.
    */
   createNamespace?: boolean;
   /**
    * Extra node labels restricting which nodes get Kata (labeler and installers), e.g.
-   * `{ "node-role.example.com/sandbox": "true" }`. Default `{}`: every node whose runtime is in `runtimes`.
-   * Narrowing it later uninstalls Kata from the nodes that no longer match.
+   * `{ "node-role.example.com/sandbox": "true" }`. Narrowing it later uninstalls Kata from the nodes that no
+   * longer match. Defaults to `{}`: every node whose runtime is in `runtimes`.
    */
   nodeSelector?: Record<string, string>;
   /**
-   * Tolerations of the labeler and the installers. Default `[{ operator: "Exists" }]`: every taint, so
-   * tainted nodes (control plane, GPU pools, NoExecute) are installed and cleaned too. The cleanup DaemonSet
-   * always tolerates every taint (it runs only where an installer ran).
+   * Tolerations of the labeler and the installers. The cleanup DaemonSet always tolerates every taint (it runs
+   * only where an installer ran). Defaults to `[{ operator: "Exists" }]`: every taint, so tainted nodes (control
+   * plane, GPU pools, NoExecute) are installed and cleaned too.
    */
   tolerations?: Toleration[];
-  /** PriorityClass of every DaemonSet's pods. Default `system-node-critical`; `""` for none. */
+  /** PriorityClass of every DaemonSet's pods; `""` for none. Defaults to `system-node-critical`. */
   priorityClassName?: string;
-  /** Existing `kubernetes.io/dockerconfigjson` Secrets in the namespace to pull the image with. Default none. */
+  /** Existing `kubernetes.io/dockerconfigjson` Secrets in the namespace to pull the image with. Defaults to none. */
   imagePullSecrets?: string[];
   /**
-   * Container resources, merged over the defaults per container and per `requests`/`limits`. Default:
+   * Container resources, merged over the defaults per container and per `requests`/`limits`. Defaults to
    * requests only (installer 100m/128Mi, cleanup 50m/96Mi, labeler 10m/64Mi), no limits.
    */
-  resources?: Partial<Record<ResourceTarget, ContainerResources>>;
+  resources?: KataResources;
 }
 
 /**
@@ -217,13 +268,12 @@ export class KataDeployment extends pulumi.ComponentResource {
   readonly namespace: pulumi.Output<string>;
   /** Image every DaemonSet runs (the pushed digest when the component built it). */
   readonly image: pulumi.Output<string>;
-  /** The validated settings, with defaults applied. */
-  readonly settings: KataSettings;
 
   constructor(name: string, args: KataDeploymentArgs = {}, opts: pulumi.ComponentResourceOptions = {}) {
     super(KATA_DEPLOYMENT_TYPE, name, {}, opts);
-    const settings = normalizeSettings(args, this);
-    this.settings = settings;
+    // A count travels as a string ("2") so that every Pulumi language can pass it; Kubernetes wants a number.
+    const maxUnavailable = typeof args.maxUnavailable === "string" && /^\d+$/.test(args.maxUnavailable) ? Number(args.maxUnavailable) : args.maxUnavailable;
+    const settings = normalizeSettings({ ...args, maxUnavailable, resources: { ...args.resources } }, this);
     const cleanupTimeoutSeconds = args.cleanupTimeoutSeconds ?? DEFAULT_CLEANUP_TIMEOUT_SECONDS;
     if (!Number.isInteger(cleanupTimeoutSeconds) || cleanupTimeoutSeconds < 1) {
       throw new pulumi.ResourceError(
@@ -416,7 +466,7 @@ export class KataDeployment extends pulumi.ComponentResource {
    * image either.
    */
   private buildImage(name: string, build: KataImageBuildArgs, shims: readonly string[]): pulumi.Output<string> {
-    const bundleProblem = agentBundleProblem(IMAGE_CONTEXT);
+    const bundleProblem = agentBundleProblem(IMAGE_CONTEXT, [CONTRACT_SOURCE]);
     if (bundleProblem !== undefined) throw new pulumi.ResourceError(`KataDeployment: ${bundleProblem}`, this, true);
     const fail = (message: string): never => {
       throw new pulumi.ResourceError(`KataDeployment: ${message}`, this, true);
@@ -527,9 +577,11 @@ function scriptPathForState(scriptPath: string): string {
 /**
  * Why the image build context cannot be built as the agent's source says, or undefined. The Dockerfile
  * copies the prebuilt bundle (built by `npm ci`/`npm run build:agent`); a missing one fails deep inside
- * `docker build`, and a stale one would silently ship an older agent to every node.
+ * `docker build`, and a stale one would silently ship an older agent to every node. `alsoBundled`: source
+ * files outside agent/src that the bundle includes (the contract); missing ones are ignored.
+ * @internal
  */
-export function agentBundleProblem(contextDir: string): string | undefined {
+export function agentBundleProblem(contextDir: string, alsoBundled: readonly string[] = []): string | undefined {
   const bundle = path.join(contextDir, "agent/dist/kata-deploy.cjs");
   const fix = `run \`npm run build:agent\` in ${path.resolve(contextDir, "../..")} (npm ci does it too)`;
   let bundleTime: number;
@@ -538,7 +590,11 @@ export function agentBundleProblem(contextDir: string): string | undefined {
   } catch {
     return `the node agent bundle ${bundle} is missing; ${fix}`;
   }
-  const newest = newestMtime(path.join(contextDir, "agent/src"));
+  let newest = newestMtime(path.join(contextDir, "agent/src"));
+  for (const file of alsoBundled) {
+    const mtimeMs = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+    if (mtimeMs !== undefined && (newest === undefined || mtimeMs > newest.mtimeMs)) newest = { file, mtimeMs };
+  }
   if (newest !== undefined && newest.mtimeMs > bundleTime) {
     return `the node agent bundle ${bundle} is older than ${newest.file}; ${fix}`;
   }

@@ -14,6 +14,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
+import { DOCKER_RUNTIME_FORMS, DockerRuntimeForm } from "./contract";
 
 /** The shims `kata-deploy-docker` installs (the seed's kata-qemu and kata-fc). */
 export const DOCKER_QUICK_START_SHIMS = ["qemu", "fc"] as const;
@@ -21,24 +22,39 @@ export const DOCKER_QUICK_START_SHIMS = ["qemu", "fc"] as const;
 export const DOCKER_SHIMS = ["qemu", "fc", "clh", "dragonball", "qemu-runtime-rs"] as const;
 export type DockerShim = (typeof DOCKER_SHIMS)[number];
 
+/** Credentials for pulling a private kata-deploy image. */
+export interface KataDockerRegistryAuth {
+  /** Registry host, e.g. `registry.example.com`. Required. */
+  address: pulumi.Input<string>;
+  /** User name. Required. */
+  username: pulumi.Input<string>;
+  /** Password or token; stored as a secret. Required. */
+  password: pulumi.Input<string>;
+}
+
+/** The arguments of KataDockerHost. */
 export interface KataDockerHostArgs {
   /** The kata-deploy image, ideally pinned by digest (e.g. KataDeployment's `image` output). Required. */
   image: pulumi.Input<string>;
   /**
    * The Docker host, as DOCKER_HOST spells it: `unix:///var/run/docker.sock` (the default) or
    * `ssh://user@host`. Used for the image pull (a docker provider this component creates) and for the
-   * install and removal jobs, which run the `docker` CLI on the machine running Pulumi.
+   * install and removal jobs, which run the `docker` CLI on the machine running Pulumi. Defaults to
+   * `unix:///var/run/docker.sock`.
    */
   dockerHost?: pulumi.Input<string>;
-  /** Registry credentials for pulling a private image (password as a secret). Default: none. */
-  registryAuth?: { address: pulumi.Input<string>; username: pulumi.Input<string>; password: pulumi.Input<string> };
-  /** Shims to configure; runtimes are named `kata-<shim>`. Default `["qemu", "fc"]` (the seed's). */
-  shims?: DockerShim[];
+  /** Registry credentials for pulling a private image (password as a secret). Defaults to none. */
+  registryAuth?: KataDockerRegistryAuth;
   /**
-   * daemon.json runtime form: "auto" (detect the Docker version), "shim-v2" (Docker >= 23) or "runc".
-   * Default "shim-v2": the quick-start container cannot see the Docker version (no docker socket is mounted).
+   * Shims to configure (qemu, fc, clh, dragonball, qemu-runtime-rs); runtimes are named `kata-<shim>`.
+   * Defaults to `["qemu", "fc"]` (the seed's).
    */
-  dockerRuntimeForm?: "auto" | "shim-v2" | "runc";
+  shims?: string[];
+  /**
+   * daemon.json runtime form: `auto` (detect the Docker version), `shim-v2` (Docker >= 23) or `runc`. The
+   * quick-start container cannot see the Docker version (no docker socket is mounted). Defaults to `shim-v2`.
+   */
+  dockerRuntimeForm?: DockerRuntimeForm;
 }
 
 /** Host paths the seed's quick start mounts, at the same paths in the container. */
@@ -84,8 +100,8 @@ export class KataDockerHost extends pulumi.ComponentResource {
       throw new pulumi.ResourceError(`KataDockerHost ${name}: unknown shim(s) ${unknown.join(", ")} in shims (allowed: ${DOCKER_SHIMS.join(", ")})`, this);
     }
     const form = args.dockerRuntimeForm ?? "shim-v2";
-    if (!["auto", "shim-v2", "runc"].includes(form)) {
-      throw new pulumi.ResourceError(`KataDockerHost ${name}: dockerRuntimeForm must be auto, shim-v2 or runc, got '${form}'`, this);
+    if (!(DOCKER_RUNTIME_FORMS as readonly string[]).includes(form)) {
+      throw new pulumi.ResourceError(`KataDockerHost ${name}: dockerRuntimeForm must be ${DOCKER_RUNTIME_FORMS.slice(0, -1).join(", ")} or ${DOCKER_RUNTIME_FORMS.at(-1)}, got '${form}'`, this);
     }
     const dockerHost = pulumi.output(args.dockerHost ?? "unix:///var/run/docker.sock");
 

@@ -1,16 +1,19 @@
 // The vocabulary shared by the argument validation, the pure manifest builders, the Pulumi component
-// and the YAML renderer. Plain data only: importing this file has no side effects.
+// and the YAML renderer. Plain data only: importing this file has no side effects. What the node agent must
+// agree on (runtimes, flavours, labels, paths, flags) is in contract.ts, which the agent imports too.
+import { ContainerdFlavor, ContainerRuntime } from "./contract";
 
-/** Container runtimes whose nodes the installers configure (the value of the `<prefix>/container-runtime` label). */
-export const CONTAINER_RUNTIMES = ["containerd", "crio"] as const;
-export type ContainerRuntime = (typeof CONTAINER_RUNTIMES)[number];
-
-/**
- * containerd distributions. They differ in where containerd's configuration lives on the node, which is
- * the only host directory besides the install prefix that the containerd installer mounts.
- */
-export const CONTAINERD_FLAVORS = ["containerd", "k3s", "rke2"] as const;
-export type ContainerdFlavor = (typeof CONTAINERD_FLAVORS)[number];
+export {
+  ARTIFACTS_DIR,
+  CONTAINER_RUNTIMES,
+  CONTAINERD_FLAVORS,
+  ContainerdFlavor,
+  ContainerRuntime,
+  DEFAULT_LABEL_PREFIX,
+  HOST_ROOT,
+  INSTALL_PREFIX,
+  labelKeys,
+} from "./contract";
 
 /** Host directory holding the runtime's configuration, per runtime and containerd flavor. */
 export const RUNTIME_CONFIG_DIRS: Record<ContainerdFlavor, string> & { crio: string } = {
@@ -49,8 +52,6 @@ export const SHIM_DEFAULT_OVERHEAD: Readonly<Record<string, PodOverhead>> = {
 };
 export const KNOWN_SHIMS: readonly string[] = Object.keys(SHIM_DEFAULT_OVERHEAD);
 
-/** The seed's label keys live under this prefix. */
-export const DEFAULT_LABEL_PREFIX = "kata-containers.io";
 export const DEFAULT_RUNTIMES: readonly ContainerRuntime[] = ["containerd", "crio"];
 export const DEFAULT_SHIMS: readonly string[] = ["qemu", "fc"];
 /** Namespace the component creates when none is given. */
@@ -60,36 +61,52 @@ export const DEFAULT_MAX_UNAVAILABLE = 1;
 /** How long `pulumi destroy` waits for every node to be cleaned before it fails. */
 export const DEFAULT_CLEANUP_TIMEOUT_SECONDS = 600;
 
-/** Where the image carries the unpacked Kata release (see images/kata-deploy/Dockerfile). */
-export const ARTIFACTS_DIR = "/opt/kata-artifacts";
-/** Where Kata is installed on the node. */
-export const INSTALL_PREFIX = "/opt/kata";
-/** Where the node's file system is mounted inside the agent's containers (`--host-root`). */
-export const HOST_ROOT = "/host";
+/** How a toleration matches a taint's value. */
+export const TolerationOperator = {
+  /** Any value (with an empty key: every taint). */
+  Exists: "Exists",
+  /** The value given (the default in Kubernetes). */
+  Equal: "Equal",
+} as const;
+export type TolerationOperator = (typeof TolerationOperator)[keyof typeof TolerationOperator];
+export const TOLERATION_OPERATORS: readonly TolerationOperator[] = Object.values(TolerationOperator);
+
+/** What a taint does to pods that do not tolerate it. */
+export const TaintEffect = {
+  NoSchedule: "NoSchedule",
+  PreferNoSchedule: "PreferNoSchedule",
+  NoExecute: "NoExecute",
+} as const;
+export type TaintEffect = (typeof TaintEffect)[keyof typeof TaintEffect];
+export const TAINT_EFFECTS: readonly TaintEffect[] = Object.values(TaintEffect);
 
 /** A pod toleration (the Kubernetes `Toleration` fields the component accepts). */
 export interface Toleration {
-  /** Taint key; empty (with operator `Exists`) matches every taint. */
+  /** Taint key; empty (with operator `Exists`) matches every taint. Default: empty. */
   key?: string;
-  /** `Exists` (any value) or `Equal` (the default in Kubernetes). */
-  operator?: "Exists" | "Equal";
-  /** Taint value to match; only with operator `Equal`. */
+  /** `Exists` (any value) or `Equal`. Default `Equal` (as in Kubernetes). */
+  operator?: TolerationOperator;
+  /** Taint value to match; only with operator `Equal`. Default: empty. */
   value?: string;
-  /** `NoSchedule`, `PreferNoSchedule` or `NoExecute`; unset matches every effect. */
-  effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-  /** For `NoExecute` only: how long the pod stays after the taint appears. Unset: forever. */
+  /** `NoSchedule`, `PreferNoSchedule` or `NoExecute`. Default: unset, which matches every effect. */
+  effect?: TaintEffect;
+  /** For `NoExecute` only: how long the pod stays after the taint appears, in seconds. Default: unset (forever). */
   tolerationSeconds?: number;
 }
-export const TOLERATION_OPERATORS = ["Exists", "Equal"] as const;
-export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
 
 /** Compute resources a container may request or be limited to. */
 export const RESOURCE_NAMES = ["cpu", "memory", "ephemeral-storage"] as const;
 export type ResourceName = (typeof RESOURCE_NAMES)[number];
-/** A container's `resources`: quantities such as `{ requests: { cpu: "100m", memory: "128Mi" } }`. */
+/**
+ * A container's `resources`: Kubernetes quantities per resource name (`cpu`, `memory`, `ephemeral-storage`),
+ * e.g. `{ requests: { cpu: "100m", memory: "128Mi" } }`. Maps as in the Kubernetes API (and
+ * `@pulumi/kubernetes`); other resource names are refused, naming the allowed ones.
+ */
 export interface ContainerResources {
-  requests?: Partial<Record<ResourceName, string>>;
-  limits?: Partial<Record<ResourceName, string>>;
+  /** Quantities the scheduler reserves for the container. Default: the component's own per container. */
+  requests?: Record<string, string>;
+  /** Quantities the container may not exceed. Default: none. */
+  limits?: Record<string, string>;
 }
 /** The component's containers whose resources are configurable. */
 export const RESOURCE_TARGETS = ["installer", "cleanup", "labeler"] as const;
@@ -154,12 +171,4 @@ export interface KataSettings {
 export interface ManifestOptions extends KataSettings {
   /** Image reference, ideally pinned by digest (`repo@sha256:...`). */
   image: string;
-}
-
-/** Label keys derived from the prefix. */
-export function labelKeys(labelPrefix: string): { containerRuntime: string; kataRuntime: string } {
-  return {
-    containerRuntime: `${labelPrefix}/container-runtime`,
-    kataRuntime: `${labelPrefix}/kata-runtime`,
-  };
 }

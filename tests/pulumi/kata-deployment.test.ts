@@ -231,7 +231,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["defaultShim not in shims", { shims: ["qemu"], defaultShim: "fc" }, /defaultShim is "fc", which is not in shims; allowed values: qemu$/],
       ["label prefix with a slash", { labelPrefix: "kata-containers.io/" }, /labelPrefix is "kata-containers.io\/"; it must be a DNS subdomain/],
       ["upper-case label prefix", { labelPrefix: "Kata.io" }, /labelPrefix is "Kata.io"/],
-      ["zero maxUnavailable", { maxUnavailable: 0 }, /maxUnavailable is 0; allowed values: a whole number >= 1 or a percentage/],
+      ["zero maxUnavailable", { maxUnavailable: "0" }, /maxUnavailable is 0; allowed values: a whole number >= 1 or a percentage/],
       ["bad percentage", { maxUnavailable: "150%" }, /maxUnavailable is "150%"/],
       ["unknown containerd flavor", { containerdFlavor: "k0s" as "k3s" }, /containerdFlavor is "k0s"; allowed values: containerd, k3s, rke2/],
       ["overhead for a shim not deployed", { runtimeClassOverhead: { clh: { memory: "1Gi" } } }, /runtimeClassOverhead.clh names a shim that is not in shims; allowed keys: qemu, fc/],
@@ -414,7 +414,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       const base = await fingerprint("a", {});
       assert.notEqual(await fingerprint("b", { image: IMAGE.replace("cd", "ef") }), base, "image");
       assert.notEqual(await fingerprint("c", { shims: ["qemu"] }), base, "shims");
-      assert.notEqual(await fingerprint("d", { maxUnavailable: 2 }), base, "rolling-update budget");
+      assert.notEqual(await fingerprint("d", { maxUnavailable: "2" }), base, "rolling-update budget");
       assert.equal(await fingerprint("e", { cleanupTimeoutSeconds: 30 }), base, "a destroy-time setting");
     });
 

@@ -2,6 +2,19 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import {
+  AGENT_ENV,
+  AGENT_OPTIONS,
+  ARTIFACTS_DIR,
+  CONTAINERD_FLAVORS,
+  DEFAULT_AGENT_SHIMS,
+  DEFAULT_LABEL_PREFIX,
+  DOCKER_RUNTIME_FORMS,
+  INSTALL_PREFIX,
+  LABEL_PREFIX_PATTERN,
+  RESTART_MODES,
+  labelKeys as contractLabelKeys,
+} from "../../../../components/contract";
 import type { ContainerdConfigVersion, ContainerdFlavor } from "./config/containerd";
 import type { DockerRuntimeForm } from "./config/docker";
 import { install, status, uninstall, type Target } from "./agent";
@@ -28,22 +41,8 @@ const USAGE = `usage:
   kata-deploy status    --host-root DIR [--prefix DIR] [--ready --runtime R]
   kata-deploy-docker install|remove   (also: kata-deploy docker install|remove)`;
 
-const OPTIONS = {
-  runtime: { type: "string" },
-  "host-root": { type: "string" },
-  artifacts: { type: "string" },
-  shims: { type: "string" },
-  "default-shim": { type: "string" },
-  restart: { type: "string" },
-  prefix: { type: "string" },
-  "containerd-flavor": { type: "string" },
-  "docker-runtime-form": { type: "string" },
-  "label-prefix": { type: "string" },
-  node: { type: "string" },
-  daemon: { type: "boolean" },
-  ready: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
+// The flags are the component/agent contract's (components/contract.ts): the DaemonSets are written from it too.
+const OPTIONS = AGENT_OPTIONS;
 
 type Options = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
 
@@ -68,19 +67,20 @@ function hostRootOf(values: Options): HostRoot {
 }
 
 function prefixOf(values: Options): string {
-  const prefix = values.prefix ?? "/opt/kata";
+  const prefix = values.prefix ?? INSTALL_PREFIX;
   if (!path.posix.isAbsolute(prefix) || path.posix.normalize(prefix) === "/") throw new UserError(`--prefix ${prefix}: must be an absolute directory other than /`);
   return path.posix.normalize(prefix).replace(/\/$/, "");
 }
 
 function labelKeys(values: Options): { runtimeLabel: string; kataLabel: string } {
-  const prefix = values["label-prefix"] ?? process.env.KATA_DEPLOY_LABEL_PREFIX ?? "kata-containers.io";
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)) throw new UserError(`--label-prefix ${prefix}: must be a DNS subdomain such as kata-containers.io`);
-  return { runtimeLabel: `${prefix}/container-runtime`, kataLabel: `${prefix}/kata-runtime` };
+  const prefix = values["label-prefix"] ?? process.env[AGENT_ENV.labelPrefix] ?? DEFAULT_LABEL_PREFIX;
+  if (!LABEL_PREFIX_PATTERN.test(prefix)) throw new UserError(`--label-prefix ${prefix}: must be a DNS subdomain such as ${DEFAULT_LABEL_PREFIX}`);
+  const keys = contractLabelKeys(prefix);
+  return { runtimeLabel: keys.containerRuntime, kataLabel: keys.kataRuntime };
 }
 
 function restartOf(values: Options, fallback: "none" | "systemd" = "none"): "none" | "systemd" {
-  return oneOf("restart", values.restart, ["none", "systemd"] as const, fallback);
+  return oneOf("restart", values.restart, RESTART_MODES, fallback);
 }
 
 /** The Kubernetes client and node name, or undefined when there is no Kubernetes environment. */
@@ -90,7 +90,7 @@ async function kubeOf(values: Options): Promise<{ client: KubeClient; node: stri
   const { kubeClientFromEnv } = await import("./kube.js");
   const client = kubeClientFromEnv();
   if (client === undefined) return undefined;
-  const node = values.node ?? process.env.NODE_NAME;
+  const node = values.node ?? process.env[AGENT_ENV.nodeName];
   if (!node) throw new UserError("--node (or NODE_NAME) is required when a Kubernetes API is configured");
   return { client, node };
 }
@@ -98,13 +98,13 @@ async function kubeOf(values: Options): Promise<{ client: KubeClient; node: stri
 /** `recorded`: the details an earlier install saved (removal must edit the files that install edited). */
 async function adapterFor(runtime: Runtime, values: Options, root: HostRoot, host: HostCommands | undefined, recorded?: Record<string, unknown>): Promise<RuntimeAdapter> {
   if (runtime === "containerd") {
-    const flavor = oneOf("containerd-flavor", values["containerd-flavor"] ?? (recorded?.flavor as string | undefined), ["containerd", "k3s", "rke2"] as const, "containerd");
+    const flavor = oneOf("containerd-flavor", values["containerd-flavor"] ?? (recorded?.flavor as string | undefined), CONTAINERD_FLAVORS, "containerd");
     const hint = recorded?.configVersionHint as ContainerdConfigVersion | undefined;
     return containerdAdapter({ flavor: flavor as ContainerdFlavor, host, configVersionHint: hint });
   }
   if (runtime === "crio") return crioAdapter(host);
   const recordedForm = recorded?.form as DockerRuntimeForm | undefined;
-  const form = oneOf("docker-runtime-form", values["docker-runtime-form"] ?? recordedForm, ["auto", "shim-v2", "runc"] as const, "auto");
+  const form = oneOf("docker-runtime-form", values["docker-runtime-form"] ?? recordedForm, DOCKER_RUNTIME_FORMS, "auto");
   const socket = findDockerSocket(root);
   return dockerAdapter({ form, host, engine: socket === undefined ? undefined : dockerEngine(socket) });
 }
@@ -143,8 +143,8 @@ async function runUninstall(values: Options): Promise<void> {
   const { kataLabel } = labelKeys(values);
   const kube = await kubeOf(values);
   if (kube) {
-    const namespace = process.env.POD_NAMESPACE;
-    const daemonSetName = process.env.DAEMONSET_NAME;
+    const namespace = process.env[AGENT_ENV.podNamespace];
+    const daemonSetName = process.env[AGENT_ENV.daemonSetName];
     if (namespace && daemonSetName) {
       const [daemonSet, node] = await Promise.all([kube.client.getDaemonSet(namespace, daemonSetName), kube.client.getNode(kube.node)]);
       if (isRollout(daemonSet, node)) {
@@ -221,7 +221,7 @@ function runStatus(values: Options): number {
 
 /** `kata-deploy-docker install|remove`: the seed's Docker quick start, flags may override the defaults. */
 async function runDocker(action: string | undefined, values: Options): Promise<void> {
-  const defaults: Options = { runtime: "docker", "host-root": "/", artifacts: "/opt/kata-artifacts", shims: "qemu,fc", restart: "systemd" };
+  const defaults: Options = { runtime: "docker", "host-root": "/", artifacts: ARTIFACTS_DIR, shims: DEFAULT_AGENT_SHIMS.join(","), restart: "systemd" };
   const merged: Options = { ...defaults, ...Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) };
   if (action === "install") return runInstall(merged);
   if (action === "remove") return runUninstall(merged);

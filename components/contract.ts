@@ -1,0 +1,122 @@
+// The contract between the Pulumi components, which write the node agent's command lines and environment
+// into the DaemonSets, and the node agent (images/kata-deploy/agent/src/cli.ts), which parses them. Both
+// sides import this file (esbuild follows the agent's import, so the agent bundle carries it): a value
+// added here exists on both sides, and tests/package/contract.test.ts runs the built agent's argument
+// parsing on every command line the component can write.
+//
+// Data only: no imports, no side effects, nothing that Node.js 20 (the image's runtime) cannot run.
+// Changing this file changes the agent: rebuild the bundle (`npm run build:agent`); the component refuses
+// to build the image from a bundle older than this file.
+//
+// Closed sets are `as const` objects plus a same-named type: Pulumi's schema inference turns those into
+// enums for the other languages (see @pulumi/pulumi provider/experimental/analyzer.ts, extractEnumMembers).
+
+/** Container runtimes of the Kubernetes nodes that get Kata: the values of the `<prefix>/container-runtime` label. */
+export const ContainerRuntime = {
+  /** containerd (plain, k3s or rke2: see ContainerdFlavor). */
+  containerd: "containerd",
+  /** CRI-O. */
+  crio: "crio",
+} as const;
+export type ContainerRuntime = (typeof ContainerRuntime)[keyof typeof ContainerRuntime];
+export const CONTAINER_RUNTIMES: readonly ContainerRuntime[] = Object.values(ContainerRuntime);
+
+/** Runtimes the agent's `--runtime` accepts: the Kubernetes ones plus Docker (the Docker quick start). */
+export const AGENT_RUNTIMES = [...CONTAINER_RUNTIMES, "docker"] as const;
+export type AgentRuntime = (typeof AGENT_RUNTIMES)[number];
+
+/**
+ * containerd distributions. They differ in where containerd's configuration lives on the node (the only host
+ * directory besides the install prefix that the containerd installer mounts) and in its systemd unit.
+ */
+export const ContainerdFlavor = {
+  /** containerd's own packages: /etc/containerd, unit containerd. */
+  containerd: "containerd",
+  /** k3s: /var/lib/rancher/k3s/agent/etc/containerd, units k3s / k3s-agent. */
+  k3s: "k3s",
+  /** RKE2: /var/lib/rancher/rke2/agent/etc/containerd, units rke2-server / rke2-agent. */
+  rke2: "rke2",
+} as const;
+export type ContainerdFlavor = (typeof ContainerdFlavor)[keyof typeof ContainerdFlavor];
+export const CONTAINERD_FLAVORS: readonly ContainerdFlavor[] = Object.values(ContainerdFlavor);
+
+/** How Docker's daemon.json names a Kata runtime (`--docker-runtime-form`). */
+export const DockerRuntimeForm = {
+  /** Detect the Docker version through its socket: shim-v2 on Docker >= 23, else runc. */
+  auto: "auto",
+  /** `runtimeType` (containerd shim v2), Docker >= 23. */
+  shimV2: "shim-v2",
+  /** `path` (a runc-compatible binary), what Docker < 23 understands. */
+  runc: "runc",
+} as const;
+export type DockerRuntimeForm = (typeof DockerRuntimeForm)[keyof typeof DockerRuntimeForm];
+export const DOCKER_RUNTIME_FORMS: readonly DockerRuntimeForm[] = Object.values(DockerRuntimeForm);
+
+/** `--restart`: `systemd` restarts (and verifies) the runtime after a config change; `none` leaves that to the caller. */
+export const RESTART_MODES = ["none", "systemd"] as const;
+export type RestartMode = (typeof RESTART_MODES)[number];
+
+/** The node label keys live under this prefix (the seed's). */
+export const DEFAULT_LABEL_PREFIX = "kata-containers.io";
+/** A label prefix must be a DNS subdomain (Kubernetes label key prefix rules). */
+export const LABEL_PREFIX_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+/** Values of the `<prefix>/kata-runtime` label. */
+export const KATA_RUNTIME_LABEL = {
+  /** Set by the installer once the node is installed and its runtime verified. */
+  installed: "true",
+  /** Set by the installer's preStop uninstall; selects the node for the cleanup DaemonSet. */
+  cleanup: "cleanup",
+} as const;
+
+/** Node label keys derived from the prefix (a pure function of a string). */
+export function labelKeys(labelPrefix: string): { containerRuntime: string; kataRuntime: string } {
+  return { containerRuntime: `${labelPrefix}/container-runtime`, kataRuntime: `${labelPrefix}/kata-runtime` };
+}
+
+/** Where Kata is installed on the node (`--prefix`). */
+export const INSTALL_PREFIX = "/opt/kata";
+/** Where the image carries the unpacked Kata release (`--artifacts`; see images/kata-deploy/Dockerfile). */
+export const ARTIFACTS_DIR = "/opt/kata-artifacts";
+/** Where the node's file system is mounted inside the agent's containers (`--host-root`). */
+export const HOST_ROOT = "/host";
+/** Shims configured when `--shims` is not given (the seed's kata-qemu and kata-fc). */
+export const DEFAULT_AGENT_SHIMS = ["qemu", "fc"] as const;
+
+/** The agent's executable in the image (`/usr/local/bin/kata-deploy`). */
+export const AGENT_EXECUTABLE = "kata-deploy";
+/** The agent's subcommands. */
+export const AGENT_COMMANDS = ["install", "uninstall", "label", "reset", "status", "docker"] as const;
+export type AgentCommand = (typeof AGENT_COMMANDS)[number];
+
+/** The agent's flags, as node:util parseArgs options (the agent parses with exactly this table, strict). */
+export const AGENT_OPTIONS = {
+  runtime: { type: "string" },
+  "host-root": { type: "string" },
+  artifacts: { type: "string" },
+  shims: { type: "string" },
+  "default-shim": { type: "string" },
+  restart: { type: "string" },
+  prefix: { type: "string" },
+  "containerd-flavor": { type: "string" },
+  "docker-runtime-form": { type: "string" },
+  "label-prefix": { type: "string" },
+  node: { type: "string" },
+  daemon: { type: "boolean" },
+  ready: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+export type AgentFlag = keyof typeof AGENT_OPTIONS;
+
+/** Environment variables the agent (and the destroy-time wait) read. */
+export const AGENT_ENV = {
+  /** Label prefix when `--label-prefix` is not given (also read by components/wait-for-clean-nodes.mjs). */
+  labelPrefix: "KATA_DEPLOY_LABEL_PREFIX",
+  /** The node the pod runs on (downward API `spec.nodeName`), when `--node` is not given. */
+  nodeName: "NODE_NAME",
+  /** The installer pod's namespace (downward API), to tell a rollout from a removal in preStop. */
+  podNamespace: "POD_NAMESPACE",
+  /** The installer's DaemonSet name, to tell a rollout from a removal in preStop. */
+  daemonSetName: "DAEMONSET_NAME",
+  /** containerd snapshotter per Kata handler, `shim:snapshotter,...` (upstream kata-deploy's variable). */
+  snapshotterHandlerMapping: "SNAPSHOTTER_HANDLER_MAPPING",
+} as const;
