@@ -82,15 +82,15 @@ export const TAINT_EFFECTS: readonly TaintEffect[] = Object.values(TaintEffect);
 
 /** A pod toleration (the Kubernetes `Toleration` fields the component accepts). */
 export interface Toleration {
-  /** Taint key; empty (with operator `Exists`) matches every taint. Default: empty. */
+  /** Taint key; empty (with operator `Exists`) matches every taint. Defaults to empty. */
   key?: string;
-  /** `Exists` (any value) or `Equal`. Default `Equal` (as in Kubernetes). */
+  /** `Exists` (any value) or `Equal`. Defaults to `Equal` (as in Kubernetes). */
   operator?: TolerationOperator;
-  /** Taint value to match; only with operator `Equal`. Default: empty. */
+  /** Taint value to match; only with operator `Equal`. Defaults to empty. */
   value?: string;
-  /** `NoSchedule`, `PreferNoSchedule` or `NoExecute`. Default: unset, which matches every effect. */
+  /** `NoSchedule`, `PreferNoSchedule` or `NoExecute`. Defaults to unset, which matches every effect. */
   effect?: TaintEffect;
-  /** For `NoExecute` only: how long the pod stays after the taint appears, in seconds. Default: unset (forever). */
+  /** For `NoExecute` only: how long the pod stays after the taint appears, in seconds. Defaults to unset (forever). */
   tolerationSeconds?: number;
 }
 
@@ -103,9 +103,9 @@ export type ResourceName = (typeof RESOURCE_NAMES)[number];
  * `@pulumi/kubernetes`); other resource names are refused, naming the allowed ones.
  */
 export interface ContainerResources {
-  /** Quantities the scheduler reserves for the container. Default: the component's own per container. */
+  /** Quantities the scheduler reserves for the container. Defaults to the component's own per container. */
   requests?: Record<string, string>;
-  /** Quantities the container may not exceed. Default: none. */
+  /** Quantities the container may not exceed. Defaults to none. */
   limits?: Record<string, string>;
 }
 /** The component's containers whose resources are configurable. */

@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { agentBundleProblem, IMAGE_CONTEXT } from "../../components/kataDeployment";
+import { agentBundleProblem, CONTRACT_SOURCE, IMAGE_CONTEXT } from "../../components/kataDeployment";
 
 // The image build copies the prebuilt agent bundle; building with a missing or stale one must stop at
 // preview with the fix, not fail inside docker build or ship an older agent to every node.
@@ -43,7 +43,19 @@ describe("KataDeployment image build: the agent bundle check", () => {
     assert.equal(agentBundleProblem(context), undefined);
   });
 
-  it("passes for this repository's own context once the bundle is built (as mocha's setup does)", () => {
-    assert.equal(agentBundleProblem(IMAGE_CONTEXT), undefined);
+  it("refuses a bundle older than the component/agent contract, which the bundle includes from outside agent/src", () => {
+    touch("agent/src/cli.ts", 120);
+    touch("agent/dist/kata-deploy.cjs", 60);
+    const contract = path.join(context, "contract.ts");
+    fs.writeFileSync(contract, "x");
+    assert.match(agentBundleProblem(context, [contract]) ?? "", /is older than .*contract\.ts; run `npm run build:agent`/);
+    // The installed package ships no sources: a missing contract source is no problem.
+    fs.rmSync(contract);
+    assert.equal(agentBundleProblem(context, [contract]), undefined);
+  });
+
+  it("passes for this repository's own context once the bundle is built (as mocha's setup does), watching the contract", () => {
+    assert.ok(fs.existsSync(CONTRACT_SOURCE), `${CONTRACT_SOURCE} is what the agent imports; the check must watch the real file`);
+    assert.equal(agentBundleProblem(IMAGE_CONTEXT, [CONTRACT_SOURCE]), undefined);
   });
 });

@@ -1,0 +1,176 @@
+// What other Pulumi languages get from `pulumi package add <this repository>`: the schema that @pulumi/pulumi's
+// component provider host infers from the TypeScript sources. This runs that very code, without the CLI:
+// pulumi/pulumi sdk/nodejs/cmd/run-plugin/run.ts requires the plugin directory (package.json `main`), keeps
+// the exports that are ComponentResource classes (getPulumiComponents), names the provider after package.json
+// `name` and serves sdk/nodejs/provider/experimental/provider.ts's ComponentProvider, whose getSchema() runs
+// the analyzer (analyzer.ts) over the tsconfig.json program. Every argument must come out with its type:
+// an argument the analyzer cannot express makes getSchema throw, and one that comes out with another type
+// or not at all would silently change what Python, Go, .NET, Java and YAML users can pass.
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ComponentProvider, getPulumiComponents } from "@pulumi/pulumi/provider/experimental";
+import * as publicApi from "../../components";
+import { KataDeployment } from "../../components";
+import { KataDockerHost } from "../../components";
+import { registrationsOfType, settled } from "../support/pulumi-mocks";
+
+const ROOT = path.resolve(__dirname, "../..");
+
+interface SchemaProperty {
+  type?: string;
+  $ref?: string;
+  items?: SchemaProperty;
+  additionalProperties?: SchemaProperty;
+  description?: string;
+  plain?: boolean;
+}
+interface SchemaObject {
+  properties: Record<string, SchemaProperty>;
+  required?: string[];
+  inputProperties?: Record<string, SchemaProperty>;
+  requiredInputs?: string[];
+  isComponent?: boolean;
+  enum?: { name: string; value: string }[];
+  type?: string;
+}
+interface Schema {
+  name: string;
+  version: string;
+  namespace?: string;
+  resources: Record<string, SchemaObject>;
+  types: Record<string, SchemaObject>;
+}
+
+/** The provider name run-plugin derives from package.json `name` (pulumi/pulumi sdk/nodejs/cmd/run-plugin/run.ts). */
+function providerNameOf(packageName: string): { name: string; namespace?: string } {
+  const matches = packageName.match(/(@.*?\/)?(.+)/)!;
+  return { name: matches[2].replace(/[^-a-zA-Z0-9_]/g, "-"), namespace: matches[1]?.slice(1, -1) };
+}
+
+/** A compact, comparable form of a schema type: `string`, `array<string>`, `map<string>`, `ref:Name`. */
+function shape(property: SchemaProperty): string {
+  if (property.$ref !== undefined) return `ref:${property.$ref.split(":").pop()}`;
+  if (property.type === "array") return `array<${shape(property.items!)}>`;
+  if (property.type === "object" && property.additionalProperties !== undefined) return `map<${shape(property.additionalProperties)}>`;
+  return property.type ?? "?";
+}
+
+function shapes(properties: Record<string, SchemaProperty> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(properties ?? {}).map(([key, property]) => [key, shape(property)]));
+}
+
+describe("the package as a Pulumi component provider (schema inferred by @pulumi/pulumi)", function () {
+  // The analyzer type-checks the whole tsconfig.json program: about 20 s on a busy 2-core machine.
+  this.timeout(180_000);
+  const packageJson = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { name: string; version: string };
+  let schema: Schema;
+
+  before(async () => {
+    const { name, namespace } = providerNameOf(packageJson.name);
+    const provider = new ComponentProvider({ name, namespace, dirname: ROOT, components: getPulumiComponents(publicApi) });
+    schema = JSON.parse(await provider.getSchema()) as Schema;
+  });
+
+  it("serves exactly the two components, under the type tokens their classes register", async () => {
+    assert.deepEqual(Object.keys(schema.resources).sort(), ["kata-deploy:index:KataDeployment", "kata-deploy:index:KataDockerHost"]);
+    assert.equal(schema.namespace, undefined, "an npm scope would become a namespace (Python package <scope>_kata_deploy)");
+    assert.equal(schema.version, packageJson.version);
+    // A remote construct registers the class's own type; it must be the token the other languages ask for.
+    new KataDeployment("probe", { image: "registry.example.com/kata-deploy:1" });
+    new KataDockerHost("probe-docker", { image: "registry.example.com/kata-deploy:1" });
+    await settled();
+    for (const token of Object.keys(schema.resources)) assert.equal(registrationsOfType(token).length, 1, `nothing registered as ${token}`);
+  });
+
+  it("KataDeployment: every argument, with its type; outputs without internals", () => {
+    const resource = schema.resources["kata-deploy:index:KataDeployment"];
+    assert.equal(resource.isComponent, true);
+    // Written from KataDeploymentArgs by hand: an argument missing here or typed otherwise fails the test.
+    assert.deepEqual(shapes(resource.inputProperties), {
+      image: "string",
+      imageBuild: "ref:KataImageBuildArgs",
+      runtimes: "array<ref:ContainerRuntime>",
+      shims: "array<string>",
+      defaultShim: "string",
+      namespace: "string",
+      kubeconfig: "string",
+      labelPrefix: "string",
+      maxUnavailable: "string",
+      containerdFlavor: "ref:ContainerdFlavor",
+      runtimeClassOverhead: "map<ref:KataOverheadArgs>",
+      createDefaultRuntimeClass: "boolean",
+      cleanupTimeoutSeconds: "number",
+      installTimeout: "string",
+      createNamespace: "boolean",
+      nodeSelector: "map<string>",
+      tolerations: "array<ref:Toleration>",
+      priorityClassName: "string",
+      imagePullSecrets: "array<string>",
+      resources: "ref:KataResources",
+    });
+    assert.deepEqual(resource.requiredInputs, []);
+    // `settings` (internal, with a number-or-string field) must not be an output.
+    assert.deepEqual(shapes(resource.properties), { runtimeClassNames: "array<string>", namespace: "string", image: "string" });
+    assert.deepEqual(resource.required, ["image", "namespace", "runtimeClassNames"]);
+  });
+
+  it("KataDockerHost: every argument, with its type", () => {
+    const resource = schema.resources["kata-deploy:index:KataDockerHost"];
+    assert.deepEqual(shapes(resource.inputProperties), {
+      image: "string",
+      dockerHost: "string",
+      registryAuth: "ref:KataDockerRegistryAuth",
+      shims: "array<string>",
+      dockerRuntimeForm: "ref:DockerRuntimeForm",
+    });
+    assert.deepEqual(resource.requiredInputs, ["image"]);
+    assert.deepEqual(shapes(resource.properties), { runtimeNames: "array<string>", imageDigest: "string" });
+  });
+
+  it("nested argument types and enums come out whole", () => {
+    const objectType = (name: string): Record<string, string> => shapes(schema.types[`kata-deploy:index:${name}`]?.properties);
+    const enumValues = (name: string): string[] => (schema.types[`kata-deploy:index:${name}`]?.enum ?? []).map((member) => member.value);
+    assert.deepEqual(objectType("KataImageBuildArgs"), {
+      repository: "string",
+      tag: "string",
+      registry: "ref:KataRegistryArgs",
+      kataVersion: "string",
+      kataTarballSha256: "string",
+      kataTarball: "string",
+      platform: "string",
+      baseImage: "string",
+      createPullSecret: "boolean",
+    });
+    assert.deepEqual(schema.types["kata-deploy:index:KataImageBuildArgs"].required, ["repository"]);
+    assert.deepEqual(objectType("KataRegistryArgs"), { server: "string", username: "string", password: "string" });
+    assert.deepEqual(objectType("KataOverheadArgs"), { memory: "string", cpu: "string" });
+    assert.deepEqual(objectType("Toleration"), {
+      key: "string",
+      operator: "ref:TolerationOperator",
+      value: "string",
+      effect: "ref:TaintEffect",
+      tolerationSeconds: "number",
+    });
+    assert.deepEqual(objectType("KataResources"), { installer: "ref:ContainerResources", cleanup: "ref:ContainerResources", labeler: "ref:ContainerResources" });
+    assert.deepEqual(objectType("ContainerResources"), { requests: "map<string>", limits: "map<string>" });
+    assert.deepEqual(objectType("KataDockerRegistryAuth"), { address: "string", username: "string", password: "string" });
+    assert.deepEqual(enumValues("ContainerRuntime"), ["containerd", "crio"]);
+    assert.deepEqual(enumValues("ContainerdFlavor"), ["containerd", "k3s", "rke2"]);
+    assert.deepEqual(enumValues("TolerationOperator"), ["Exists", "Equal"]);
+    assert.deepEqual(enumValues("TaintEffect"), ["NoSchedule", "PreferNoSchedule", "NoExecute"]);
+    assert.deepEqual(enumValues("DockerRuntimeForm"), ["auto", "shim-v2", "runc"]);
+  });
+
+  it("documents every argument, each ending with its default (or saying it is required)", () => {
+    const undocumented: string[] = [];
+    const objects = [...Object.entries(schema.resources).map(([token, resource]) => [token, resource.inputProperties ?? {}] as const),
+      ...Object.entries(schema.types).filter(([, type]) => type.properties).map(([token, type]) => [token, type.properties] as const)];
+    for (const [token, properties] of objects) {
+      for (const [name, property] of Object.entries(properties)) {
+        if (!/(Defaults to\s[^]*|Required)\.$/.test(property.description ?? "")) undocumented.push(`${token.split(":").pop()}.${name}`);
+      }
+    }
+    assert.deepEqual(undocumented, []);
+  });
+});
