@@ -1,9 +1,10 @@
 // Reusing KataDeployment from another team's stack: its own Kubernetes provider, a prebuilt image, and a
-// workload that runs in Kata. In your project, import from where you keep this repository (a git
-// submodule, a workspace package, or a path dependency) instead of "../../components".
+// workload that runs in Kata. In your project: `npm install kata-deploy` (a tarball from `npm pack`, this
+// repository's git URL, or a registry). Here, inside this repository, "kata-deploy" resolves to the package
+// itself (its `exports`, i.e. the compiled dist/ that `npm ci` builds).
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { KataDeployment } from "../../components";
+import { KataDeployment } from "kata-deploy";
 
 const config = new pulumi.Config();
 const kubeconfig = config.requireSecret("kubeconfig");
