@@ -1,18 +1,20 @@
 // What other Pulumi languages get from `pulumi package add <this repository>`: the schema that @pulumi/pulumi's
-// component provider host infers from the TypeScript sources. This runs that very code, without the CLI:
-// pulumi/pulumi sdk/nodejs/cmd/run-plugin/run.ts requires the plugin directory (package.json `main`), keeps
-// the exports that are ComponentResource classes (getPulumiComponents), names the provider after package.json
-// `name` and serves sdk/nodejs/provider/experimental/provider.ts's ComponentProvider, whose getSchema() runs
-// the analyzer (analyzer.ts) over the tsconfig.json program. Every argument must come out with its type:
-// an argument the analyzer cannot express makes getSchema throw, and one that comes out with another type
-// or not at all would silently change what Python, Go, .NET, Java and YAML users can pass.
+// component provider host infers from the TypeScript sources. This starts that very host, as the Node.js
+// language host's RunPlugin does (pulumi/pulumi sdk/nodejs/cmd/pulumi-language-nodejs/main.go: `node
+// @pulumi/pulumi/cmd/run-plugin <plugin directory> <engine address>`, printing its gRPC port), and asks it
+// for the schema over gRPC, without the CLI. run-plugin (sdk/nodejs/cmd/run-plugin/run.ts) requires the
+// plugin directory (package.json `main`), keeps the exports that are ComponentResource classes, names the
+// provider after package.json `name`, and serves provider/experimental/provider.ts's ComponentProvider, whose
+// GetSchema runs the analyzer (analyzer.ts) over the tsconfig.json program. Every argument must come out with
+// its type: one the analyzer cannot express fails GetSchema, and one that came out with another type or not
+// at all would silently change what Python, Go, .NET, Java and YAML users can pass.
 import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as os from "node:os";
 import * as path from "node:path";
-import { ComponentProvider, getPulumiComponents } from "@pulumi/pulumi/provider/experimental";
-import * as publicApi from "../../components";
-import { KataDeployment } from "../../components";
-import { KataDockerHost } from "../../components";
+import { KataDeployment, KataDockerHost } from "../../components";
 import { registrationsOfType, settled } from "../support/pulumi-mocks";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -42,12 +44,6 @@ interface Schema {
   types: Record<string, SchemaObject>;
 }
 
-/** The provider name run-plugin derives from package.json `name` (pulumi/pulumi sdk/nodejs/cmd/run-plugin/run.ts). */
-function providerNameOf(packageName: string): { name: string; namespace?: string } {
-  const matches = packageName.match(/(@.*?\/)?(.+)/)!;
-  return { name: matches[2].replace(/[^-a-zA-Z0-9_]/g, "-"), namespace: matches[1]?.slice(1, -1) };
-}
-
 /** A compact, comparable form of a schema type: `string`, `array<string>`, `map<string>`, `ref:Name`. */
 function shape(property: SchemaProperty): string {
   if (property.$ref !== undefined) return `ref:${property.$ref.split(":").pop()}`;
@@ -61,15 +57,13 @@ function shapes(properties: Record<string, SchemaProperty> | undefined): Record<
 }
 
 describe("the package as a Pulumi component provider (schema inferred by @pulumi/pulumi)", function () {
-  // The analyzer type-checks the whole tsconfig.json program: about 20 s on a busy 2-core machine.
+  // The analyzer type-checks the whole tsconfig.json program: 20-40 s on a busy 2-core machine.
   this.timeout(180_000);
   const packageJson = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { name: string; version: string };
   let schema: Schema;
 
   before(async () => {
-    const { name, namespace } = providerNameOf(packageJson.name);
-    const provider = new ComponentProvider({ name, namespace, dirname: ROOT, components: getPulumiComponents(publicApi) });
-    schema = JSON.parse(await provider.getSchema()) as Schema;
+    schema = JSON.parse(await schemaFromPluginHost(ROOT)) as Schema;
   });
 
   it("serves exactly the two components, under the type tokens their classes register", async () => {
@@ -174,3 +168,47 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
     assert.deepEqual(undocumented, []);
   });
 });
+
+// The host's gRPC stubs, loaded from @pulumi/pulumi's own dependencies (the versions it was built with).
+const fromPulumi = createRequire(require.resolve("@pulumi/pulumi/package.json"));
+interface GrpcClient {
+  getSchema(request: unknown, callback: (error: Error | null, response?: { getSchema(): string }) => void): void;
+  close(): void;
+}
+const grpc = fromPulumi("@grpc/grpc-js") as { credentials: { createInsecure(): unknown } };
+const providerRpc = fromPulumi("./proto/provider_grpc_pb") as { ResourceProviderClient: new (address: string, credentials: unknown) => GrpcClient };
+const providerProto = fromPulumi("./proto/provider_pb") as { GetSchemaRequest: new () => { setVersion(version: number): void } };
+
+/** Starts the component provider host on a plugin directory and returns the schema it serves. */
+function schemaFromPluginHost(pluginDir: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const runPlugin = path.join(path.dirname(require.resolve("@pulumi/pulumi/package.json")), "cmd/run-plugin");
+    // The engine address is never dialled for GetSchema; the working directory is the user's project.
+    const host = spawn(process.execPath, [runPlugin, pluginDir, "127.0.0.1:1"], { cwd: os.tmpdir(), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let asked = false;
+    const finish = (error: Error | undefined, schema?: string): void => {
+      host.kill();
+      if (error) reject(error);
+      else resolve(schema!);
+    };
+    host.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    host.on("exit", (code) => {
+      if (!asked) finish(new Error(`the plugin host exited (${code}) before serving:\n${stdout}${stderr}`));
+    });
+    host.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const port = /^(\d+)\s*$/m.exec(stdout)?.[1];
+      if (port === undefined || asked) return;
+      asked = true;
+      const client = new providerRpc.ResourceProviderClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      const request = new providerProto.GetSchemaRequest();
+      request.setVersion(0);
+      client.getSchema(request, (error, response) => {
+        client.close();
+        finish(error ? new Error(`GetSchema: ${error.message}\n${stderr}`) : undefined, response?.getSchema());
+      });
+    });
+  });
+}
