@@ -57,10 +57,10 @@ export interface KataDockerHostArgs {
   dockerRuntimeForm?: DockerRuntimeForm;
 }
 
-/** Host paths the seed's quick start mounts, at the same paths in the container. */
+/** Host paths the seed's quick start mounts, at the same paths in the container. @internal */
 export const DOCKER_QUICK_START_MOUNTS = ["/opt/kata", "/var/run/dbus", "/run/systemd", "/etc/docker"] as const;
 
-/** Quotes one word for a POSIX shell. */
+/** Quotes one word for a POSIX shell. @internal */
 export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
@@ -68,6 +68,7 @@ export function shellQuote(word: string): string {
 /**
  * The `docker run` argv (after `docker`) of an install or removal job: the seed's mounts and
  * `kata-deploy-docker install|remove`, plus flags only where the arguments differ from the seed's defaults.
+ * @internal
  */
 export function dockerJobArgs(
   image: string,
