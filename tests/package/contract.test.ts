@@ -1,6 +1,7 @@
 // The component writes the node agent's command lines into the DaemonSets (and the Docker jobs); the agent
 // parses them. Both sides take their vocabulary from components/contract.ts, and this guard runs the built
-// agent bundle (what the image ships) on every command line the component can write, for every runtime,
+// agent bundle (what the image ships), through the image's two entry points, on every command line the
+// component can write, for every runtime,
 // containerd flavour, shim, restart mode and Docker runtime form: a flag or value the agent does not accept
 // fails here instead of crash-looping every installer after a successful preview.
 import { strict as assert } from "node:assert";
@@ -134,14 +135,8 @@ describe("the component/agent contract (components/contract.ts)", function () {
     assert.deepEqual([...set].filter((name) => !named.has(name)), []);
   });
 
-  it("the built agent knows every flag of every command line (strict parsing, as in the pod)", () => {
-    // --help prints the usage only after node:util parseArgs (strict, the contract's option table) accepted every flag.
-    const dockerEntry = path.join(tempDir("entry"), "kata-deploy-docker");
-    fs.symlinkSync(AGENT_BUNDLE, dockerEntry);
+  it("every flag of every command line is in the agent's option table", () => {
     for (const { where, argv } of invocations) {
-      const bundle = argv[0] === AGENT_EXECUTABLE ? AGENT_BUNDLE : dockerEntry;
-      const run = spawnAgentAt(bundle, [...argv.slice(1), "--help"]);
-      assert.equal(run.code, 0, `${where}: ${argv.join(" ")}\n${run.stderr}`);
       for (const flag of argv.filter((word) => word.startsWith("--"))) assert.ok(flag.slice(2) in AGENT_OPTIONS, `${where}: ${flag} is not in AGENT_OPTIONS`);
     }
   });
@@ -152,13 +147,16 @@ describe("the component/agent contract (components/contract.ts)", function () {
     // installs fail after parsing; what must never appear is a refusal of the command line itself.
     const failing = fs.existsSync("/bin/false") ? "/bin/false" : "/usr/bin/false";
     const env = isolatedEnv(Object.fromEntries(["SYSTEMCTL", "CONTAINERD", "CTR", "DOCKERD", "DOCKER", "CRIO"].map((tool) => [`KATA_DEPLOY_${tool}`, failing])));
+    const dockerEntry = path.join(tempDir("entry"), `${AGENT_EXECUTABLE}-docker`);
+    fs.symlinkSync(AGENT_BUNDLE, dockerEntry);
     const refused: string[] = [];
     for (const { where, argv } of invocations) {
       const host = makeHost();
       let args = argv.slice(1).map((word) => (word === HOST_ROOT ? host : word === ARTIFACTS_DIR ? artifacts() : word));
       // The Docker quick start defaults --host-root to / and --artifacts to the image's release: map them too.
-      if (argv[0] !== AGENT_EXECUTABLE) args = ["docker", ...args, "--host-root", host, "--artifacts", artifacts()];
-      const run = runAgent(args, env);
+      if (argv[0] !== AGENT_EXECUTABLE) args = [...args, "--host-root", host, "--artifacts", artifacts()];
+      // The image's entry points: kata-deploy, and kata-deploy-docker (a symlink to the same bundle).
+      const run = spawnAgentAt(argv[0] === AGENT_EXECUTABLE ? AGENT_BUNDLE : dockerEntry, args, env);
       if (ARGUMENT_REFUSED.test(run.stderr) && !RELEASE_LACKS_SHIM.test(run.stderr)) refused.push(`${where}: ${argv.join(" ")}\n  ${run.stderr.trim()}`);
     }
     assert.deepEqual(refused, []);
@@ -169,11 +167,12 @@ describe("the component/agent contract (components/contract.ts)", function () {
     const run = runAgent(["install", "--runtime", "containerd", "--containerd-flavor", "k0s", "--host-root", makeHost(), "--artifacts", artifacts()]);
     assert.match(run.stderr, ARGUMENT_REFUSED);
     assert.match(run.stderr, /--containerd-flavor k0s: must be one of containerd, k3s, rke2/);
-    assert.notEqual(spawnAgentAt(AGENT_BUNDLE, ["install", "--flavour", "k3s", "--help"]).code, 0);
+    assert.match(spawnAgentAt(AGENT_BUNDLE, ["install", "--flavour", "k3s"]).stderr, ARGUMENT_REFUSED);
   });
 });
 
-function spawnAgentAt(bundle: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, [bundle, ...args], { env: isolatedEnv(), encoding: "utf8", timeout: 60_000 });
+function spawnAgentAt(bundle: string, args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): { code: number | null; stdout: string; stderr: string } {
+  // A --daemon run that got through waits for SIGTERM: the timeout sends it.
+  const result = spawnSync(process.execPath, [bundle, ...args], { env, encoding: "utf8", timeout: 60_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
