@@ -53,7 +53,7 @@ const kataWest = new KataDeployment(
   "kata-west",
   {
     ...common,
-    imageBuild: { repository: "registry.example.com/platform/kata-deploy", kataTarballSha256: "${"0".repeat(64)}" },
+    imageBuild: { repository: "registry.example.com/platform/kata-deploy", kataSha256: "${"0".repeat(64)}" },
     kubeconfig: "west-kubeconfig",
     maxUnavailable: "25%",
     tolerations: [{ key: "sandbox", operator: "Exists", effect: "NoSchedule" }],
@@ -278,7 +278,8 @@ describe("the package, installed into another project", function () {
     const build = recorded.find((registration) => registration.type === "docker:index/image:Image");
     assert.ok(build, "kata-west built no image");
     const context = (build.inputs.build as { context: string }).context;
-    assert.equal(fs.realpathSync(context), fs.realpathSync(path.join(installed, "images/kata-deploy")));
+    // Stored relative to the project directory (where Pulumi runs the program), like the wait script below.
+    assert.equal(fs.realpathSync(path.resolve(consumer, context)), fs.realpathSync(path.join(installed, "images/kata-deploy")));
     assert.match(String(await valueOf(program.westImage as import("@pulumi/pulumi").Output<string>)), /^registry\.example\.com\/platform\/kata-deploy@sha256:/);
     assert.deepEqual(await valueOf(program.eastRuntimeClasses), ["kata-qemu", "kata-clh", "kata"]);
     assert.deepEqual(await valueOf(program.dockerRuntimes), ["kata-qemu", "kata-fc"]);
