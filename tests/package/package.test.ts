@@ -284,11 +284,13 @@ describe("the package, installed into another project", function () {
     assert.deepEqual(await valueOf(program.eastRuntimeClasses), ["kata-qemu", "kata-clh", "kata"]);
     assert.deepEqual(await valueOf(program.dockerRuntimes), ["kata-qemu", "kata-fc"]);
 
-    // The destroy-time wait runs the installed package's script, by a path relative to the project.
+    // The install and destroy-time waits run the installed package's scripts, by paths relative to the project.
     for (const deployment of ["kata-east", "kata-west"]) {
-      const script = String(named(`${deployment}-wait-for-clean-nodes`).inputs.delete);
-      assert.equal(script, path.join("node_modules/kata-deploy/components/wait-for-clean-nodes.mjs"));
-      assert.ok(fs.existsSync(path.join(consumer, script)));
+      for (const [step, phase] of [["wait-for-clean-nodes", "delete"], ["wait-for-installed-nodes", "create"]]) {
+        const script = String(named(`${deployment}-${step}`).inputs[phase]);
+        assert.equal(script, `node_modules/kata-deploy/components/${step}.mjs`);
+        assert.ok(fs.existsSync(path.join(consumer, script)), `${script} is not in the installed package`);
+      }
     }
 
     // Destroy order, per deployment, from the recorded edges.
