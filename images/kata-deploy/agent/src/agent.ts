@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "./config/types";
 import { RuntimeRestartError, UserError } from "./errors";
-import { installArtifacts, removeArtifacts } from "./artifacts";
+import { checkArtifacts, installArtifacts, removeArtifacts } from "./artifacts";
 import { assertWritable, readHostFile, sha256, type HostFile, type HostRoot } from "./hostfs";
 import type { HostCommands } from "./host";
 import { acquireHostLock } from "./lock";
@@ -22,8 +22,10 @@ import {
   loadState,
   removeStateAndPrefix,
   removeStateDirLeftover,
+  resolvePrefix,
   saveState,
   stateFileHostPath,
+  stateDirHostPath,
   sweepLeftovers,
   type AgentState,
   type ConfigFileRecord,
@@ -45,15 +47,20 @@ export interface Target {
  * lock), a state directory without state under it.
  */
 async function withLockedState<T>(target: Target, create: boolean, work: (state: AgentState | undefined) => Promise<T>): Promise<T> {
-  const { root, prefix } = target;
+  const { root } = target;
+  const prefix = resolvePrefix(root, target.prefix);
   const prefixLocal = root.local(prefix);
   if (create) assertWritable(root, path.posix.join(prefix, "x"));
   await sweepLeftovers(root, prefix);
   if (!create && !fs.existsSync(prefixLocal)) return work(undefined);
-  // The prefix and the directories above it that we create appear together with a state recording them.
-  const acquired = await log.phase("lock", () => acquireHostLock(prefixLocal, create ? () => createPrefix(root, prefix) : undefined));
-  if (acquired === undefined) return work(undefined); // removed by the agent we waited for
+  // One lock per host, on the host root directory itself: every agent, whatever its prefix, edits the
+  // same runtime configs, so every agent serializes on it (lock.ts).
+  const acquired = await log.phase("lock", () => acquireHostLock(root.dir, undefined));
+  if (acquired === undefined) throw new UserError(`--host-root ${root.dir}: vanished while taking the host lock`);
   try {
+    // The prefix and the directories above it that we create appear together with a state recording them.
+    if (create) await createPrefix(root, prefix);
+    else if (!fs.existsSync(prefixLocal)) return await work(undefined); // removed by the agent we waited for
     let state = loadState(root, prefix);
     if (state === undefined) {
       await removeStateDirLeftover(root, prefix);
@@ -75,6 +82,15 @@ class PlannerReads {
 
   readonly read = (hostPath: string): string | undefined => this.get(hostPath).text;
 
+  /** The entries of a host directory (symlinks resolved as the host would), sorted; undefined when it is not one. */
+  readonly glob = (hostDir: string): string[] | undefined => {
+    try {
+      return fs.readdirSync(this.root.local(this.root.resolve(hostDir))).sort();
+    } catch {
+      return undefined; // Go's filepath.Glob ignores I/O errors too
+    }
+  };
+
   get(hostPath: string): HostFile {
     let file = this.files.get(hostPath);
     if (file === undefined) {
@@ -82,6 +98,41 @@ class PlannerReads {
       this.files.set(hostPath, file);
     }
     return file;
+  }
+}
+
+/** Host paths in a config that point into a Kata release tree: `<prefix>/share/defaults/kata-containers/...`, `<prefix>/bin/...`. */
+const KATA_PATH = /(\/[^\s"'\\,\]]*?)\/(?:share\/defaults\/kata-containers\/|(?:runtime-rs\/)?bin\/containerd-shim-kata)/g;
+
+/**
+ * Refuses when the runtime's configs already hold Kata runtimes that another kata-deploy prefix
+ * installed (and still records): two installs would edit the same runtime tables and drop-ins, and
+ * removing one would take the other's runtimes with it. A prefix without a record (a lost state) is
+ * not another install: its runtimes are refused or taken over by the planner's own rules.
+ */
+function assertNoOtherPrefix(target: Target, runtime: Runtime, reads: PlannerReads): void {
+  const { root } = target;
+  const ours = resolvePrefix(root, target.prefix);
+  const candidates = new Set<string>();
+  for (const file of reads.files.values()) for (const match of (file.text ?? "").matchAll(KATA_PATH)) candidates.add(match[1]);
+  for (const candidate of candidates) {
+    let other: string;
+    try {
+      other = resolvePrefix(root, candidate);
+    } catch {
+      continue;
+    }
+    if (other === ours) continue;
+    let state: AgentState | undefined;
+    try {
+      state = loadState(root, other);
+    } catch {
+      continue;
+    }
+    if (state?.runtimes[runtime] === undefined) continue;
+    throw new UserError(
+      `${runtime} is already configured for Kata by kata-deploy with --prefix ${candidate} (${stateDirHostPath(other)}); one host has one Kata install per runtime: uninstall that one first, or install with --prefix ${candidate}`,
+    );
   }
 }
 
@@ -132,7 +183,15 @@ function planInstallConfig(target: Target, options: InstallOptions, previous: Ru
   const { root } = target;
   const { adapter } = options;
   const reads = new PlannerReads(root);
-  const planned = plan(adapter.mainConfig, () => adapter.planInstall(reads.read, options.request, previous?.owned));
+  let planned: ReturnType<RuntimeAdapter["planInstall"]>;
+  try {
+    planned = plan(adapter.mainConfig, () => adapter.planInstall(reads.read, options.request, previous?.owned, reads.glob));
+  } catch (error) {
+    // "already defined" from the planner may be another kata-deploy install: say which one.
+    assertNoOtherPrefix(target, adapter.runtime, reads);
+    throw error;
+  }
+  assertNoOtherPrefix(target, adapter.runtime, reads);
   // What the files are without us when someone edited them since our last write (see below).
   const stripped = new Map<string, string | undefined>();
   const strippedFor = (hostPath: string, owned: unknown): string | undefined => {
@@ -163,6 +222,11 @@ function planInstallConfig(target: Target, options: InstallOptions, previous: Ru
     const changed = after === undefined ? current !== undefined : current === undefined || !after.equals(current);
     if (changed) {
       assertWritable(root, file.realHostPath);
+      if (file.stats !== undefined && file.stats.nlink > 1) {
+        (planned.notices ??= []).push(
+          `${edit.path} has ${file.stats.nlink} hard links; it is replaced atomically (a new file renamed over it), so its other names keep the old content`,
+        );
+      }
       for (const dir of missingDirs(root, file.realHostPath)) if (!createdDirs.includes(dir)) createdDirs.push(dir);
       writes.push({ hostPath: file.realHostPath, before: current, after, like: file.stats });
     }
@@ -179,17 +243,64 @@ function planInstallConfig(target: Target, options: InstallOptions, previous: Ru
   return { writes: ordered(writes, root.resolve(adapter.mainConfig), false), recordAfter: record, notices: planned.notices ?? [] };
 }
 
+/** Refuses a release tree that is the prefix itself (a release unpacked by hand into /opt/kata), or inside it, or around it. */
+function assertArtifactsApart(artifactsKata: string, prefixLocal: string, prefix: string): void {
+  if (!fs.existsSync(prefixLocal)) return;
+  const source = fs.realpathSync(artifactsKata);
+  const dest = fs.realpathSync(prefixLocal);
+  if (source === dest || source.startsWith(`${dest}/`) || dest.startsWith(`${source}/`)) {
+    throw new UserError(
+      `--artifacts ${artifactsKata}: is the install prefix ${prefix} itself (or inside it, or around it); kata-deploy copies a release into the prefix and removes it on uninstall, so it must come from elsewhere: unpack the release into another directory`,
+    );
+  }
+}
+
 export async function install(target: Target, options: InstallOptions): Promise<InstallOutcome> {
-  const { root, prefix } = target;
+  const { root } = target;
   const { adapter } = options;
-  // Dry run first: a config we must refuse is refused before the prefix, the state or any artifact exists.
+  const prefix = resolvePrefix(root, target.prefix);
+  const prefixLocal = root.local(prefix);
+  // Dry run first: what we must refuse is refused before the prefix, the state or any artifact exists.
   await target.host?.assertSystemdReachable();
+  assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
   const recorded = loadState(root, prefix);
   if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
+  checkArtifacts(options.artifactsKata, prefixLocal, recorded?.artifacts);
   return withLockedState(target, true, async (loaded) => {
     const state = loaded as AgentState;
+    try {
+      return await installLocked(target, options, state, prefix);
+    } catch (error) {
+      await undoFailedFreshInstall(root, state, prefix);
+      throw error;
+    }
+  });
+}
+
+/**
+ * After a failed install that left no runtime configured (a first install that failed or was rolled
+ * back): remove the release copied so far and the prefix directories created for it, so a failure
+ * leaves no debris in /opt/kata. A run that was killed instead resumes on the next run as before.
+ */
+async function undoFailedFreshInstall(root: HostRoot, state: AgentState, prefix: string): Promise<void> {
+  if (Object.keys(state.runtimes).length > 0 || state.pending !== undefined || loadState(root, prefix) === undefined) return;
+  try {
+    await removeArtifacts(root.local(prefix), state.artifacts);
+    await removeStateAndPrefix(root, state);
+    log.info(`removed what this failed install had put under ${prefix}`);
+  } catch (cleanup) {
+    log.warn(`could not remove what this failed install put under ${prefix} (${(cleanup as Error).message.split("\n")[0]}); the next install or uninstall does`);
+  }
+}
+
+async function installLocked(target: Target, options: InstallOptions, state: AgentState, prefix: string): Promise<InstallOutcome> {
+  const { root } = target;
+  const { adapter } = options;
+  {
     const prefixLocal = root.local(prefix);
     const savedAs = fs.existsSync(root.local(stateFileHostPath(prefix))) ? JSON.stringify(state) : undefined;
+    // Under the lock, before anything is copied: another install may have configured the runtime meanwhile.
+    planInstallConfig(target, options, state.runtimes[adapter.runtime]);
 
     const copied = await log.phase("artifacts", async () => {
       const result = await installArtifacts(options.artifactsKata, prefixLocal, state.artifacts, async (journal) => {
@@ -221,7 +332,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
           ? {
               hostPath: mainReal,
               check: async (tempHostPath) => {
-                const complaint = await adapter.validate(host, tempHostPath);
+                const complaint = await adapter.validate(host, tempHostPath, options.request.runtimes.map((runtime) => runtime.name));
                 if (complaint !== undefined) throw new UserError(`${adapter.mainConfig}: ${adapter.runtime} rejects the new configuration: ${complaint}; nothing was changed`);
               },
             }
@@ -268,7 +379,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
     // One last save for whatever is not saved yet (artifact records, a record without file changes).
     if (JSON.stringify(state) !== savedAs) await saveState(root, state, false);
     return { changedFiles: writes.map((write) => write.hostPath), restarted };
-  });
+  }
 }
 
 /**
@@ -313,7 +424,8 @@ export interface UninstallOutcome {
 }
 
 export async function uninstall(target: Target, adapter: RuntimeAdapter): Promise<UninstallOutcome> {
-  const { root, prefix } = target;
+  const { root } = target;
+  const prefix = resolvePrefix(root, target.prefix);
   await target.host?.assertSystemdReachable();
   return withLockedState(target, false, async (state) => {
     if (state === undefined) {
@@ -393,7 +505,7 @@ export interface StatusReport {
 }
 
 export function status(root: HostRoot, prefix: string): StatusReport {
-  const state = loadState(root, prefix);
+  const state = loadState(root, prefix); // resolves the prefix as the host does
   const runtimes: StatusReport["runtimes"] = {};
   for (const [runtime, record] of Object.entries(state?.runtimes ?? {})) {
     runtimes[runtime] = { status: record.status, reloaded: record.reloaded, configFiles: Object.keys(record.files), details: record.details };

@@ -64,6 +64,58 @@ function walk(root: string): SourceTree {
   return tree;
 }
 
+function walkSource(sourceDir: string): SourceTree {
+  let tree: SourceTree;
+  try {
+    tree = walk(sourceDir);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") throw new UserError(`${sourceDir}: not found; --artifacts must contain the release tree (opt/kata/...)`);
+    if (errnoCode(error) === "EACCES" || errnoCode(error) === "EPERM") throw new UserError(`${sourceDir}: cannot read the release tree (${(error as Error).message}); make --artifacts readable by the agent`);
+    throw error;
+  }
+  if (tree.files.length === 0) throw new UserError(`${sourceDir}: contains no files; --artifacts must contain the release tree (opt/kata/...)`);
+  return tree;
+}
+
+const FOREIGN_SHOWN = 3;
+
+/**
+ * What can be checked before anything is copied: every release file is readable, and no entry the
+ * release would write is already in the prefix without being ours (a hand-installed Kata, a firmware
+ * file, a user's symlink where the release has a directory). Those are refused, not overwritten: the
+ * agent never replaces or deletes what it did not create. Directories that exist are shared, not taken.
+ */
+export function checkArtifacts(sourceDir: string, destDir: string, previous: ArtifactsState | undefined): SourceTree {
+  const tree = walkSource(sourceDir);
+  for (const file of tree.files) {
+    try {
+      fs.accessSync(path.join(sourceDir, file.rel), fs.constants.R_OK);
+    } catch (error) {
+      throw new UserError(`${path.join(sourceDir, file.rel)}: cannot be read (${errnoCode(error)}); make --artifacts readable by the agent and run again`);
+    }
+  }
+  if (!fs.existsSync(destDir)) return tree;
+  const ours = previous ?? { files: {}, symlinks: {}, dirs: [] };
+  const foreign: string[] = [];
+  const check = (rel: string, kind: "file" | "symlink" | "dir"): void => {
+    const existing = lstatOrUndefined(path.join(destDir, rel));
+    if (existing === undefined) return;
+    if (kind === "dir" && existing.isDirectory()) return; // a directory is shared, never removed unless we made it
+    if (rel in ours.files || rel in ours.symlinks || ours.dirs.includes(rel)) return;
+    foreign.push(`${rel} (${existing.isDirectory() ? "a directory" : existing.isSymbolicLink() ? "a symlink" : "a file"})`);
+  };
+  for (const dir of tree.dirs) check(dir.rel, "dir");
+  for (const file of tree.files) check(file.rel, "file");
+  for (const link of tree.symlinks) check(link.rel, "symlink");
+  if (foreign.length > 0) {
+    const more = foreign.length > FOREIGN_SHOWN ? ` and ${foreign.length - FOREIGN_SHOWN} more` : "";
+    throw new UserError(
+      `${destDir}: holds ${foreign.slice(0, FOREIGN_SHOWN).join(", ")}${more} that kata-deploy did not install, where the release has its own; kata-deploy does not overwrite or delete files it did not create: move them away (or remove the hand-installed Kata) and run again`,
+    );
+  }
+  return tree;
+}
+
 function lstatOrUndefined(file: string): fs.Stats | undefined {
   try {
     // throwIfNoEntry: a fresh install looks up thousands of missing files; no Error object for each.
@@ -176,14 +228,8 @@ export async function installArtifacts(
   previous: ArtifactsState,
   journal: (state: ArtifactsState) => Promise<void>,
 ): Promise<InstallResult> {
-  let tree: SourceTree;
-  try {
-    tree = walk(sourceDir);
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") throw new UserError(`${sourceDir}: not found; --artifacts must contain the release tree (opt/kata/...)`);
-    throw error;
-  }
-  if (tree.files.length === 0) throw new UserError(`${sourceDir}: contains no files; --artifacts must contain the release tree (opt/kata/...)`);
+  // Under the lock, the authoritative check: nothing that is not ours is in the way.
+  const tree = checkArtifacts(sourceDir, destDir, previous);
 
   const createdDirs = new Set(previous.dirs);
   /** Directories made by this run: empty, so nothing in them needs looking up. */
@@ -306,10 +352,22 @@ export async function removeArtifacts(destDir: string, entries: ArtifactsState):
     await fsp.rm(dest, { force: true });
     await fsp.rm(tempPathFor(dest), { force: true });
   };
-  await runLimited(Object.keys(entries.files), COPY_CONCURRENCY, remove);
-  for (const rel of Object.keys(entries.symlinks)) {
+  // A file is still ours while it is the inode we installed (`null`: a run was killed while writing
+  // it, after checking that nothing foreign was in the way); one replaced since is someone else's.
+  await runLimited(Object.entries(entries.files), COPY_CONCURRENCY, async ([rel, record]) => {
     const existing = lstatOrUndefined(path.join(destDir, rel));
-    if (existing === undefined || existing.isSymbolicLink()) await remove(rel);
+    if (existing !== undefined && (existing.isDirectory() || (record !== null && (!existing.isFile() || existing.ino !== record.ino)))) {
+      log.info(`keeping ${path.join(destDir, rel)}: replaced by someone else since kata-deploy installed it`);
+      await fsp.rm(tempPathFor(path.join(destDir, rel)), { force: true });
+      return;
+    }
+    await remove(rel);
+  });
+  for (const [rel, target] of Object.entries(entries.symlinks)) {
+    const dest = path.join(destDir, rel);
+    const existing = lstatOrUndefined(dest);
+    if (existing === undefined || (existing.isSymbolicLink() && fs.readlinkSync(dest) === target)) await remove(rel);
+    else log.info(`keeping ${dest}: replaced by someone else since kata-deploy installed it`);
   }
   const deepestFirst = [...entries.dirs].sort((a, b) => b.split("/").length - a.split("/").length || b.localeCompare(a));
   for (const rel of deepestFirst) {

@@ -1,11 +1,13 @@
 // File-system edge for host files: maps host paths under --host-root, resolves host symlinks the way
 // the host would see them, and writes atomically (temp file in the same directory, fsync, rename,
 // fsync of the directory) so that a crash leaves either the old or the new file, never a torn one.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { UserError, errnoCode } from "./errors";
+import * as log from "./log";
 
 /** Linux gives up after 40 links (ELOOP); so do we. */
 const MAX_SYMLINK_HOPS = 40;
@@ -27,6 +29,23 @@ export class HostRoot {
 
   constructor(dir: string) {
     this.dir = path.resolve(dir);
+  }
+
+  /**
+   * The local path of a host path that must stay inside the host root: resolved as the host would
+   * (`resolve`), then checked against what this container's kernel sees (the deepest existing
+   * ancestor's real path must be under the root), so no later operation follows a link out of it.
+   */
+  inside(hostPath: string, what = hostPath): { hostPath: string; local: string } {
+    const real = this.resolve(hostPath);
+    let existing = this.local(real);
+    while (!fs.existsSync(existing) && existing !== this.dir) existing = path.dirname(existing);
+    const realLocal = fs.realpathSync(existing);
+    const rootReal = fs.realpathSync(this.dir);
+    if (realLocal !== rootReal && !realLocal.startsWith(rootReal === "/" ? "/" : `${rootReal}/`)) {
+      throw new UserError(`${what}: leads outside the host root ${this.dir} (${realLocal}); fix the symlink on the host`);
+    }
+    return { hostPath: real, local: this.local(real) };
   }
 
   /** The local path of a host path (no symlink resolution). */
@@ -74,6 +93,13 @@ export class HostRoot {
   }
 }
 
+/**
+ * The largest config file the agent reads. Configs are kilobytes; the largest real ones (registry
+ * mirror lists) a few MiB. Anything bigger is read into memory and parsed, so a limit keeps a stray
+ * multi-GiB file from exhausting memory (Node cannot even hold a string over 512 MiB).
+ */
+export const MAX_CONFIG_BYTES = 64 << 20;
+
 /** A host config file as read before planning. */
 export interface HostFile {
   /** The host path the planner knows (as given, unresolved). */
@@ -105,6 +131,9 @@ export function readHostFile(root: HostRoot, hostPath: string): HostFile {
   }
   if (stats.isDirectory()) throw new UserError(`${hostPath}: is a directory, expected a config file; remove or rename the directory`);
   if (!stats.isFile()) throw new UserError(`${hostPath}: is not a regular file; replace it with a config file`);
+  if (stats.size > MAX_CONFIG_BYTES) {
+    throw new UserError(`${hostPath}: is ${formatSize(stats.size)}, more than the ${formatSize(MAX_CONFIG_BYTES)} kata-deploy reads from a config file; shrink it (or remove stray data from it) and run again`);
+  }
   const bytes = fs.readFileSync(local);
   const text = bytes.toString("utf8");
   if (!Buffer.from(text, "utf8").equals(bytes)) {
@@ -113,11 +142,46 @@ export function readHostFile(root: HostRoot, hostPath: string): HostFile {
   return { hostPath, realHostPath, bytes, text, stats };
 }
 
+function formatSize(bytes: number): string {
+  return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(1)} GiB` : `${Math.round(bytes / (1 << 20))} MiB`;
+}
+
+const isRoot = (): boolean => process.getuid?.() === 0;
+
+/** Why writing `local` (a file or directory) is refused, as the clause after "<path>: ". */
+function notWritableReason(code: string | undefined, shown: string): string | undefined {
+  if (code === "EROFS") return "the file system is read-only; remount it read-write (or mount the config directory writable into the pod)";
+  if (code === "EPERM" && isRoot()) return `${shown} is immutable or append-only (see \`lsattr ${shown}\`); remove the flag with \`chattr -i -a\` and run again`;
+  if (code === "EACCES" || code === "EPERM") return `permission denied writing ${shown}; run the agent as root`;
+  return undefined;
+}
+
 /**
- * Refuses up front (before anything is written) when `hostPath` cannot be written: a read-only file
- * system, or a parent that is not a directory. Missing parents are fine (they are created).
+ * Refuses up front (before anything is written) when `hostPath` cannot be replaced: a read-only file
+ * system, an immutable or append-only file or directory (even root gets EPERM; access(2) reports it),
+ * a file that is a mount point of its own (a bind-mounted single file: rename(2) over it fails with
+ * EBUSY), or a parent that is not a directory. Missing parents are fine (they are created).
  */
 export function assertWritable(root: HostRoot, hostPath: string): void {
+  const file = root.local(hostPath);
+  if (fs.existsSync(file)) {
+    try {
+      fs.accessSync(file, fs.constants.W_OK);
+    } catch (error) {
+      const reason = notWritableReason(errnoCode(error), hostPath);
+      if (reason !== undefined) throw new UserError(`${hostPath}: ${reason}`);
+      throw error;
+    }
+    if (mountPoints().has(fs.realpathSync(file))) {
+      throw new UserError(
+        `${hostPath}: is a mount point of its own (a bind-mounted file), which cannot be replaced atomically (rename(2) fails with EBUSY); mount its directory instead of the single file and run again`,
+      );
+    }
+  }
+  assertDirWritable(root, hostPath);
+}
+
+function assertDirWritable(root: HostRoot, hostPath: string): void {
   let dir = path.dirname(root.local(hostPath));
   for (;;) {
     try {
@@ -134,11 +198,34 @@ export function assertWritable(root: HostRoot, hostPath: string): void {
   try {
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (error) {
-    const code = errnoCode(error);
-    if (code === "EROFS") throw new UserError(`${hostPath}: the file system is read-only; remount it read-write (or mount the config directory writable into the pod)`);
-    if (code === "EACCES" || code === "EPERM") throw new UserError(`${hostPath}: permission denied writing ${dir}; run the agent as root`);
+    const reason = notWritableReason(errnoCode(error), dir.slice(root.dir === "/" ? 0 : root.dir.length) || "/");
+    if (reason !== undefined) throw new UserError(`${hostPath}: ${reason}`);
     throw error;
   }
+}
+
+/**
+ * Adds the file to a system call error that lacks it (a failed write(2) says only "write"), so the
+ * one-line message names the file. The error keeps its code and syscall.
+ */
+export function withPath(error: unknown, localPath: string): unknown {
+  if (error instanceof Error && errnoCode(error) !== undefined && (error as { path?: unknown }).path === undefined) {
+    error.message = `${error.message} '${localPath}'`;
+    (error as { path?: string }).path = localPath;
+  }
+  return error;
+}
+
+/**
+ * Copies the extended attributes (user.*, trusted.*, security.* such as SELinux labels, ACLs) of the
+ * file being replaced onto its replacement, with coreutils' `cp --attributes-only` (Node has no xattr
+ * calls). A failure is a warning: the content change matters more than a label we cannot set.
+ */
+function copyXattrs(from: string, to: string): string | undefined {
+  const selinux = fs.existsSync("/sys/fs/selinux/enforce");
+  const result = spawnSync("cp", ["--attributes-only", `--preserve=xattr${selinux ? ",context" : ""}`, "--", from, to], { encoding: "utf8" });
+  if (result.status === 0) return undefined;
+  return (result.stderr || result.error?.message || `cp exited with ${result.status}`).trim().split("\n")[0];
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -186,20 +273,31 @@ export interface AtomicWriteOptions {
    * records whose loss only means redoing work, so a run does not pay a journal commit for each.
    */
   durable?: boolean;
+  /** false: do not copy the replaced file's extended attributes (our own records). */
+  keepXattrs?: boolean;
 }
 
 /** Replaces `localPath` with `data`: temp file in the same directory, fsync, rename, fsync directory. */
 export async function atomicWrite(localPath: string, data: Buffer | string, options: AtomicWriteOptions = {}): Promise<void> {
   const temp = tempPathFor(localPath);
   const mode = options.like ? options.like.mode & 0o7777 : (options.mode ?? 0o644);
-  const handle = await fsp.open(temp, "w", mode);
   try {
-    await handle.writeFile(data);
-    await handle.chmod(mode);
-    if (options.like && process.getuid?.() === 0) await handle.chown(options.like.uid, options.like.gid);
-    if (options.durable !== false) await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await fsp.open(temp, "w", mode);
+    try {
+      await handle.writeFile(data);
+      await handle.chmod(mode);
+      if (options.like && process.getuid?.() === 0) await handle.chown(options.like.uid, options.like.gid);
+      if (options.durable !== false) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    await fsp.rm(temp, { force: true }).catch(() => undefined);
+    throw withPath(error, temp);
+  }
+  if (options.like && options.keepXattrs !== false) {
+    const problem = copyXattrs(localPath, temp);
+    if (problem !== undefined) log.warn(`${localPath}: extended attributes not kept (${problem})`);
   }
   try {
     if (options.beforeRename) await options.beforeRename(temp);

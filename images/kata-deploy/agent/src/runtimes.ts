@@ -3,6 +3,7 @@
 // validates a candidate, and how the runtime is restarted and checked.
 import {
   containerdLayout,
+  dumpProblem,
   planContainerdInstall,
   planContainerdUninstall,
   type ContainerdConfigVersion,
@@ -28,14 +29,15 @@ export interface RuntimeAdapter {
   /** How it was set up, recorded in the state. */
   details: Record<string, string | string[] | number | undefined>;
   /** `notices`: things the operator should know that are not errors (e.g. an alias left to its owner). */
-  planInstall(read: ReadHostFile, request: KataConfigRequest, previousOwned: unknown): { edits: FileEdit[]; owned: unknown; notices?: string[] };
+  /** `list`: a host directory's entries (sorted), for import globs; undefined when it is not a directory. */
+  planInstall(read: ReadHostFile, request: KataConfigRequest, previousOwned: unknown, list?: (hostDir: string) => string[] | undefined): { edits: FileEdit[]; owned: unknown; notices?: string[] };
   planUninstall(read: ReadHostFile, owned: unknown): FileEdit[];
   /**
    * Checks a candidate main config (a temp file next to the real one, so relative imports resolve)
    * with the runtime's own parser; returns the parser's complaint, or undefined when it is fine or
    * the parser is not reachable.
    */
-  validate(host: HostCommands, candidateHostPath: string): Promise<string | undefined>;
+  validate(host: HostCommands, candidateHostPath: string, expectedRuntimes?: string[]): Promise<string | undefined>;
   /**
    * Restarts (or reloads) the runtime and waits until it answers and, where the runtime can tell,
    * lists every runtime in `present` and none in `absent`; returns the unit and any problem.
@@ -81,16 +83,18 @@ export async function containerdAdapter(args: {
     runtime: "containerd",
     mainConfig: layout.mainConfig,
     details: { flavor: args.flavor, configVersionHint: configVersion, mainConfig: layout.mainConfig, units: layout.systemdUnits, containerdVersion: version ? `${version.major}.${version.minor}` : undefined },
-    planInstall: (read, request, previousOwned) =>
-      planContainerdInstall({ layout, read, request, previous: previousOwned as ContainerdOwned | undefined, defaultVersionWhenMissing: configVersion }),
+    planInstall: (read, request, previousOwned, list) =>
+      planContainerdInstall({ layout, read, list, request, previous: previousOwned as ContainerdOwned | undefined, defaultVersionWhenMissing: configVersion }),
     planUninstall: (read, owned) => planContainerdUninstall({ layout, read, previous: owned as ContainerdOwned }),
-    async validate(host, candidateHostPath) {
+    async validate(host, candidateHostPath, expectedRuntimes = []) {
       const result = await host.run("containerd", ["-c", host.pathForCommand(candidateHostPath), "config", "dump"], 60_000);
       if (result.missing) {
         log.info("containerd binary not reachable on the host; skipping validation of the candidate config");
         return undefined;
       }
-      return result.code === 0 ? undefined : lastLine(result.stderr) || `containerd config dump exited with ${result.code}`;
+      if (result.code !== 0) return lastLine(result.stderr) || `containerd config dump exited with ${result.code}`;
+      // Parsing is not enough: the runtimes must be in the effective (merged) configuration.
+      return args.flavor === "containerd" ? dumpProblem(result.stdout, expectedRuntimes) : undefined;
     },
     async restartAndVerify(host) {
       const unit = await host.pickUnit(layout.systemdUnits);

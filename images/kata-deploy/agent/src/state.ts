@@ -110,8 +110,20 @@ export function stateFileHostPath(prefix: string): string {
   return path.posix.join(prefix, STATE_DIR_NAME, STATE_FILE_NAME);
 }
 
-/** Reads the state; undefined when nothing was ever installed under this prefix. */
-export function loadState(root: HostRoot, prefix: string): AgentState | undefined {
+/**
+ * The prefix as the host kernel resolves it inside the host root (a symlinked `/opt` or `/opt/kata`,
+ * absolute links re-rooted, `..` clamped at the root): every file the agent writes for this prefix
+ * (release, state, temp files) is under it. Refused when it is the root itself or leads out of it.
+ */
+export function resolvePrefix(root: HostRoot, prefix: string): string {
+  const { hostPath } = root.inside(prefix, `--prefix ${prefix}`);
+  if (hostPath === "/") throw new UserError(`--prefix ${prefix}: resolves to / on the host (through a symlink); point it at a directory of its own`);
+  return hostPath;
+}
+
+/** Reads the state; undefined when nothing was ever installed under this prefix (resolved as the host does). */
+export function loadState(root: HostRoot, givenPrefix: string): AgentState | undefined {
+  const prefix = resolvePrefix(root, givenPrefix);
   const file = stateFileHostPath(prefix);
   let text: string;
   try {
@@ -192,6 +204,45 @@ function missingChain(root: HostRoot, prefix: string): string[] {
 }
 
 /**
+ * Existing ancestors of `prefix` that another kata-deploy prefix created and records (a sibling such
+ * as `/opt/kata` next to our `/opt/kata2`, both under an `/opt` the first one made): this prefix
+ * records them too, so whichever install is removed last removes them once empty. Looks for records
+ * at most three levels below each such ancestor, never through a symlink.
+ */
+function sharedCreatedAncestors(root: HostRoot, prefix: string, missing: string[]): string[] {
+  const shared: string[] = [];
+  const existingAncestors = ancestorsOf(prefix).filter((dir) => dir !== "/" && !missing.includes(dir));
+  for (const ancestor of existingAncestors) {
+    const found = findStates(root, ancestor, 3).some((other) => other.prefix !== prefix && other.createdDirs.includes(ancestor));
+    if (found) shared.push(ancestor);
+  }
+  return shared.reverse(); // outermost first, like createdDirs
+}
+
+function findStates(root: HostRoot, hostDir: string, depth: number): AgentState[] {
+  const states: AgentState[] = [];
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(root.local(hostDir), { withFileTypes: true });
+  } catch {
+    return states;
+  }
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name.startsWith(CREATING_PREFIX) || entry.name.startsWith(REMOVING_PREFIX)) continue;
+    const child = path.posix.join(hostDir, entry.name);
+    if (entry.name === STATE_DIR_NAME) {
+      try {
+        const parsed = JSON.parse(fs.readFileSync(root.local(path.posix.join(child, STATE_FILE_NAME)), "utf8")) as AgentState;
+        if (parsed.schema === SCHEMA && Array.isArray(parsed.createdDirs)) states.push(parsed);
+      } catch {
+        // not a record we can read: not ours to share
+      }
+    } else if (depth > 0) states.push(...findStates(root, child, depth - 1));
+  }
+  return states;
+}
+
+/**
  * Creates the prefix (and its missing parents) with a state file recording them, atomically (see
  * above). Returns the host paths it created; [] when the prefix already existed (or another agent
  * created it first, in which case that agent's record names its directories).
@@ -208,7 +259,7 @@ export async function createPrefix(root: HostRoot, prefix: string): Promise<stri
       const stagedPrefix = path.join(staging, path.posix.relative(missing[0], prefix));
       fs.mkdirSync(path.join(stagedPrefix, STATE_DIR_NAME), { mode: 0o700 });
       const state = emptyState(prefix);
-      state.createdDirs = missing;
+      state.createdDirs = [...sharedCreatedAncestors(root, prefix, missing), ...missing];
       await atomicWrite(path.join(stagedPrefix, STATE_DIR_NAME, STATE_FILE_NAME), `${JSON.stringify(state)}\n`, { mode: 0o600 });
       testPoint("install:prefix-staged");
       // Replaces only an empty directory someone made since missingChain (no renameat2(RENAME_NOREPLACE)

@@ -149,6 +149,8 @@ export interface ContainerdOwned {
 }
 
 type Read = (hostPath: string) => string | undefined;
+/** A host directory's entry names, sorted; undefined when it is not a directory (for import globs). */
+export type ListDir = (hostDir: string) => string[] | undefined;
 
 interface RuntimeStanza {
   name: string;
@@ -294,6 +296,8 @@ const headerLines = (header: string): number => (header === "" ? 0 : header.spli
 export function planContainerdInstall(a: {
   layout: ContainerdLayout;
   read: Read;
+  /** Lists host directories, to expand glob imports; without it globs match nothing. */
+  list?: ListDir;
   request: KataConfigRequest;
   previous?: ContainerdOwned;
   defaultVersionWhenMissing?: ContainerdConfigVersion;
@@ -306,7 +310,7 @@ export function planContainerdInstall(a: {
   const stanzas = stanzasFor(request, layout.mainConfig);
   const { owned, notices } = isTemplateFlavor(layout.flavor)
     ? installIntoTemplate(view, layout, stanzas)
-    : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2);
+    : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2, a.list ?? (() => undefined));
   // A runc we declared earlier and had to keep (others declared runtimes since) stays ours.
   if (kept.runcKept && !owned.runtimes.includes(BUILT_IN_RUNC.name)) owned.runtimes.unshift(BUILT_IN_RUNC.name);
   return { edits: view.edits(), owned, notices };
@@ -356,7 +360,7 @@ function installIntoTemplate(view: FileView, layout: ContainerdLayout, wanted: R
 const runcStandIn = (doc: TomlDocument, version: ContainerdConfigVersion, runtimesPath: TomlPath): RuntimeStanza[] =>
   version <= 2 && valueAt(doc.value, runtimesPath) === undefined ? [BUILT_IN_RUNC] : [];
 
-function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], defaultVersion: ContainerdConfigVersion): Installed {
+function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], defaultVersion: ContainerdConfigVersion, list: ListDir): Installed {
   const file = layout.mainConfig;
   const existing = view.get(file);
   const mainText = existing ?? skeleton(defaultVersion);
@@ -368,7 +372,8 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
 
   if (version <= 2) {
     // containerd 1.x replaces a whole plugin section when an import defines it, so the runtimes go
-    // into the main file.
+    // into the main file, and only take effect there when no import defines the CRI section.
+    for (const imported of importedFiles(view, doc, file, version, list, undefined)) checkNoCriSection(imported, version, file);
     const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }], runtimesPath);
     const all = [...runcStandIn(doc, version, runtimesPath), ...stanzas];
     view.set(file, addRuntimeStanzas(doc, file, runtimesPath, all, 0));
@@ -379,12 +384,7 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
   }
 
   // v3+: containerd 2.x merges imported plugin sections key by key (and keeps the built-in runc).
-  const imported = literalImports(doc, file)
-    .filter((importedFile) => importedFile !== layout.dropIn)
-    .flatMap((importedFile) => {
-      const text = view.get(importedFile);
-      return text === undefined ? [] : [{ doc: parseToml(text, importedFile), file: importedFile }];
-    });
+  const imported = importedFiles(view, doc, file, version, list, layout.dropIn);
   const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }, ...imported], runtimesPath);
   for (const definedIn of [{ doc, file }, ...imported]) {
     for (const stanza of stanzas) checkNotDefined(definedIn.doc, runtimesPath, stanza.name, definedIn.file);
@@ -596,21 +596,87 @@ function removeTable(text: string, doc: TomlDocument, table: CstTable, isStanzaH
 // ---------------------------------------------------------------------------------------------------
 // imports (v3+ main file)
 
-/** Non-glob `imports` entries, resolved like containerd does (relative to the importing file). */
-function literalImports(doc: TomlDocument, file: string): string[] {
-  const imports = doc.value.imports;
-  if (!Array.isArray(imports)) return [];
-  return imports
-    .filter((entry): entry is string => typeof entry === "string" && !/[*?[]/.test(entry))
-    .map((entry) => resolveImport(entry, file));
+// How containerd finds the files a config imports (containerd/containerd, `resolveImports` and
+// `LoadConfig` in services/server/config/config.go (1.x) and cmd/containerd/server/config/config.go
+// (2.x)): an entry is cleaned and, when relative, joined to the importing file's directory; only an
+// entry containing `*` is a glob (`?` and `[` alone are literal), expanded with Go's filepath.Glob
+// (directory by directory, names sorted, errors ignored, dot files matched); the imported files'
+// own imports follow, breadth first, each file loaded once. containerd 1.6 up to 1.6.2x globbed the
+// raw entry (a relative glob then resolves against containerd's working directory, `/` under
+// systemd) and joined only literal entries; for v1/v2 configs both readings are taken.
+
+const hasGoMeta = (pattern: string): boolean => /[*?[\\]/.test(pattern);
+
+/** Go's filepath.Glob over host directories (`list`), in Go's order. */
+export function goGlob(pattern: string, list: ListDir): string[] {
+  const dir = path.posix.dirname(pattern);
+  const file = path.posix.basename(pattern);
+  const dirs = dir !== pattern && hasGoMeta(dir) ? goGlob(dir, list) : [dir];
+  return dirs.flatMap((d) => (list(d) ?? []).filter((name) => goPathMatch(file, name)).map((name) => path.posix.join(d, name)));
 }
 
-const resolveImport = (entry: string, importingFile: string): string =>
-  path.posix.isAbsolute(entry) ? path.posix.normalize(entry) : path.posix.join(path.posix.dirname(importingFile), entry);
+const joinImport = (entry: string, importingFile: string): string => {
+  const clean = path.posix.normalize(entry);
+  return path.posix.isAbsolute(clean) ? clean : path.posix.join(path.posix.dirname(importingFile), clean);
+};
+
+/** The files one config's `imports` name, in containerd's order. */
+export function resolveImports(entries: unknown, importingFile: string, version: ContainerdConfigVersion, list: ListDir): string[] {
+  if (!Array.isArray(entries)) return [];
+  return entries.flatMap((entry) => {
+    if (typeof entry !== "string") return [];
+    const joined = joinImport(entry, importingFile);
+    if (!entry.includes("*")) return [joined];
+    const matches = goGlob(joined, list);
+    if (version <= 2 && !path.posix.isAbsolute(entry)) matches.push(...goGlob(path.posix.join("/", entry), list).filter((m) => !matches.includes(m)));
+    return matches;
+  });
+}
+
+interface ImportedDoc {
+  doc: TomlDocument;
+  file: string;
+}
+
+/** Every file the main config imports, directly or through other imports (breadth first, once each), except `skip`. */
+function importedFiles(view: FileView, mainDoc: TomlDocument, mainFile: string, version: ContainerdConfigVersion, list: ListDir, skip: string | undefined): ImportedDoc[] {
+  const loaded = new Set([mainFile]);
+  const pending = resolveImports(mainDoc.value.imports, mainFile, version, list);
+  const out: ImportedDoc[] = [];
+  while (pending.length > 0) {
+    const file = pending.shift() as string;
+    if (loaded.has(file)) continue;
+    loaded.add(file);
+    if (file === skip) continue;
+    const text = view.get(file);
+    if (text === undefined) continue;
+    const doc = parseToml(text, file);
+    out.push({ doc, file });
+    pending.push(...resolveImports(doc.value.imports, file, version, list));
+  }
+  return out;
+}
+
+/**
+ * containerd 1.x merges an imported file's plugin sections by replacing the whole section (its
+ * mergeConfig: "Replace entire sections instead of merging map's values"), so runtimes added to the
+ * main file's CRI section vanish when an import defines that section.
+ */
+function checkNoCriSection(imported: ImportedDoc, version: ContainerdConfigVersion, mainFile: string): void {
+  for (const plugin of version === 1 ? ["cri"] : ["io.containerd.grpc.v1.cri", "cri"]) {
+    const sectionPath = ["plugins", plugin];
+    if (valueAt(imported.doc.value, sectionPath) === undefined) continue;
+    const line = lineDefining(imported.doc, sectionPath);
+    throw new ConfigError(
+      `${line ? `line ${line}: ` : ""}defines [${formatKeyPath(sectionPath)}], which replaces the whole CRI section of ${mainFile} in containerd 1.x, so Kata runtimes added there would not take effect; move this file's CRI settings into ${mainFile} (or stop importing it) and run again`,
+      imported.file,
+    );
+  }
+}
 
 function importCovers(entry: string, importingFile: string, target: string): boolean {
-  const resolved = resolveImport(entry, importingFile);
-  return /[*?[]/.test(entry) ? goPathMatch(resolved, target) : resolved === target;
+  const resolved = joinImport(entry, importingFile);
+  return entry.includes("*") ? goPathMatch(resolved, target) : resolved === target;
 }
 
 function ensureImport(doc: TomlDocument, file: string, target: string): { text: string; entry?: string; keyAdded: boolean } {
@@ -726,4 +792,34 @@ function removeOurRuntimes(
   if (others.length > 0) return { text: result, runcKept: true };
   result = removeRuntimeStanzas(result, file, runtimesPath, [BUILT_IN_RUNC.name], lineOffset);
   return { text: result, runcKept: false };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading back the effective configuration
+
+/**
+ * The CRI runtime names in the output of `containerd config dump` (the merged, effective config:
+ * 1.x dumps version 2, `plugins."io.containerd.grpc.v1.cri".containerd.runtimes`; 2.x version 3,
+ * `plugins."io.containerd.cri.v1.runtime".containerd.runtimes`). undefined: the dump has no CRI runtimes table.
+ */
+export function runtimesInDump(dump: string): string[] | undefined {
+  let doc: TomlDocument;
+  try {
+    doc = parseToml(dump, "containerd config dump");
+  } catch {
+    return undefined;
+  }
+  for (const version of [2, 3] as const) {
+    const table = valueAt(doc.value, runtimesTablePath(version));
+    if (isPlainTable(table)) return Object.keys(table);
+  }
+  return undefined;
+}
+
+/** What is wrong with a dump that should define `expected`: undefined when every name is there. */
+export function dumpProblem(dump: string, expected: readonly string[]): string | undefined {
+  const names = runtimesInDump(dump) ?? [];
+  const missing = expected.filter((name) => !names.includes(name));
+  if (missing.length === 0) return undefined;
+  return `\`containerd config dump\` (the effective configuration, imports merged) has no runtime ${missing.join(", ")}, so the new tables would not take effect; an imported file probably replaces them`;
 }

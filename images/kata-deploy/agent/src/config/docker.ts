@@ -55,7 +55,39 @@ interface JsonDocument {
 
 const PARSE_OPTIONS = { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false };
 
+/**
+ * jsonc-parser recurses once per nesting level, so a file nested thousands of levels deep would
+ * overflow the stack. dockerd's encoding/json accepts up to 10,000 levels (golang/go
+ * src/encoding/json/scanner.go, maxNestingDepth); no real daemon.json comes close to ours.
+ */
+export const MAX_JSON_DEPTH = 1000;
+
+/** The first offset where `text` nests deeper than `limit` arrays/objects (strings skipped), or -1. */
+function tooDeepAt(text: string, limit: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
 function parseDaemonJson(text: string, file: string): JsonDocument {
+  const deep = tooDeepAt(text, MAX_JSON_DEPTH);
+  if (deep >= 0) {
+    const where = lineColumn(text, deep);
+    throw new ConfigError(
+      `line ${where.line}, column ${where.column}: nested more than ${MAX_JSON_DEPTH} levels deep, more than kata-deploy edits (dockerd accepts up to 10000); flatten that value and run again`,
+      file,
+    );
+  }
   const errors: ParseError[] = [];
   const root = parseTree(text, errors, PARSE_OPTIONS);
   if (errors.length > 0 || !root) {

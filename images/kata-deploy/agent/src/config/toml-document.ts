@@ -80,6 +80,13 @@ export function parseToml(text: string, file: string | undefined, lineOffset = 0
   } catch (error) {
     if (error instanceof TomlError) {
       const reason = error.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
+      // smol-toml's nesting limit is its own, not TOML's: containerd 1.6 reads a 2,000-deep array.
+      if (/excessively nested/.test(reason)) {
+        throw new ConfigError(
+          `line ${error.line + lineOffset}, column ${error.column}: nested more deeply than kata-deploy's TOML parser allows (containerd itself may accept it); flatten that value and run again`,
+          file,
+        );
+      }
       throw new ConfigError(
         `invalid TOML at line ${error.line + lineOffset}, column ${error.column}: ${reason}; fix the file (the runtime would refuse it too) and run again`,
         file,
