@@ -43,6 +43,12 @@ export class FakeHost {
     for (const [file, text] of Object.entries(initial)) if (text !== undefined) this.files.set(file, text);
   }
   read = (file: string): string | undefined => this.files.get(file);
+  /** A directory's entry names, sorted as Go's filepath.Glob sorts them (byte order); undefined when nothing is under it. */
+  list = (dir: string): string[] | undefined => {
+    const names = new Set<string>();
+    for (const file of this.files.keys()) if (file.startsWith(`${dir}/`)) names.add(file.slice(dir.length + 1).split("/")[0]);
+    return names.size === 0 ? undefined : [...names].sort();
+  };
   apply(edits: FileEdit[]): this {
     for (const edit of edits) {
       if (edit.before !== this.files.get(edit.path)) throw new Error(`edit of ${edit.path} was planned against other contents`);

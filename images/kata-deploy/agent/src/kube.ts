@@ -42,7 +42,15 @@ function loadConfig(env: NodeJS.ProcessEnv): KubeConfig | undefined {
       const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
       throw new UserError(`KUBECONFIG ${env.KUBECONFIG}: cannot be loaded (${reason}); point KUBECONFIG at a readable kubeconfig file, or unset it to use the in-cluster service account`);
     }
-    if (config.getCurrentCluster() === null) throw new UserError(`KUBECONFIG ${env.KUBECONFIG}: no current context with a cluster; set current-context in that file`);
+    const cluster = config.getCurrentCluster();
+    if (cluster === null) throw new UserError(`KUBECONFIG ${env.KUBECONFIG}: no current context with a cluster; set current-context in that file`);
+    // The client refuses plain HTTP at the first request, with a stack (kubernetes-client/javascript
+    // src/config.ts, createAgent: "HTTP protocol is not allowed when skipTLSVerify is not set or false").
+    if (cluster.server.startsWith("http:") && !cluster.skipTLSVerify) {
+      throw new UserError(
+        `KUBECONFIG ${env.KUBECONFIG}: cluster ${cluster.name} has server ${cluster.server}, plain HTTP, which the Kubernetes client refuses; use the https:// address of the API server (or set insecure-skip-tls-verify: true on that cluster for a test API)`,
+      );
+    }
     return config;
   }
   if (!env.KUBERNETES_SERVICE_HOST) return undefined;

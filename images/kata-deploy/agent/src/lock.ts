@@ -8,10 +8,10 @@
 //   lock at once — no stale lock to time out (a mtime-based lock such as proper-lockfile would block
 //   the next agent for its stale period);
 // - Node has no flock binding and a native addon would need a compiler in the image.
-// The lock is taken on the directory itself, so nothing extra is left on the host. Uninstall may
-// remove that directory (or rename it, or a parent, away: see state.ts) while others wait on the old
-// inode; a waiter therefore checks, once it holds the lock, that the path still names the inode it
-// locked, and retries otherwise: an install creates the prefix afresh, an uninstall finds nothing.
+// The lock is taken on the host root directory itself (the host's `/`), so nothing extra is left on
+// the host, and every agent serializes on it whatever its --prefix: they all edit the same runtime
+// configs. (A lock on a directory that can be removed or renamed away would need a waiter to check,
+// once it holds the lock, that the path still names the inode it locked; acquireHostLock does.)
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import * as fs from "node:fs";
 import { UserError, errnoCode } from "./errors";
@@ -36,20 +36,22 @@ export interface HostLock {
  */
 export async function acquireHostLock(localDir: string, create: (() => Promise<string[]>) | undefined): Promise<{ lock: HostLock; createdDirs: string[] } | undefined> {
   const createdDirs: string[] = [];
+  let lastStderr = "";
   const waitNotice = setTimeout(() => log.info(`waiting for another kata-deploy holding the lock on ${localDir}`), 2000);
   try {
     for (let attempt = 0; ; attempt++) {
       if (create) createdDirs.push(...(await create()));
       else if (currentInode(localDir) === undefined) return undefined;
       const child = spawn("sh", ["-c", HOLD_SCRIPT, "kata-deploy-lock", localDir], { stdio: ["pipe", "pipe", "pipe"] });
-      const lockedInode = await firstLine(child);
+      const { line: lockedInode, stderr } = await firstLine(child);
+      lastStderr = stderr.trim().split("\n").slice(-1)[0] ?? "";
       if (lockedInode !== undefined && lockedInode === currentInode(localDir)) {
         return { lock: { release: () => releaseChild(child) }, createdDirs };
       }
       await releaseChild(child);
       // No inode and the directory is there: flock(1) itself failed (a vanished directory is retried).
       if (lockedInode === undefined && attempt > 0 && currentInode(localDir) !== undefined) {
-        throw new UserError(`cannot lock ${localDir} with flock(1); install util-linux on the host image`);
+        throw new UserError(`cannot take the host lock on ${localDir} with flock(1) (${lastStderr || "it exited without locking"}); install util-linux in the agent's image (nothing was changed)`);
       }
     }
   } finally {
@@ -67,9 +69,10 @@ function currentInode(localDir: string): string | undefined {
   }
 }
 
-/** The child's first stdout line (the locked inode), or undefined when it exited without one. */
-function firstLine(child: ChildProcessWithoutNullStreams): Promise<string | undefined> {
-  return new Promise((resolve) => {
+/** The child's first stdout line (the locked inode), or undefined when it exited without one; and its stderr. */
+function firstLine(child: ChildProcessWithoutNullStreams): Promise<{ line: string | undefined; stderr: string }> {
+  return new Promise((resolveBoth) => {
+    const resolve = (line: string | undefined): void => resolveBoth({ line, stderr });
     let buffered = "";
     let stderr = "";
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
@@ -86,10 +89,7 @@ function firstLine(child: ChildProcessWithoutNullStreams): Promise<string | unde
       log.warn(`flock: ${error.message}`);
       resolve(undefined);
     });
-    child.on("exit", () => {
-      if (stderr.trim() !== "") log.warn(`flock: ${stderr.trim()}`);
-      resolve(undefined);
-    });
+    child.on("close", () => resolve(undefined));
   });
 }
 
