@@ -43,21 +43,20 @@ export interface Target {
 
 /**
  * Runs `work` under the host lock with the loaded (and resumed) state. First deletes what a killed run
- * left beside the prefix (see state.ts): reserved trees before the lock (there may be no prefix to
- * lock), a state directory without state under it.
+ * left beside the prefix (see state.ts): reserved trees, a state directory without state under it.
  */
 async function withLockedState<T>(target: Target, create: boolean, work: (state: AgentState | undefined) => Promise<T>): Promise<T> {
   const { root } = target;
   const prefix = resolvePrefix(root, target.prefix);
   const prefixLocal = root.local(prefix);
   if (create) assertWritable(root, path.posix.join(prefix, "x"));
-  await sweepLeftovers(root, prefix);
-  if (!create && !fs.existsSync(prefixLocal)) return work(undefined);
   // One lock per host, on the host root directory itself: every agent, whatever its prefix, edits the
   // same runtime configs, so every agent serializes on it (lock.ts).
   const acquired = await log.phase("lock", () => acquireHostLock(root.dir, undefined));
   if (acquired === undefined) throw new UserError(`--host-root ${root.dir}: vanished while taking the host lock`);
   try {
+    // Under the lock: a reserved tree is then never one another agent is still building.
+    await sweepLeftovers(root, prefix);
     // The prefix and the directories above it that we create appear together with a state recording them.
     if (create) await createPrefix(root, prefix);
     else if (!fs.existsSync(prefixLocal)) return await work(undefined); // removed by the agent we waited for
@@ -265,7 +264,9 @@ export async function install(target: Target, options: InstallOptions): Promise<
   assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
   const recorded = loadState(root, prefix);
   if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
-  checkArtifacts(options.artifactsKata, prefixLocal, recorded?.artifacts);
+  // The release must be readable. (Foreign files in the prefix are checked under the lock, before
+  // anything is copied: another agent may be installing there right now.)
+  checkArtifacts(options.artifactsKata, undefined, undefined);
   return withLockedState(target, true, async (loaded) => {
     const state = loaded as AgentState;
     try {

@@ -85,7 +85,7 @@ const FOREIGN_SHOWN = 3;
  * file, a user's symlink where the release has a directory). Those are refused, not overwritten: the
  * agent never replaces or deletes what it did not create. Directories that exist are shared, not taken.
  */
-export function checkArtifacts(sourceDir: string, destDir: string, previous: ArtifactsState | undefined): SourceTree {
+export function checkArtifacts(sourceDir: string, destDir: string | undefined, previous: ArtifactsState | undefined): SourceTree {
   const tree = walkSource(sourceDir);
   for (const file of tree.files) {
     try {
@@ -94,7 +94,7 @@ export function checkArtifacts(sourceDir: string, destDir: string, previous: Art
       throw new UserError(`${path.join(sourceDir, file.rel)}: cannot be read (${errnoCode(error)}); make --artifacts readable by the agent and run again`);
     }
   }
-  if (!fs.existsSync(destDir)) return tree;
+  if (destDir === undefined || !fs.existsSync(destDir)) return tree;
   const ours = previous ?? { files: {}, symlinks: {}, dirs: [] };
   const foreign: string[] = [];
   const check = (rel: string, kind: "file" | "symlink" | "dir"): void => {

@@ -148,11 +148,16 @@ function formatSize(bytes: number): string {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-/** Why writing `local` (a file or directory) is refused, as the clause after "<path>: ". */
-function notWritableReason(code: string | undefined, shown: string): string | undefined {
+/**
+ * Why writing is refused, as the clause after "<path>: ". `dir`: the directory that refuses, when it
+ * is not the file itself. Root gets EPERM (not EACCES) only from an immutable or append-only inode.
+ */
+function notWritableReason(code: string | undefined, dir?: string): string | undefined {
   if (code === "EROFS") return "the file system is read-only; remount it read-write (or mount the config directory writable into the pod)";
-  if (code === "EPERM" && isRoot()) return `${shown} is immutable or append-only (see \`lsattr ${shown}\`); remove the flag with \`chattr -i -a\` and run again`;
-  if (code === "EACCES" || code === "EPERM") return `permission denied writing ${shown}; run the agent as root`;
+  if (code === "EPERM" && isRoot()) {
+    return `${dir === undefined ? "" : `its directory ${dir} `}is immutable or append-only (lsattr shows the i or a flag); remove the flag with \`chattr -i -a\` and run again`;
+  }
+  if (code === "EACCES" || code === "EPERM") return `permission denied writing ${dir ?? "it"}; run the agent as root`;
   return undefined;
 }
 
@@ -168,7 +173,7 @@ export function assertWritable(root: HostRoot, hostPath: string): void {
     try {
       fs.accessSync(file, fs.constants.W_OK);
     } catch (error) {
-      const reason = notWritableReason(errnoCode(error), hostPath);
+      const reason = notWritableReason(errnoCode(error));
       if (reason !== undefined) throw new UserError(`${hostPath}: ${reason}`);
       throw error;
     }

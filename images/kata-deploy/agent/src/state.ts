@@ -280,7 +280,7 @@ export async function createPrefix(root: HostRoot, prefix: string): Promise<stri
 
 /**
  * Deletes what a killed create or removal left next to the prefix's chain: reserved trees in the
- * prefix's ancestors. Needs no lock: such a tree is never written again, only deleted, and deleting
+ * prefix's ancestors. Called under the host lock, so no such tree is still being built; deleting
  * it twice at once is harmless (removeTree tolerates entries vanishing).
  */
 export async function sweepLeftovers(root: HostRoot, prefix: string): Promise<void> {
