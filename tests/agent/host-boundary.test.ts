@@ -340,7 +340,7 @@ describe("agent host boundary: what can fail late is checked before anything is 
       setup();
       return true;
     } catch (error) {
-      if (IN_CI) throw new Error(`${what} failed; CI runs as root and must be able to: ${(error as Error).message}`);
+      if (IN_CI) throw new Error(`${what} failed; CI runs as root and must be able to: ${(error as Error).message}`, { cause: error });
       ctx.skip();
       return false;
     }

@@ -44,6 +44,15 @@ const CONFLICTING_DROP_IN_TEXT = [
   "",
 ].join("\n");
 
+/** A unit fault for one start: ExecStartPre fails while the marker exists, and removes it. */
+const FAIL_ONCE_DROP_IN = "/etc/systemd/system/containerd.service.d/60-fail-next-start.conf";
+const FAIL_ONCE_MARKER = "/var/lib/kata-e2e-fail-next-start";
+const FAIL_ONCE_DROP_IN_TEXT = [
+  "[Service]",
+  `ExecStartPre=/bin/sh -c 'if [ -e ${FAIL_ONCE_MARKER} ]; then rm -f ${FAIL_ONCE_MARKER}; echo "containerd unit fault (e2e): this start fails" >&2; exit 1; fi'`,
+  "",
+].join("\n");
+
 for (const suite of Object.keys(NODE_RUNTIMES) as Suite[]) {
   const containerdVersion = NODE_RUNTIMES[suite].containerd;
   const nodeLabel = `containerd ${containerdVersion} (${suite})`;
@@ -227,6 +236,41 @@ for (const suite of Object.keys(NODE_RUNTIMES) as Suite[]) {
         assert.notEqual(labels()[keys.kataRuntime], "true");
       } finally {
         node.sh(`rm -f ${dropIn} && systemctl daemon-reload`);
+      }
+    });
+
+    step("8 restart fails after the new config was verified (unit fault, not the config): rollback restores and restarts, no label", async (s) => {
+      const { installer: installerDs, labels: keys, runtimeHandlers } = cluster.deployment;
+      // The next start of containerd fails once, whatever its config (a unit that is broken for a moment,
+      // as when it is masked or its ExecStartPre trips mid-way): `containerd config dump` accepts the
+      // candidate and lists the Kata runtimes, so only the restart itself fails. The restart after the
+      // rollback finds the unit healthy again.
+      node.sh(`mkdir -p ${path.dirname(FAIL_ONCE_DROP_IN)} && cat > ${FAIL_ONCE_DROP_IN} <<'EOF'\n${FAIL_ONCE_DROP_IN_TEXT}EOF\ntouch ${FAIL_ONCE_MARKER} && systemctl daemon-reload`);
+      const startsBefore = node.startAttempts("containerd");
+      try {
+        const pod = await cluster.startPod(installerDs, node);
+        try {
+          const exitCode = await pod.waitExit(READY_TIMEOUT_MS);
+          const logs = await pod.logs();
+          assert.notEqual(exitCode, 0, `installer must fail:\n${logs}`);
+          assert.match(logs, /containerd config: wrote /, `the new config passed validation and was written before the restart:\n${logs}`);
+          const lastLine = logs.trim().split("\n").pop() ?? "";
+          assert.match(lastLine, /containerd: did not come back healthy with the new configuration .*restored the previous \/etc\/containerd\/config\.toml and restarted it \(healthy again\)/, logs);
+          s.note(`agent exit ${exitCode}: ${lastLine.replace(/^\S+Z /, "").slice(0, 200)}`);
+        } finally {
+          await pod.remove();
+        }
+        assert.equal(node.exec(["test", "-e", FAIL_ONCE_MARKER]).status, 1, "the failing start happened (and consumed the fault)");
+        assert.ok(node.startAttempts("containerd") >= startsBefore + 2, "restarted with the new config (failed), then again with the restored one");
+        assert.equal(node.exec(["systemctl", "is-active", "containerd"]).stdout.trim(), "active");
+        assert.equal(criPluginStatus(node), "ok");
+        const runtimes = criRuntimes(containerdConfigDump(node));
+        for (const handler of runtimeHandlers) assert.equal(runtimes[handler], undefined, `${handler} not in the running containerd`);
+        assert.deepEqual(snapshotTree(configDir()), configBeforeInstall, "/etc/containerd restored byte for byte");
+        assert.deepEqual(fs.readdirSync(prefixDir()), [], "the failed install left nothing in /opt/kata");
+        assert.notEqual(labels()[keys.kataRuntime], "true", "the node is not labelled installed");
+      } finally {
+        node.sh(`rm -f ${FAIL_ONCE_DROP_IN} ${FAIL_ONCE_MARKER} && systemctl daemon-reload`);
       }
     });
   });

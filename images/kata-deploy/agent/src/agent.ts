@@ -352,14 +352,16 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
       restarted = true;
       if (outcome.problem !== undefined) {
         if (writes.length > 0) {
-          await log.phase(`roll back ${adapter.runtime} config`, async () => {
+          const again = await log.phase(`roll back ${adapter.runtime} config`, async () => {
             const undo = [...writes].reverse().map((write): PlannedWrite => ({ hostPath: write.hostPath, before: write.after, after: write.before, like: write.like }));
             await applyTransaction({ root, state, runtime: adapter.runtime, writes: undo, recordAfter: previous ?? null, removeDirs: newDirs });
             // Only "is it back?": the Kata runtimes are expected to be gone again now.
-            const again = await adapter.restartAndVerify(host, []);
-            if (again.problem !== undefined) log.warn(`${again.unit} still unhealthy after the rollback: ${again.problem}`);
+            const result = await adapter.restartAndVerify(host, []);
+            if (result.problem !== undefined) log.warn(`${result.unit} still unhealthy after the rollback: ${result.problem}`);
+            return result;
           });
-          throw new RuntimeRestartError(`${outcome.unit}: did not come back healthy with the new configuration (${outcome.problem}); restored the previous ${adapter.mainConfig} and restarted it`);
+          const restartedWord = again.problem === undefined ? "restarted it (healthy again)" : `restarting it failed too (${again.problem}): see \`systemctl status ${again.unit}\``;
+          throw new RuntimeRestartError(`${outcome.unit}: did not come back healthy with the new configuration (${outcome.problem}); restored the previous ${adapter.mainConfig} and ${restartedWord}`);
         }
         throw new RuntimeRestartError(`${outcome.unit}: not healthy after the restart (${outcome.problem})`);
       }

@@ -36,7 +36,7 @@ export interface HostLock {
  */
 export async function acquireHostLock(localDir: string, create: (() => Promise<string[]>) | undefined): Promise<{ lock: HostLock; createdDirs: string[] } | undefined> {
   const createdDirs: string[] = [];
-  let lastStderr = "";
+  let lastStderr: string;
   const waitNotice = setTimeout(() => log.info(`waiting for another kata-deploy holding the lock on ${localDir}`), 2000);
   try {
     for (let attempt = 0; ; attempt++) {
