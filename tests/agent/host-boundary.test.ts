@@ -86,7 +86,9 @@ describe("agent host boundary: paths resolve inside the host root", function () 
 
   it("a prefix that resolves to the host's / is refused in one line", function () {
     const root = makeHost({ "/etc/crio/crio.conf": CRIO });
-    fs.symlinkSync("/", path.join(root, "kata"));
+    // `..` from /kata is the host's / (and, for an agent that followed links here instead of as the
+    // host does, only the temp host root: never point a test link at this machine's real `/`).
+    fs.symlinkSync("..", path.join(root, "kata"));
     const before = snapshot(root);
     refused(runAgent(install(root, "crio", "--prefix", "/kata")), /--prefix \/kata: resolves to \/ on the host/);
     assert.deepEqual(snapshot(root), before);
