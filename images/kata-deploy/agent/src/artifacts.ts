@@ -352,11 +352,14 @@ export async function removeArtifacts(destDir: string, entries: ArtifactsState):
     await fsp.rm(dest, { force: true });
     await fsp.rm(tempPathFor(dest), { force: true });
   };
-  // A file is still ours while it is the inode we installed (`null`: a run was killed while writing
-  // it, after checking that nothing foreign was in the way); one replaced since is someone else's.
+  // A file is still ours while it is the inode we installed, or a copy of it with its size and
+  // mtime (`cp -a`, a restored backup); `null`: a run was killed while writing it, after checking that
+  // nothing foreign was in the way. A file replaced since (another size or mtime) is someone else's.
+  const ours = (record: InstalledFile, existing: fs.Stats): boolean =>
+    existing.isFile() && (existing.ino === record.ino || (existing.size === record.size && existing.mtimeMs === record.mtimeMs));
   await runLimited(Object.entries(entries.files), COPY_CONCURRENCY, async ([rel, record]) => {
     const existing = lstatOrUndefined(path.join(destDir, rel));
-    if (existing !== undefined && (existing.isDirectory() || (record !== null && (!existing.isFile() || existing.ino !== record.ino)))) {
+    if (existing !== undefined && (existing.isDirectory() || (record !== null && !ours(record, existing)))) {
       log.info(`keeping ${path.join(destDir, rel)}: replaced by someone else since kata-deploy installed it`);
       await fsp.rm(tempPathFor(path.join(destDir, rel)), { force: true });
       return;
