@@ -145,17 +145,6 @@ describe("agent host boundary: files in the prefix that are not the agent's", fu
     ok(runAgent(uninstall(root, "crio")));
     assert.deepEqual(snapshot(root), before, "uninstall finds nothing of its own and deletes nothing");
   });
-
-  it("a file of ours that someone replaced after install stays on uninstall (with the directories holding it)", function () {
-    const root = makeHost({ "/etc/crio/crio.conf": CRIO });
-    ok(runAgent(install(root, "crio")));
-    const replaced = path.join(root, "opt/kata/bin/kata-runtime");
-    fs.writeFileSync(`${replaced}.new`, "#!/bin/sh\necho patched by ops\n");
-    fs.renameSync(`${replaced}.new`, replaced);
-    ok(runAgent(uninstall(root, "crio")));
-    assert.equal(fs.readFileSync(replaced, "utf8"), "#!/bin/sh\necho patched by ops\n");
-    assert.deepEqual(fs.readdirSync(path.join(root, "opt/kata")), ["bin"], "everything else of ours is gone");
-  });
 });
 
 /** A process stopped by SIGSTOP (its /proc state is T). */

@@ -352,25 +352,12 @@ export async function removeArtifacts(destDir: string, entries: ArtifactsState):
     await fsp.rm(dest, { force: true });
     await fsp.rm(tempPathFor(dest), { force: true });
   };
-  // A file is still ours while it is the inode we installed, or a copy of it with its size and
-  // mtime (`cp -a`, a restored backup); `null`: a run was killed while writing it, after checking that
-  // nothing foreign was in the way. A file replaced since (another size or mtime) is someone else's.
-  const ours = (record: InstalledFile, existing: fs.Stats): boolean =>
-    existing.isFile() && (existing.ino === record.ino || (existing.size === record.size && existing.mtimeMs === record.mtimeMs));
-  await runLimited(Object.entries(entries.files), COPY_CONCURRENCY, async ([rel, record]) => {
+  // The record names what we installed (the install refused to write over anything foreign), so a
+  // recorded path is ours; a file someone put there since goes with it (see docs/node-agent.md, limits).
+  await runLimited(Object.keys(entries.files), COPY_CONCURRENCY, remove);
+  for (const rel of Object.keys(entries.symlinks)) {
     const existing = lstatOrUndefined(path.join(destDir, rel));
-    if (existing !== undefined && (existing.isDirectory() || (record !== null && !ours(record, existing)))) {
-      log.info(`keeping ${path.join(destDir, rel)}: replaced by someone else since kata-deploy installed it`);
-      await fsp.rm(tempPathFor(path.join(destDir, rel)), { force: true });
-      return;
-    }
-    await remove(rel);
-  });
-  for (const [rel, target] of Object.entries(entries.symlinks)) {
-    const dest = path.join(destDir, rel);
-    const existing = lstatOrUndefined(dest);
-    if (existing === undefined || (existing.isSymbolicLink() && fs.readlinkSync(dest) === target)) await remove(rel);
-    else log.info(`keeping ${dest}: replaced by someone else since kata-deploy installed it`);
+    if (existing === undefined || existing.isSymbolicLink()) await remove(rel);
   }
   const deepestFirst = [...entries.dirs].sort((a, b) => b.split("/").length - a.split("/").length || b.localeCompare(a));
   for (const rel of deepestFirst) {
