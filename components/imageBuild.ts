@@ -9,13 +9,14 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-/** images/kata-deploy/release/assets.mjs, typed by its hand-kept assets.d.mts. */
+/** images/kata-deploy/release/assets.mjs, typed by its hand-kept assets.d.mts. @internal */
 export type ReleaseModule = typeof import("../images/kata-deploy/release/assets.mjs");
 
 /**
  * Where assets.mjs is: the nearest `images/kata-deploy/release/assets.mjs` above this file. This file runs
  * from components/ (ts-node, this repository) and from a compiled copy (dist/components/); the images/
  * folder sits at the package root in both, as it does for the build context (IMAGE_CONTEXT).
+ * @internal
  */
 export function releaseModulePath(from: string = __dirname): string {
   for (let dir = from; ; dir = path.dirname(dir)) {
@@ -29,8 +30,21 @@ export function releaseModulePath(from: string = __dirname): string {
 
 // A runtime require of the ES module (Node >= 20.19 / 22.12 load a synchronous .mjs with require()): a
 // static import would be compiled to a path relative to the compiled file, which a copy in dist/ lacks.
-// eslint-disable-next-line @typescript-eslint/no-require-imports -- the path is found at run time, see above
-export const release = require(releaseModulePath()) as ReleaseModule;
+/** The release module (assets.mjs). @internal */
+export const release = loadReleaseModule(releaseModulePath());
+
+function loadReleaseModule(file: string): ReleaseModule {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the path is found at run time, see above
+    return require(file) as ReleaseModule;
+  } catch (error) {
+    // Node 22.0-22.11 load an ES module with require() only behind --experimental-require-module.
+    if ((error as NodeJS.ErrnoException).code === "ERR_REQUIRE_ESM") {
+      throw new Error(`kata-deploy: Node.js ${process.versions.node} cannot load ${file}; use Node.js >= 22.12 (Node 24 LTS is the target)`, { cause: error });
+    }
+    throw error;
+  }
+}
 
 /**
  * The platform the image is built for when `imageBuild.platform` is not given. @pulumi/docker's Image would
