@@ -68,6 +68,7 @@ describe("KataDeployment image build: the agent bundle check", () => {
   it("refuses a bundle older than the component/agent contract, which the bundle includes from outside agent/src", () => {
     touch("agent/src/cli.ts", 120);
     touch("agent/dist/kata-deploy.cjs", 60);
+    touch("release/dist/kata-release.cjs", 60);
     const contract = path.join(context, "contract.ts");
     fs.writeFileSync(contract, "x");
     assert.match(agentBundleProblem(context, [contract]) ?? "", /is older than .*contract\.ts; run `npm run build:agent`/);
