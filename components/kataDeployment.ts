@@ -44,12 +44,10 @@ import {
 } from "./settings";
 import {
   DEFAULT_IMAGE_PLATFORM,
+  imageBuildProblem,
   isLoopbackUrl,
   kataBuildArgs,
-  localTarballProblem,
-  parseKataSha256,
   pathForState,
-  releaseUrlProblem,
 } from "./imageBuild";
 import { SettingsGuard } from "./stack-changes";
 import { normalizeSettings } from "./validation";
@@ -481,30 +479,24 @@ export class KataDeployment extends pulumi.ComponentResource {
     if (build.kataTarball !== undefined) void pulumi.log.warn("KataDeployment: imageBuild.kataTarball is deprecated; use imageBuild.kataTarballs", this);
     const kataSha256 = build.kataSha256 ?? build.kataTarballSha256;
     const kataTarballs = build.kataTarballs ?? (build.kataTarball === undefined ? undefined : [build.kataTarball]);
-    // Values known now are checked now, so a typo fails at preview; Outputs are passed through as given.
-    if (typeof kataSha256 === "string") {
-      const parsed = parseKataSha256(kataSha256);
-      if (typeof parsed === "string") fail(`imageBuild.kataSha256: ${parsed}`);
-    }
-    if (typeof build.releaseUrl === "string") {
-      const problem = releaseUrlProblem(build.releaseUrl);
-      if (problem !== undefined) fail(`imageBuild.releaseUrl: ${problem}`);
-    }
-    (kataTarballs ?? []).forEach((file, index) => {
-      const problem = localTarballProblem(file, IMAGE_CONTEXT);
-      if (problem !== undefined) fail(`imageBuild.kataTarballs[${index}]: ${problem}`);
-    });
-
-    const buildArgs = kataBuildArgs<pulumi.Input<string>>({
+    // Values known now are checked now (with the release module `npm run image:build` uses), so a typo or a
+    // missing digest fails at preview; Outputs are passed through and left to the build's own checks.
+    const inputs = {
       baseImage: build.baseImage,
       kataVersion: build.kataVersion,
       shims,
       kataSha256,
       releaseUrl: build.releaseUrl,
       kataTarballs,
-    });
+      platform: build.platform,
+    };
+    const problem = imageBuildProblem(inputs, IMAGE_CONTEXT);
+    if (problem !== undefined) fail(`imageBuild.${problem.field}: ${problem.message}`);
+    const { args: buildArgs, network: knownNetwork } = kataBuildArgs<pulumi.Input<string>>(inputs);
     const network =
-      build.releaseUrl === undefined ? undefined : pulumi.output(build.releaseUrl).apply((url) => (isLoopbackUrl(url) ? "host" : undefined));
+      typeof build.releaseUrl === "string" || build.releaseUrl === undefined
+        ? knownNetwork
+        : pulumi.output(build.releaseUrl).apply((url) => (isLoopbackUrl(url) ? "host" : undefined));
     const registry = build.registry && {
       server: build.registry.server,
       username: build.registry.username,
@@ -576,9 +568,11 @@ function scriptPathForState(scriptPath: string): string {
 
 /**
  * Why the image build context cannot be built as the agent's source says, or undefined. The Dockerfile
- * copies the prebuilt bundle (built by `npm ci`/`npm run build:agent`); a missing one fails deep inside
- * `docker build`, and a stale one would silently ship an older agent to every node. `alsoBundled`: source
- * files outside agent/src that the bundle includes (the contract); missing ones are ignored.
+ * copies two prebuilt bundles (both built by `npm ci`/`npm run build:agent`): the agent and the release
+ * step (release/dist/kata-release.cjs, from release/*.mjs). A missing one fails deep inside `docker build`;
+ * a stale agent would silently ship an older agent to every node, a stale release step would fetch and
+ * select release files by older rules than the ones this component checked at preview. `alsoBundled`:
+ * source files outside agent/src that the agent bundle includes (the contract); missing ones are ignored.
  * @internal
  */
 export function agentBundleProblem(contextDir: string, alsoBundled: readonly string[] = []): string | undefined {
@@ -597,6 +591,18 @@ export function agentBundleProblem(contextDir: string, alsoBundled: readonly str
   }
   if (newest !== undefined && newest.mtimeMs > bundleTime) {
     return `the node agent bundle ${bundle} is older than ${newest.file}; ${fix}`;
+  }
+  const releaseBundle = path.join(contextDir, "release/dist/kata-release.cjs");
+  let releaseTime: number;
+  try {
+    releaseTime = fs.statSync(releaseBundle).mtimeMs;
+  } catch {
+    return `the image's release step bundle ${releaseBundle} is missing; ${fix}`;
+  }
+  const releaseDir = path.join(contextDir, "release");
+  const releaseSources = fs.existsSync(releaseDir) ? fs.readdirSync(releaseDir).filter((file) => file.endsWith(".mjs")) : [];
+  for (const file of releaseSources.map((name) => path.join(releaseDir, name))) {
+    if (fs.statSync(file).mtimeMs > releaseTime) return `the image's release step bundle ${releaseBundle} is older than ${file}; ${fix}`;
   }
   return undefined;
 }

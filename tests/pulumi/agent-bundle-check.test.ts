@@ -12,6 +12,7 @@ describe("KataDeployment image build: the agent bundle check", () => {
     context = fs.mkdtempSync(path.join(os.tmpdir(), "kata-context-"));
     fs.mkdirSync(path.join(context, "agent/src/config"), { recursive: true });
     fs.mkdirSync(path.join(context, "agent/dist"), { recursive: true });
+    fs.mkdirSync(path.join(context, "release/dist"), { recursive: true });
   });
   afterEach(() => fs.rmSync(context, { recursive: true, force: true }));
 
@@ -24,6 +25,7 @@ describe("KataDeployment image build: the agent bundle check", () => {
 
   it("names the missing bundle and the command that builds it", () => {
     touch("agent/src/cli.ts", 10);
+    touch("release/dist/kata-release.cjs", 5);
     const problem = agentBundleProblem(context);
     assert.match(problem ?? "", /agent\/dist\/kata-deploy\.cjs is missing; run `npm run build:agent` in /);
   });
@@ -35,17 +37,38 @@ describe("KataDeployment image build: the agent bundle check", () => {
     assert.match(agentBundleProblem(context) ?? "", /is older than .*agent\/src\/config\/docker\.ts; run `npm run build:agent`/);
   });
 
+  // The Dockerfile's builder stage runs release/dist/kata-release.cjs (bundled from release/*.mjs by the same build).
+  it("names a missing release step bundle and the command that builds it", () => {
+    touch("agent/src/cli.ts", 120);
+    touch("agent/dist/kata-deploy.cjs", 60);
+    touch("release/payload.mjs", 120);
+    assert.match(agentBundleProblem(context) ?? "", /release step bundle .*release\/dist\/kata-release\.cjs is missing; run `npm run build:agent` in /);
+  });
+
+  it("refuses a release step bundle older than any release/*.mjs source, naming that file", () => {
+    touch("agent/src/cli.ts", 120);
+    touch("agent/dist/kata-deploy.cjs", 60);
+    touch("release/payload.mjs", 120);
+    touch("release/dist/kata-release.cjs", 60);
+    touch("release/assets.mjs", 5);
+    assert.match(agentBundleProblem(context) ?? "", /release step bundle .*kata-release\.cjs is older than .*release\/assets\.mjs; run `npm run build:agent`/);
+  });
+
   it("accepts a bundle newer than every source, and a context shipped without sources", () => {
     touch("agent/src/cli.ts", 120);
     touch("agent/dist/kata-deploy.cjs", 60);
+    touch("release/assets.mjs", 120);
+    touch("release/dist/kata-release.cjs", 60);
     assert.equal(agentBundleProblem(context), undefined);
     fs.rmSync(path.join(context, "agent/src"), { recursive: true });
+    fs.rmSync(path.join(context, "release/assets.mjs"));
     assert.equal(agentBundleProblem(context), undefined);
   });
 
   it("refuses a bundle older than the component/agent contract, which the bundle includes from outside agent/src", () => {
     touch("agent/src/cli.ts", 120);
     touch("agent/dist/kata-deploy.cjs", 60);
+    touch("release/dist/kata-release.cjs", 60);
     const contract = path.join(context, "contract.ts");
     fs.writeFileSync(contract, "x");
     assert.match(agentBundleProblem(context, [contract]) ?? "", /is older than .*contract\.ts; run `npm run build:agent`/);

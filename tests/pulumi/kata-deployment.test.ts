@@ -341,7 +341,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
     });
 
     it("builds no pull Secret unless asked to", async () => {
-      new KataDeployment("kata", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "u", password: "p" } } });
+      new KataDeployment("kata", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "u", password: "p" }, kataSha256: "ef".repeat(32) } });
       await settled();
       assert.deepEqual(registrationsOfType("kubernetes:core/v1:Secret"), []);
     });
