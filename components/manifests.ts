@@ -325,6 +325,8 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
       KATA_DEPLOY, "reset",
       "--host-root", HOST_ROOT,
       "--restart", "systemd",
+      // The flavor picks the unit and the containerd socket the restart is verified through (CRI-O ignores it).
+      "--containerd-flavor", opts.containerdFlavor,
       "--label-prefix", opts.labelPrefix,
       "--daemon",
     ],

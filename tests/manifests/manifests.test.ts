@@ -135,8 +135,10 @@ describe("manifest builders", () => {
 
   it("the cleanup DaemonSet runs reset only on nodes labelled cleanup", () => {
     const ds = buildCleanupDaemonSet(options({ labelPrefix: "example.com" }));
-    assert.deepEqual(container(ds).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--label-prefix", "example.com", "--daemon"]);
+    assert.deepEqual(container(ds).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--containerd-flavor", "containerd", "--label-prefix", "example.com", "--daemon"]);
     assert.deepEqual(podSpec(ds).nodeSelector, { "example.com/kata-runtime": "cleanup" });
+    const rke2 = container(buildCleanupDaemonSet(options({ containerdFlavor: "rke2" }))).command ?? [];
+    assert.deepEqual(rke2.slice(rke2.indexOf("--containerd-flavor"), rke2.indexOf("--containerd-flavor") + 2), ["--containerd-flavor", "rke2"], "reset verifies the flavor's containerd");
     assert.equal(podSpec(ds).hostPID, true);
     assert.equal(container(ds).securityContext?.privileged, true);
     assert.deepEqual(container(ds).env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);

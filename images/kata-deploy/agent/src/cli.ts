@@ -27,9 +27,8 @@ import type { KubeClient } from "./kube";
 import { isRollout, runtimeFromVersion } from "./kube-labels";
 import * as log from "./log";
 import { buildRequest, parseSnapshotterMapping } from "./request";
-import { allContainerdUnits, containerdAdapter, crioAdapter, dockerAdapter, restartCrio, type RuntimeAdapter } from "./runtimes";
+import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
 import { RUNTIMES, loadState, type Runtime } from "./state";
-import { criPluginProblem } from "./host";
 
 const USAGE = `usage:
   kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
@@ -37,7 +36,8 @@ const USAGE = `usage:
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
   kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
   kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
-  kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--label-prefix P] [--node NAME] [--daemon]
+  kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--containerd-flavor F] [--prefix DIR]
+                        [--label-prefix P] [--node NAME] [--daemon]
   kata-deploy status    --host-root DIR [--prefix DIR] [--ready --runtime R]
   kata-deploy-docker install|remove   (also: kata-deploy docker install|remove)`;
 
@@ -191,23 +191,37 @@ async function runReset(values: Options): Promise<void> {
   }
   if (restart === "systemd") {
     if (runtime === undefined) throw new UserError(`reset --restart systemd: cannot tell which runtime to restart (no ${runtimeLabel} label on the node; pass --runtime)`);
-    const host = new HostCommands(values["host-root"] ? hostRootOf(values) : new HostRoot("/"));
-    const outcome = await log.phase(`restart ${runtime}`, async () => {
-      if (runtime === "crio") return restartCrio(host);
-      const unit = runtime === "docker" ? "docker" : await host.pickUnit(allContainerdUnits());
-      if (unit === undefined) throw new UserError(`none of the systemd units ${allContainerdUnits().join(", ")} exists on this host`);
-      const failure = await host.control("restart", unit);
-      if (failure !== undefined) return { unit, problem: failure };
-      const problem = await host.waitHealthy(unit, async () => {
-        if (runtime !== "containerd") return undefined;
-        const plugins = await host.run("ctr", ["plugins", "ls"], 30_000);
-        return plugins.missing ? undefined : plugins.code !== 0 ? `ctr plugins ls exited with ${plugins.code}` : criPluginProblem(plugins.stdout);
-      });
-      return { unit, problem };
-    });
+    const root = values["host-root"] ? hostRootOf(values) : new HostRoot("/");
+    const host = new HostCommands(root);
+    // The same restart-and-verify as install and uninstall, so the same unit and (k3s/rke2) socket.
+    const adapter = await resetAdapter(runtime, values, root, host);
+    const outcome = await log.phase(`restart ${runtime}`, () => adapter.restartAndVerify(host, []));
     if (outcome.problem !== undefined) throw new UserError(`${outcome.unit}: not healthy after the restart (${outcome.problem}); labels left in place`);
   }
   if (kube) await log.phase(`remove labels ${runtimeLabel}, ${kataLabel} from node ${kube.node}`, () => kube.client.patchNodeLabels(kube.node, { [runtimeLabel]: null, [kataLabel]: null }));
+}
+
+/**
+ * The adapter `reset` restarts through. The containerd flavor comes from --containerd-flavor (the
+ * cleanup DaemonSet passes the deployment's), else the install record if uninstall left one, else the
+ * systemd unit that runs here. Nothing is detected that only planning needs (versions).
+ */
+async function resetAdapter(runtime: Runtime, values: Options, root: HostRoot, host: HostCommands): Promise<RuntimeAdapter> {
+  let recorded: Record<string, unknown> | undefined;
+  try {
+    recorded = loadState(root, prefixOf(values))?.runtimes[runtime]?.details;
+  } catch (error) {
+    // An unreadable record must not keep the node from being cleaned up: restart what runs here.
+    log.warn(`ignoring the install record: ${oneLineReason(error) ?? String(error)}`);
+  }
+  let flavor = values["containerd-flavor"] ?? (recorded?.flavor as string | undefined);
+  if (runtime === "containerd" && flavor === undefined) {
+    flavor = await detectContainerdFlavor(host);
+    if (flavor === undefined) throw new UserError(`none of the systemd units ${allContainerdUnits().join(", ")} exists on this host; pass --containerd-flavor or --runtime`);
+    log.info(`containerd flavor ${flavor} (from its systemd unit)`);
+  }
+  const form = values["docker-runtime-form"] ?? (recorded?.form as string | undefined) ?? "shim-v2";
+  return adapterFor(runtime, { ...values, "containerd-flavor": flavor, "docker-runtime-form": form }, root, undefined, recorded);
 }
 
 function runStatus(values: Options): number {

@@ -52,6 +52,19 @@ export interface RuntimeAdapter {
 
 const CONTAINERD_FLAVORS: ContainerdFlavor[] = ["containerd", "k3s", "rke2"];
 
+/**
+ * The containerd socket `ctr` must talk to, per flavor (undefined: ctr's default,
+ * /run/containerd/containerd.sock). k3s: k3s-io/k3s pkg/agent/config/config_linux.go
+ * (applyContainerdStateAndAddress: state /run/k3s/containerd, address <state>/containerd.sock).
+ * rke2 runs k3s's agent code and documents the same socket (docs.rke2.io/reference/cli_tools:
+ * "The Containerd socket is located at /run/k3s/containerd/containerd.sock").
+ */
+export const CONTAINERD_SOCKETS: Readonly<Record<ContainerdFlavor, string | undefined>> = {
+  containerd: undefined,
+  k3s: "/run/k3s/containerd/containerd.sock",
+  rke2: "/run/k3s/containerd/containerd.sock",
+};
+
 /** Parses "x.y" out of a version banner (`containerd github.com/containerd/containerd v1.7.24 ...`). */
 export function parseVersion(banner: string): { major: number; minor: number } | undefined {
   const match = /\bv?(\d+)\.(\d+)(?:\.\d+)?/.exec(banner);
@@ -78,7 +91,7 @@ export async function containerdAdapter(args: {
   const version = args.configVersionHint === undefined && args.host ? await detectContainerdVersion(args.host) : undefined;
   const configVersion = args.configVersionHint ?? (version ? containerdConfigVersionFor(version) : undefined);
   const layout = containerdLayout(args.flavor, configVersion);
-  const socket = args.flavor === "containerd" ? undefined : "/run/k3s/containerd/containerd.sock";
+  const socket = CONTAINERD_SOCKETS[args.flavor];
   return {
     runtime: "containerd",
     mainConfig: layout.mainConfig,
@@ -112,7 +125,18 @@ export async function containerdAdapter(args: {
   };
 }
 
-/** Every containerd unit any flavor uses (for `reset`, which does not know the flavor). */
+/**
+ * The flavor whose systemd unit runs here (the first active unit, else the first loaded one), for a
+ * `reset` that was given no --containerd-flavor and finds no install record; undefined when no
+ * flavor's unit exists.
+ */
+export async function detectContainerdFlavor(host: HostCommands): Promise<ContainerdFlavor | undefined> {
+  const flavorOfUnit = new Map(CONTAINERD_FLAVORS.flatMap((flavor) => containerdLayout(flavor).systemdUnits.map((unit): [string, ContainerdFlavor] => [unit, flavor])));
+  const unit = await host.pickUnit([...flavorOfUnit.keys()]);
+  return unit === undefined ? undefined : flavorOfUnit.get(unit);
+}
+
+/** Every containerd unit any flavor uses (for the message when none exists). */
 export function allContainerdUnits(): string[] {
   return [...new Set(CONTAINERD_FLAVORS.flatMap((flavor) => containerdLayout(flavor).systemdUnits))];
 }

@@ -1,0 +1,129 @@
+// `kata-deploy reset` (the cleanup pod) restarts and verifies the runtime through the same adapter as
+// install and uninstall: on k3s/rke2 nodes it must ask k3s's containerd, at its own socket, not a
+// standalone containerd's default socket. Stand-ins at the host-command boundary (KATA_DEPLOY_SYSTEMCTL,
+// KATA_DEPLOY_CTR), modelled on their sources:
+// - systemctl (systemd src/systemctl/systemctl-is-active.c, unit-def.c): `is-active U` prints "active"
+//   (exit 0) or "inactive" (exit 3, also for a unit that does not exist); `show --property=LoadState
+//   --value U` prints "loaded" or "not-found".
+// - ctr (containerd cmd/ctr/commands/plugins/plugins.go, defaults.DefaultAddress): `--address A` picks
+//   the socket (default /run/containerd/containerd.sock); `plugins ls` prints the tabwriter table
+//   "TYPE ID PLATFORMS STATUS"; with nothing listening there it fails with "failed to dial".
+// The node's sockets: k3s-io/k3s pkg/agent/config/config_linux.go (/run/k3s/containerd/containerd.sock);
+// rke2 uses the same (docs.rke2.io/reference/cli_tools).
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgent, tempDir } from "./agent-harness";
+import { fixture } from "./config-fixtures";
+
+type Flavor = "containerd" | "k3s" | "rke2";
+const K3S_SOCKET = "/run/k3s/containerd/containerd.sock";
+const NODES: { flavor: Flavor; unit: string; socket: string }[] = [
+  { flavor: "containerd", unit: "containerd", socket: "/run/containerd/containerd.sock" },
+  { flavor: "k3s", unit: "k3s-agent", socket: K3S_SOCKET },
+  { flavor: "rke2", unit: "rke2-server", socket: K3S_SOCKET },
+];
+
+interface FakeNode {
+  env: Record<string, string>;
+  systemctl(): string[];
+  ctr(): string[];
+}
+
+/** A node whose `activeUnits` run, whose containerd answers only at `socket`, with a standalone ctr on PATH. */
+function fakeNode(activeUnits: string[], socket: string): FakeNode {
+  const dir = tempDir("node");
+  const systemctlLog = path.join(dir, "systemctl.log");
+  const ctrLog = path.join(dir, "ctr.log");
+  const active = activeUnits.map((unit) => `'${unit}'`).join("|");
+  fs.writeFileSync(
+    path.join(dir, "systemctl"),
+    `#!/bin/sh
+echo "$*" >> '${systemctlLog}'
+unit=""; for arg in "$@"; do unit="$arg"; done
+case "$1" in
+  is-active) case "$unit" in ${active}) echo active; exit 0 ;; *) echo inactive; exit 3 ;; esac ;;
+  show) case "$unit" in ${active}) echo loaded ;; *) echo not-found ;; esac ;;
+esac
+exit 0
+`,
+    { mode: 0o755 },
+  );
+  fs.writeFileSync(
+    path.join(dir, "ctr"),
+    `#!/bin/sh
+echo "$*" >> '${ctrLog}'
+address=/run/containerd/containerd.sock
+if [ "$1" = "--address" ] || [ "$1" = "-a" ]; then address="$2"; shift 2; fi
+if [ "$address" != '${socket}' ]; then echo "ctr: failed to dial \\"$address\\": connection error: desc = \\"transport: error while dialing: dial unix $address: connect: no such file or directory\\"" >&2; exit 1; fi
+printf 'TYPE                            ID       PLATFORMS      STATUS    \\n'
+printf 'io.containerd.grpc.v1           cri      linux/amd64    ok        \\n'
+`,
+    { mode: 0o755 },
+  );
+  const lines = (file: string): string[] => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : []);
+  return {
+    env: {
+      KATA_DEPLOY_SYSTEMCTL: path.join(dir, "systemctl"),
+      KATA_DEPLOY_CTR: path.join(dir, "ctr"),
+      KATA_DEPLOY_CONTAINERD: path.join(dir, "no-containerd"),
+      KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS: "0",
+    },
+    systemctl: () => lines(systemctlLog),
+    ctr: () => lines(ctrLog),
+  };
+}
+
+const reset = (root: string, ...more: string[]): string[] => ["reset", "--runtime", "containerd", "--host-root", root, "--restart", "systemd", ...more];
+const restarts = (node: FakeNode): string[] => node.systemctl().filter((call) => call.startsWith("restart "));
+const expectedCtr = (socket: string): string => (socket === K3S_SOCKET ? `--address ${socket} plugins ls` : "plugins ls");
+
+describe("kata-deploy reset: one restart-and-verify per containerd flavor", () => {
+  after(removeTempDirs);
+
+  for (const { flavor, unit, socket } of NODES) {
+    it(`${flavor}: --containerd-flavor ${flavor} (as the cleanup DaemonSet passes it) restarts ${unit} and asks ctr at ${socket}`, () => {
+      const node = fakeNode([unit], socket);
+      const result = runAgent(reset(makeHost(), "--containerd-flavor", flavor), isolatedEnv(node.env));
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(restarts(node), [`restart ${unit}`]);
+      assert.deepEqual(node.ctr(), [expectedCtr(socket)]);
+    });
+
+    it(`${flavor}: without a flag or an install record, the flavor comes from the unit running (${unit})`, () => {
+      const node = fakeNode([unit], socket);
+      const result = runAgent(reset(makeHost()), isolatedEnv(node.env));
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(restarts(node), [`restart ${unit}`]);
+      assert.deepEqual(node.ctr(), [expectedCtr(socket)]);
+    });
+  }
+
+  it("k3s node: verifying the default socket fails the reset instead of passing it (the defect this guards)", () => {
+    // The same node, reset with the wrong flavor: ctr asks /run/containerd/containerd.sock, where nothing listens.
+    const node = fakeNode(["k3s", "containerd"], K3S_SOCKET);
+    const result = runAgent(reset(makeHost(), "--containerd-flavor", "containerd"), isolatedEnv(node.env));
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^kata-deploy: containerd: not healthy after the restart \(ctr: failed to dial/);
+  });
+
+  it("rke2: the install record's flavor wins over a standalone containerd unit that is also active", () => {
+    const dir = "/var/lib/rancher/rke2/agent/etc/containerd";
+    const root = makeHost({ [`${dir}/config.toml`]: fixture("containerd", "v2-k3s-rendered-config.toml") });
+    const install = runAgent(["install", "--runtime", "containerd", "--containerd-flavor", "rke2", "--host-root", root, "--artifacts", artifacts(), "--shims", "qemu", "--restart", "none"]);
+    assert.equal(install.code, 0, install.stderr);
+    const node = fakeNode(["containerd", "rke2-server"], K3S_SOCKET);
+    const result = runAgent(reset(root), isolatedEnv(node.env));
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(restarts(node), ["restart rke2-server"]);
+    assert.deepEqual(node.ctr(), [expectedCtr(K3S_SOCKET)]);
+  });
+
+  it("no containerd unit of any flavor: one line naming the units and the flag", () => {
+    const node = fakeNode([], K3S_SOCKET);
+    const result = runAgent(reset(makeHost()), isolatedEnv(node.env));
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, "kata-deploy: none of the systemd units containerd, k3s, k3s-agent, rke2-server, rke2-agent exists on this host; pass --containerd-flavor or --runtime\n");
+    assert.deepEqual(restarts(node), []);
+  });
+});
