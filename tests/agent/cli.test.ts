@@ -107,7 +107,7 @@ describe("agent CLI: refusals leave the host untouched", function () {
     });
   }
 
-  it("refuses a read-only config directory without writing anything", function () {
+  it("refuses a read-only config directory without writing anything @integration", function () {
     const root = makeHost({ "/etc/containerd/config.toml": V2_WITH_MIRROR });
     const dir = path.join(root, "etc/containerd");
     try {
@@ -130,7 +130,7 @@ describe("agent CLI: refusals leave the host untouched", function () {
     }
   });
 
-  it("a full disk is one stderr line (no stack trace), and the same command finishes once there is room", function () {
+  it("a full disk is one stderr line (no stack trace), and the same command finishes once there is room @integration", function () {
     const root = makeHost({ "/etc/crio/crio.conf": "[crio.runtime]\n" });
     const prefix = path.join(root, "opt/kata");
     fs.mkdirSync(prefix, { recursive: true });

@@ -264,7 +264,7 @@ describe("config/containerd planner", () => {
       });
     }
 
-    it("containerd 1.6 reads a byte-order-marked result (2.x refuses such files with or without us)", function () {
+    it("containerd 1.6 reads a byte-order-marked result (2.x refuses such files with or without us) @integration", function () {
       requireTool(this, "containerd", hasContainerd());
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kata-containerd-bom-"));
       try {
@@ -423,7 +423,7 @@ describe("config/containerd planner", () => {
     });
   });
 
-  describe("read back by real containerd", function () {
+  describe("read back by real containerd @integration", function () {
     this.timeout(600_000);
     let dir: string;
     interface Case {

@@ -126,7 +126,7 @@ describe("config/docker planner", () => {
     }
   });
 
-  describe("refuses only what dockerd refuses too", function () {
+  describe("refuses only what dockerd refuses too @integration", function () {
     this.timeout(600_000);
     // Bad JSON is refused by dockerd as well; the other refusals are about what we would add.
     const refusedByDockerd = ["trailing-comma.json", "comment.json", "truncated.json", "array-root.json", "runtimes-array.json"];
@@ -139,7 +139,7 @@ describe("config/docker planner", () => {
     });
   });
 
-  describe("loaded by a real dockerd (--validate)", function () {
+  describe("loaded by a real dockerd (--validate) @integration", function () {
     this.timeout(600_000);
     let dir: string;
     const files: { name: string; before?: string; after: string }[] = [];

@@ -86,7 +86,7 @@ function timeIt(work: () => void): number {
   return performance.now() - started;
 }
 
-describe("agent fault tolerance", function () {
+describe("agent fault tolerance @integration", function () {
   this.timeout(30 * 60_000);
   after(removeTempDirs);
 
@@ -213,7 +213,7 @@ function reservedNames(dir: string): string[] {
   return fs.readdirSync(dir).filter((name) => /^\.kata-deploy-(creating|removing)-/.test(name));
 }
 
-describe("agent fault tolerance: kills at the instants the prefix and its record appear and vanish", function () {
+describe("agent fault tolerance: kills at the instants the prefix and its record appear and vanish @integration", function () {
   this.timeout(5 * 60_000);
   after(removeTempDirs);
 

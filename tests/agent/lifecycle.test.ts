@@ -173,7 +173,7 @@ describe("agent lifecycle on containerd, CRI-O and Docker host shapes", function
       assert.deepEqual(fs.readdirSync(root), [], "opt/ and opt/kata were created by us and are removed");
     });
 
-    it("empties a mount point at the prefix instead of removing it, and keeps files that are not ours", function () {
+    it("empties a mount point at the prefix instead of removing it, and keeps files that are not ours @integration", function () {
       const root = makeHost();
       const prefix = path.join(root, "opt/kata");
       fs.mkdirSync(prefix, { recursive: true });

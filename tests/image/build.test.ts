@@ -33,7 +33,7 @@ function installInImage(image: string, shims: string): { status: number | null; 
   );
 }
 
-describe("kata-deploy image: docker build from Kata releases as published", function () {
+describe("kata-deploy image: docker build from Kata releases as published @integration", function () {
   this.timeout(15 * 60_000);
   let dir: string;
   let mirror: ReleaseMirror;

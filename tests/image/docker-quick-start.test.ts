@@ -27,7 +27,7 @@ const seedCommand = (action: "install" | "remove", extra: string[] = []): string
 ];
 const WITH_SOCKET = ["-v", "/var/run/docker.sock:/var/run/docker.sock"];
 
-describe("Docker quick start (seed README) against dockerd 26 under systemd", function () {
+describe("Docker quick start (seed README) against dockerd 26 under systemd @integration", function () {
   this.timeout(15 * 60_000);
   let node: RunningNode;
 

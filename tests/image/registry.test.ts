@@ -22,7 +22,7 @@ function imageId(image: string): string {
   return run("docker", ["image", "inspect", "--format", "{{.Id}}", image]).trim();
 }
 
-describe("kata-deploy image: push to a registry with htpasswd auth, and layer economy", function () {
+describe("kata-deploy image: push to a registry with htpasswd auth, and layer economy @integration", function () {
   this.timeout(20 * 60_000);
   let registry: LocalRegistry;
   let tarballDir: string;

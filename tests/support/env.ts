@@ -4,6 +4,13 @@ import { execFileSync } from "node:child_process";
 
 export const IN_CI = process.env.CI === "true";
 
+/**
+ * In a test's (or its describe's) title: the test needs a daemon, an image, a root mount, or minutes
+ * (a soak). `npm run test:unit` runs every test without it, `npm run test:integration` every test with
+ * it, `npm test` all (docs/contributing.md, "Test tiers").
+ */
+export const INTEGRATION_TAG = "@integration";
+
 /** True when `cmd args` runs and exits 0. */
 export function commandWorks(cmd: string, args: string[] = ["--version"]): boolean {
   try {
@@ -18,6 +25,9 @@ export function commandWorks(cmd: string, args: string[] = ["--version"]): boole
  * Call from a mocha `before`/`it` with its `this`. Skips (locally) or throws (CI) when the tool is absent.
  */
 export function requireTool(ctx: Mocha.Context, what: string, available: boolean): void {
+  if (process.env.KATA_TEST_TIER === "unit") {
+    throw new Error(`this test needs ${what}, so it is not a unit test: add ${INTEGRATION_TAG} to its title or its describe's (docs/contributing.md, "Test tiers")`);
+  }
   if (available) return;
   const message = `${what} is not available on this machine`;
   if (IN_CI) throw new Error(`${message}; under CI=true this test must run (see .ci/run)`);
