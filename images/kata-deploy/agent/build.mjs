@@ -1,5 +1,12 @@
 // Bundles the node agent into one CommonJS file so the image needs only a Node.js runtime
 // (Debian's nodejs), and so tests run exactly the code the image ships.
+//
+// Start-up: every pod start, probe and no-op re-install pays for V8 reading the whole bundle, and the
+// Kubernetes client (@kubernetes/client-node and its HTTP stack) is about 85 % of it while only
+// `label`, `reset` and in-cluster installs/uninstalls call the API. So the client is built separately
+// and embedded as one string literal, compiled (vm.runInThisContext) only when cli.ts imports it: the
+// parser skips over a string far faster than it pre-parses the same code. Measured with
+// `npm run bench` (agent start-up line) and tests/bench/README in docs/node-agent.md.
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -7,27 +14,92 @@ import { buildRelease } from "../release/build.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+/** @type {import("esbuild").BuildOptions} Options both bundles share. */
+const common = {
+  bundle: true,
+  platform: "node",
+  // The image runs Debian trixie's nodejs (20.x); keep the bundle loadable there.
+  target: "node20",
+  format: "cjs",
+  // Prefer ESM entry points: some dependencies (jsonc-parser) point `main` at a UMD build whose
+  // dynamic requires esbuild cannot follow.
+  mainFields: ["module", "main"],
+  legalComments: "none",
+  // Smaller bundle, faster start-up (each pod start and probe parses it); keepNames keeps error class names readable.
+  minify: true,
+  keepNames: true,
+  logLevel: "warning",
+};
+
+/**
+ * The Kubernetes client module (src/kube.ts and its dependencies) as CommonJS source text. The agent's
+ * own modules it imports (./errors, ...) stay outside the chunk: it gets the main bundle's instances,
+ * so `instanceof UserError` and the like hold across the two.
+ * @returns {Promise<{ text: string; shared: string[] }>}
+ */
+async function buildKubeChunk() {
+  /** @type {Set<string>} */
+  const shared = new Set();
+  const result = await build({
+    ...common,
+    entryPoints: [path.join(here, "src/kube.ts")],
+    write: false,
+    outfile: "kube.cjs",
+    plugins: [
+      {
+        name: "agent-modules-external",
+        setup(pluginBuild) {
+          pluginBuild.onResolve({ filter: /^\.\.?\// }, (args) => {
+            if (args.kind === "entry-point" || !args.importer.startsWith(path.join(here, "src"))) return undefined;
+            shared.add(args.path);
+            return { path: args.path, external: true };
+          });
+        },
+      },
+    ],
+  });
+  const [output] = result.outputFiles ?? [];
+  if (output === undefined) throw new Error("esbuild wrote no Kubernetes client chunk");
+  return { text: output.text, shared: [...shared] };
+}
+
+/**
+ * Resolves cli.ts's `import("./kube.js")` to a module that compiles the embedded chunk on first use.
+ * @param {{ text: string; shared: string[] }} chunk
+ * @returns {import("esbuild").Plugin}
+ */
+function embeddedKubeChunk(chunk) {
+  const wrapped = `(function (exports, require, module, __filename, __dirname) {${chunk.text}\n})`;
+  const shared = chunk.shared.map((specifier) => `${JSON.stringify(specifier)}: require(${JSON.stringify(specifier)})`).join(", ");
+  return {
+    name: "embedded-kube-chunk",
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: /^\.\/kube\.js$/ }, (args) =>
+        args.importer === path.join(here, "src/cli.ts") ? { path: "kube-chunk", namespace: "embedded" } : undefined,
+      );
+      pluginBuild.onLoad({ filter: /^kube-chunk$/, namespace: "embedded" }, () => ({
+        loader: "js",
+        resolveDir: path.join(here, "src"),
+        contents: [
+          `const shared = { ${shared} };`,
+          `const chunk = require("node:vm").runInThisContext(${JSON.stringify(wrapped)}, { filename: __filename + " (kubernetes client)" });`,
+          "chunk(module.exports, (id) => (id in shared ? shared[id] : require(id)), module, __filename, __dirname);",
+        ].join("\n"),
+      }));
+    },
+  };
+}
+
 export async function buildAgent() {
   // The image build's release step is bundled alongside: the Dockerfile needs both files.
   await buildRelease();
   await build({
+    ...common,
     entryPoints: [path.join(here, "src/cli.ts")],
     outfile: path.join(here, "dist/kata-deploy.cjs"),
-    bundle: true,
-    platform: "node",
-    // The image runs Debian trixie's nodejs (20.x); keep the bundle loadable there.
-    target: "node20",
-    format: "cjs",
-    // Prefer ESM entry points: some dependencies (jsonc-parser) point `main` at a UMD build whose
-    // dynamic requires esbuild cannot follow.
-    mainFields: ["module", "main"],
     // A separate map keeps start-up (parsing the bundle) fast; --enable-source-maps reads it only for stack traces.
     sourcemap: "linked",
-    legalComments: "none",
-    // Smaller bundle, faster start-up (each pod start and probe parses it); keepNames keeps error class names readable.
-    minify: true,
-    keepNames: true,
-    logLevel: "warning",
+    plugins: [embeddedKubeChunk(await buildKubeChunk())],
   });
 }
 
