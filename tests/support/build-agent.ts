@@ -7,4 +7,9 @@ const agentDir = path.resolve(__dirname, "../../images/kata-deploy/agent");
 /** Absolute path of the bundled node agent (what `kata-deploy` is in the image). */
 export const AGENT_BUNDLE = path.join(agentDir, "dist/kata-deploy.cjs");
 
-execFileSync(process.execPath, [path.join(agentDir, "build.mjs")], { stdio: "inherit" });
+// Once per run: with `mocha --parallel` (the unit tier) the main process builds before it starts the
+// workers, which inherit the variable and must not rewrite the bundle while another worker runs it.
+if (process.env.KATA_DEPLOY_AGENT_BUILT !== AGENT_BUNDLE) {
+  execFileSync(process.execPath, [path.join(agentDir, "build.mjs")], { stdio: "inherit" });
+  process.env.KATA_DEPLOY_AGENT_BUILT = AGENT_BUNDLE;
+}

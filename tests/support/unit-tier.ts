@@ -4,8 +4,7 @@
 // - starting a daemon's or host tool's program (docker, containerd, ctr, mount, systemctl, ...) from
 //   the test process throws, and the run fails even if the test caught that error (e.g. turned it into a
 //   skip): a root "after all" hook lists every such test;
-// - requireTool() (tests/support/env.ts) fails instead of skipping;
-// - a test may take at most UNIT_TEST_TIMEOUT_MS (in the config), so a build or a soak times out.
+// - requireTool() (tests/support/env.ts) fails instead of skipping.
 // The fix the failure names: tag the test (or its describe) with INTEGRATION_TAG; see docs/contributing.md.
 import { createRequire } from "node:module";
 import * as path from "node:path";
