@@ -4,7 +4,9 @@
 //   - at least 7 rounds (BENCH_RUNS, default 9); each round measures everything once, and the order of
 //     `cp` and the agent alternates between rounds, so drift and page-cache effects hit both alike;
 //   - every figure is a median with its spread (min, quartiles, max); the ratios are medians of the
-//     per-round ratios (paired within a round, so a load spike moves numerator and denominator together);
+//     per-round ratios (paired within a round, so a load spike moves numerator and denominator together),
+//     with the median start-up subtracted; the no-op's share is also given by CPU time, which a busy
+//     machine inflates far less than wall time;
 //   - the agent's process start-up (`status` on an empty host: Node + parsing the bundle) is measured on
 //     its own and subtracted, so the ratios describe the install work itself;
 //   - the machine's load (1-minute load average per round) and the CPU time of the agent runs are printed,
@@ -123,7 +125,10 @@ function main(): void {
         runCp();
       }
       load.push(os.loadavg()[0]);
-      const s = startup[round].wall;
+    }
+    // Start-up is subtracted as its median: one round's start-up sample is as noisy as the no-op itself.
+    const s = median(startup.map((sample) => sample.wall));
+    for (let round = 0; round < RUNS; round++) {
       installRatio.push((install[round].wall - s) / cp[round].wall);
       noopRatio.push((noop[round].wall - s) / (install[round].wall - s));
     }
@@ -140,6 +145,9 @@ function main(): void {
     const verdict = (value: number, goal: number): string => (value <= goal ? `goal <= ${goal}: met` : `goal <= ${goal}: NOT met`);
     console.log(`install / (cp -a + sync), excluding start-up:  ${i.toFixed(3)} (${spread(installRatio, 3)}); ${verdict(i, GOAL_INSTALL)}; including start-up ${(median(wall(install)) / median(wall(cp))).toFixed(3)}`);
     console.log(`no-op re-install / fresh, excluding start-up:  ${n.toFixed(3)} (${spread(noopRatio, 3)}); ${verdict(n, GOAL_NOOP)}; including start-up ${(median(wall(noop)) / median(wall(install))).toFixed(3)}`);
+    // CPU time hardly moves with the machine's load (wall time waits for the CPU): the no-op's share by CPU.
+    const sc = median(cpu(startup));
+    console.log(`no-op re-install / fresh by CPU time, excluding start-up CPU: ${((median(cpu(noop)) - sc) / (median(cpu(install)) - sc)).toFixed(3)}`);
     console.log(`load: 1/5/15-min average before ${loadBefore.map((v) => v.toFixed(2)).join(" ")}, after ${os.loadavg().map((v) => v.toFixed(2)).join(" ")}; 1-min per round ${spread(load, 2)}`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
