@@ -5,6 +5,7 @@ import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { AGENT_BUNDLE } from "../support/build-agent";
 import { INTEGRATION_TAG } from "../support/env";
 
 const REPO = path.resolve(__dirname, "../..");
@@ -28,7 +29,8 @@ describe("test tiers", () => {
     this.timeout(120_000);
     const mocha = path.join(REPO, "node_modules/mocha/bin/mocha.js");
     const args = [mocha, "--no-config", "--no-package", ...unitConfig.require.flatMap((file) => ["--require", file]), "--extension", "ts", "--grep", unitConfig.grep, "--invert", "--reporter", "spec", "tests/fixtures/tiers/misplaced.spec.ts"];
-    const run = spawnSync(process.execPath, args, { cwd: REPO, encoding: "utf8", env: { ...process.env, CI: "" } });
+    // The bundle is built already (this run's build-agent.ts): the child must not rewrite it under the other worker.
+    const run = spawnSync(process.execPath, args, { cwd: REPO, encoding: "utf8", env: { ...process.env, CI: "", KATA_DEPLOY_AGENT_BUILT: AGENT_BUNDLE } });
     const output = run.stdout + run.stderr;
     assert.notEqual(run.status, 0, output);
     assert.match(output, /1 passing/, output);

@@ -8,6 +8,7 @@
 // parser skips over a string far faster than it pre-parses the same code. Measured with
 // `npm run bench` (agent start-up line) and tests/bench/README in docs/node-agent.md.
 import { build } from "esbuild";
+import * as fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { buildRelease } from "../release/build.mjs";
@@ -93,14 +94,24 @@ function embeddedKubeChunk(chunk) {
 export async function buildAgent() {
   // The image build's release step is bundled alongside: the Dockerfile needs both files.
   await buildRelease();
-  await build({
+  const result = await build({
     ...common,
     entryPoints: [path.join(here, "src/cli.ts")],
     outfile: path.join(here, "dist/kata-deploy.cjs"),
     // A separate map keeps start-up (parsing the bundle) fast; --enable-source-maps reads it only for stack traces.
     sourcemap: "linked",
     plugins: [embeddedKubeChunk(await buildKubeChunk())],
+    write: false,
   });
+  // Replaced atomically (temp file + rename): an agent started meanwhile (a test in another process)
+  // runs the old bundle or the new one, never a half-written file. The map first, the bundle last.
+  const outputs = [...(result.outputFiles ?? [])].sort((a, b) => Number(a.path.endsWith(".cjs")) - Number(b.path.endsWith(".cjs")));
+  for (const output of outputs) {
+    fs.mkdirSync(path.dirname(output.path), { recursive: true });
+    const temp = `${output.path}.${process.pid}.tmp`;
+    fs.writeFileSync(temp, output.contents);
+    fs.renameSync(temp, output.path);
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
