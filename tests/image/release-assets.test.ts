@@ -166,7 +166,7 @@ describe("release files: what a shim needs, read from its configuration", functi
   });
 });
 
-describe("release step (payload.mjs): download, verify, unpack, select, payload file", function () {
+describe("release step (payload.mjs): download, verify, unpack, select, payload file @integration", function () {
   this.timeout(120_000);
   let dir: string;
   let mirror: ReleaseMirror;
