@@ -52,6 +52,60 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
     assert.match(result.stderr, /^kata-deploy: .*kata-deploy-payload\.json: not valid JSON; rebuild the image \(npm run image:build\)\n$/);
   });
 
+  // Kata 3.x shipped runtime-rs's Cloud Hypervisor shim as `cloud-hypervisor`, configured by
+  // runtime-rs/configuration-cloud-hypervisor.toml (src/runtime-rs/Makefile CONFDIR and its clh config up to
+  // 3.29): a name that does not say "runtime-rs". The image records where it found each shim; the agent uses that.
+  describe("a runtime-rs shim whose name does not say so (3.x cloud-hypervisor)", () => {
+    const rustBinary = "runtime-rs/bin/containerd-shim-kata-v2";
+    const rustConfig = "share/defaults/kata-containers/runtime-rs/configuration-cloud-hypervisor.toml";
+    before(() => {
+      fs.copyFileSync(
+        path.join(artifacts, "opt/kata/share/defaults/kata-containers/configuration-clh.toml"),
+        path.join(artifacts, "opt/kata", rustConfig),
+      );
+    });
+    after(() => fs.rmSync(path.join(artifacts, "opt/kata", rustConfig), { force: true }));
+
+    const installedDropIn = (root: string): string => {
+      const dir = path.join(root, "etc/crio/crio.conf.d");
+      return fs.readdirSync(dir).map((file) => fs.readFileSync(path.join(dir, file), "utf8")).join("\n");
+    };
+    const installCloudHypervisor = () => {
+      const root = fs.mkdtempSync(path.join(dir, "host-"));
+      const result = spawnSync(process.execPath, [AGENT_BUNDLE, "install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts, "--shims", "cloud-hypervisor"], { encoding: "utf8" });
+      return { result, root };
+    };
+
+    it("installs it with the runtime-rs binary and configuration the payload records", () => {
+      writePayload(JSON.stringify({
+        version: "3.20.0", arch: "amd64", shims: ["cloud-hypervisor"],
+        runtimes: { "cloud-hypervisor": { runtime: "rust", binary: rustBinary, config: rustConfig } },
+      }));
+      const { result, root } = installCloudHypervisor();
+      assert.equal(result.status, 0, result.stderr);
+      const dropIn = installedDropIn(root);
+      assert.match(dropIn, new RegExp(`/opt/kata/${rustBinary.replace(/[/.]/g, "\\$&")}`));
+      assert.match(dropIn, /\/opt\/kata\/share\/defaults\/kata-containers\/runtime-rs\/configuration-cloud-hypervisor\.toml/);
+    });
+
+    it("without a payload file, knows it from the image build's runtime-rs shim list", () => {
+      fs.rmSync(path.join(artifacts, "kata-deploy-payload.json"), { force: true });
+      const { result, root } = installCloudHypervisor();
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(installedDropIn(root), /runtime-rs\/configuration-cloud-hypervisor\.toml/);
+    });
+
+    it("refuses a payload whose recorded paths leave the release tree", () => {
+      writePayload(JSON.stringify({
+        version: "3.20.0", arch: "amd64", shims: ["cloud-hypervisor"],
+        runtimes: { "cloud-hypervisor": { runtime: "rust", binary: "../../usr/bin/sh", config: rustConfig } },
+      }));
+      const { result } = installCloudHypervisor();
+      assert.equal(result.status, 1);
+      assert.match(result.stderr, /^kata-deploy: .*kata-deploy-payload\.json: runtimes\.cloud-hypervisor needs "binary" and "config" paths inside opt\/kata; rebuild the image \(npm run image:build\)\n$/);
+    });
+  });
+
   it("without a payload file (artifacts not made by the image build) checks nothing extra", () => {
     fs.rmSync(path.join(artifacts, "kata-deploy-payload.json"));
     assert.equal(install("qemu,clh").status, 0);

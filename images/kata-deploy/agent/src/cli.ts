@@ -121,7 +121,7 @@ async function runInstall(values: Options): Promise<void> {
   if (new Set(shims).size !== shims.length) throw new UserError(`--shims ${shims.join(",")}: lists a shim twice`);
   const defaultShim = values["default-shim"] ?? shims[0];
   if (!shims.includes(defaultShim)) throw new UserError(`--default-shim ${defaultShim}: must be one of --shims (${shims.join(",")})`);
-  checkShimsCarried(artifacts, shims);
+  const carriedLayouts = checkShimsCarried(artifacts, shims);
   const prefix = prefixOf(values);
   const restart = restartOf(values);
   const { kataLabel } = labelKeys(values);
@@ -129,7 +129,7 @@ async function runInstall(values: Options): Promise<void> {
   const host = restart === "systemd" ? new HostCommands(root) : undefined;
   const target: Target = { root, prefix, host };
   const adapter = await adapterFor(runtime, values, root, host);
-  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: parseSnapshotterMapping(process.env.SNAPSHOTTER_HANDLER_MAPPING) });
+  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: parseSnapshotterMapping(process.env.SNAPSHOTTER_HANDLER_MAPPING), layouts: carriedLayouts });
   const outcome = await install(target, { adapter, request, artifactsKata, details: { ...adapter.details, shims, defaultShim } });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
   if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true" }));

@@ -4,12 +4,20 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { UserError } from "./errors";
+import type { ShimLayout } from "./request";
 
 export const PAYLOAD_FILE = "kata-deploy-payload.json";
 
 export interface CarriedPayload {
   version: string;
   shims: string[];
+  /** Per shim, where the build found its binary and configuration (relative to opt/kata); empty for older payload files. */
+  layouts: Map<string, ShimLayout>;
+}
+
+/** A relative path inside the release tree: no absolute path, no `..`. */
+function isTreePath(value: unknown): value is string {
+  return typeof value === "string" && value !== "" && !path.posix.isAbsolute(value) && !value.split("/").includes("..");
 }
 
 /** Reads the payload file; undefined when there is none (artifacts not made by the image build, e.g. an unpacked release). */
@@ -28,19 +36,30 @@ export function readPayload(artifacts: string): CarriedPayload | undefined {
   } catch {
     throw new UserError(`${file}: not valid JSON; rebuild the image (npm run image:build)`);
   }
-  const { version, shims } = (parsed ?? {}) as { version?: unknown; shims?: unknown };
+  const { version, shims, runtimes } = (parsed ?? {}) as { version?: unknown; shims?: unknown; runtimes?: unknown };
   if (typeof version !== "string" || !Array.isArray(shims) || !shims.every((s) => typeof s === "string")) {
     throw new UserError(`${file}: has no "version" string and "shims" list; rebuild the image (npm run image:build)`);
   }
-  return { version, shims };
+  const layouts = new Map<string, ShimLayout>();
+  for (const [shim, entry] of Object.entries(typeof runtimes === "object" && runtimes !== null ? runtimes : {})) {
+    const { binary, config } = (entry ?? {}) as { binary?: unknown; config?: unknown };
+    if (!isTreePath(binary) || !isTreePath(config)) {
+      throw new UserError(`${file}: runtimes.${shim} needs "binary" and "config" paths inside opt/kata; rebuild the image (npm run image:build)`);
+    }
+    layouts.set(shim, { binary, config });
+  }
+  return { version, shims, layouts };
 }
 
-/** Refuses shims the image does not carry, in one line naming them and the fix. */
-export function checkShimsCarried(artifacts: string, shims: readonly string[]): void {
+/**
+ * Refuses shims the image does not carry, in one line naming them and the fix. Returns where the image has
+ * each shim's binary and configuration (empty when the artifacts carry no payload file).
+ */
+export function checkShimsCarried(artifacts: string, shims: readonly string[]): ReadonlyMap<string, ShimLayout> {
   const payload = readPayload(artifacts);
-  if (payload === undefined) return;
+  if (payload === undefined) return new Map();
   const missing = shims.filter((shim) => !payload.shims.includes(shim));
-  if (missing.length === 0) return;
+  if (missing.length === 0) return payload.layouts;
   throw new UserError(
     `--shims ${missing.join(",")}: this image carries only ${payload.shims.join(",")} (Kata ${payload.version}, ${path.join(artifacts, PAYLOAD_FILE)}); ` +
       `rebuild the image with ${missing.join(",")} in its shims (KATA_SHIMS build arg, \`npm run image:build -- --shims ...\`, or the KataDeployment's shims)`,

@@ -2,14 +2,17 @@
 // files the release tree actually ships).
 import * as fs from "node:fs";
 import * as path from "node:path";
+// The image build's own list of runtime-rs shims (upstream's RUST_SHIMS): one list for image and agent.
+import { isRustShim } from "../../release/assets.mjs";
 import type { KataConfigRequest, KataRuntime } from "./config/types";
 import { UserError } from "./errors";
 
 const KATA_DEFAULTS = "share/defaults/kata-containers";
 
-/** Rust-runtime shims live under runtime-rs/ in the release tree. */
-function isRustShim(shim: string): boolean {
-  return shim === "dragonball" || shim.endsWith("-runtime-rs") || shim.endsWith("-rs");
+/** Where one shim's binary and configuration are in the release tree (paths relative to its opt/kata). */
+export interface ShimLayout {
+  binary: string;
+  config: string;
 }
 
 /**
@@ -39,13 +42,18 @@ export function buildRequest(args: {
   prefix: string;
   artifactsKata: string;
   snapshotters: Map<string, string>;
+  /** Per shim, the layout the image build recorded (kata-deploy-payload.json); others follow the release's naming. */
+  layouts?: ReadonlyMap<string, ShimLayout>;
 }): KataConfigRequest {
   const runtimes: KataRuntime[] = args.shims.map((shim) => {
+    const recorded = args.layouts?.get(shim);
     const rust = isRustShim(shim);
-    const binaryRel = rust ? "runtime-rs/bin/containerd-shim-kata-v2" : "bin/containerd-shim-kata-v2";
-    const configCandidates = rust
-      ? [`${KATA_DEFAULTS}/runtime-rs/configuration-${shim}.toml`, `${KATA_DEFAULTS}/configuration-${shim}.toml`]
-      : [`${KATA_DEFAULTS}/configuration-${shim}.toml`];
+    const binaryRel = recorded?.binary ?? (rust ? "runtime-rs/bin/containerd-shim-kata-v2" : "bin/containerd-shim-kata-v2");
+    const configCandidates = recorded
+      ? [recorded.config]
+      : rust
+        ? [`${KATA_DEFAULTS}/runtime-rs/configuration-${shim}.toml`, `${KATA_DEFAULTS}/configuration-${shim}.toml`]
+        : [`${KATA_DEFAULTS}/configuration-${shim}.toml`];
     const configRel = configCandidates.find((rel) => fs.existsSync(path.join(args.artifactsKata, rel)));
     if (configRel === undefined) {
       throw new UserError(`--shims ${shim}: the artifacts have no ${configCandidates[0]} (under ${args.artifactsKata}); pick shims this Kata release ships`);
