@@ -446,6 +446,11 @@ export class KataDeployment extends pulumi.ComponentResource {
         new k8s.node.v1.RuntimeClass(`${name}-runtimeclass-${runtimeClass.metadata.name}`, asPulumiInput(runtimeClass), {
           ...child,
           dependsOn: [...installers, waitForInstalledNodes],
+          // `handler` is immutable in the API server (pkg/apis/node/validation ValidateRuntimeClassUpdate) but
+          // pulumi-kubernetes would send its change as an update, which fails; `kata` changes handler with
+          // defaultShim. Replaced in place of its fixed name: delete first.
+          replaceOnChanges: ["handler"],
+          deleteBeforeReplace: true,
         }),
     );
 

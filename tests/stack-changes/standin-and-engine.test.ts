@@ -140,10 +140,24 @@ describe("engine model: the step order of a changed program", () => {
     ]);
   });
 
-  it("replaces a RuntimeClass whose handler changed; destroy deletes everything in reverse dependency order", () => {
-    const rc = (handler: string) => reg("rc", "kubernetes:node.k8s.io/v1:RuntimeClass", { metadata: { name: "kata" }, handler }, { on: ["ds"] });
+  // RuntimeClass `handler` is immutable in the API server (kubernetes/kubernetes pkg/apis/node/validation
+  // ValidateRuntimeClassUpdate) but not in pulumi-kubernetes' forceNew table (provider/pkg/provider/diff.go),
+  // and the provider's Diff never turns an immutable-field error into a replacement: the change is sent as
+  // an update, which the API server refuses. Only the program's replaceOnChanges makes it a replacement.
+  it("a RuntimeClass whose handler changed fails the update unless the program replaces on it; destroy deletes in reverse dependency order", () => {
+    const rc = (handler: string, replaceOnHandler: boolean) => {
+      const r = reg("rc", "kubernetes:node.k8s.io/v1:RuntimeClass", { metadata: { name: "kata" }, handler }, { on: ["ds"] });
+      if (replaceOnHandler) r.options = { ...r.options, replaceOnChanges: ["handler"], deleteBeforeReplace: true };
+      return r;
+    };
     const ds = reg("ds", DS, { metadata: { name: "d" }, spec: {} });
-    assert.deepEqual(describeSteps(planSteps([ds, rc("a")], [ds, rc("b")])), ["same ds", "replace-delete rc", "replace-create rc"]);
-    assert.deepEqual(describeSteps(planSteps([ds, rc("a")], [])), ["delete rc", "delete ds"]);
+    assert.throws(() => planSteps([ds, rc("a", false)], [ds, rc("b", false)]), /the API server refuses the update of rc: RuntimeClass handler is immutable/);
+    assert.deepEqual(describeSteps(planSteps([ds, rc("a", true)], [ds, rc("b", true)])), ["same ds", "replace-delete rc", "replace-create rc"]);
+    assert.deepEqual(describeSteps(planSteps([ds, rc("a", true)], [])), ["delete rc", "delete ds"]);
+  });
+
+  it("replaces a Secret whose data changed (pulumi-kubernetes without enableSecretMutable), delete-before-replace", () => {
+    const secret = (password: string) => reg("secret", "kubernetes:core/v1:Secret", { metadata: { name: "s" }, type: "kubernetes.io/dockerconfigjson", stringData: { password } });
+    assert.deepEqual(describeSteps(planSteps([secret("a")], [secret("b")])), ["replace-delete secret", "replace-create secret"]);
   });
 });

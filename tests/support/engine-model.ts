@@ -14,12 +14,14 @@
 //   *property* dependencies point into the replace set and whose provider Diff — with those properties
 //   unknown — says replace: a `dependsOn`-only dependent is not replaced.
 // - pulumi/pulumi-kubernetes provider/pkg/provider/diff.go forceNewProperties: `.metadata.name` and
-//   `.metadata.namespace` replace every kind (plus the kind table there, e.g. Secret `.type`); fields the API
-//   server refuses to change ("field is immutable": DaemonSet `.spec.selector` in
-//   kubernetes/kubernetes pkg/apis/apps/validation, RuntimeClass `.handler` in pkg/apis/node/validation,
-//   (Cluster)RoleBinding `.roleRef` in pkg/apis/rbac/validation) are replaced as well (the provider's Diff
-//   turns the dry-run's immutable-field error into a replacement). Objects with a fixed `metadata.name` are
-//   replaced delete-before-replace (the name cannot exist twice).
+//   `.metadata.namespace` replace every kind, plus the kind table there (DaemonSet `.spec.selector`,
+//   (Cluster)RoleBinding `.roleRef`, Secret `.type`/`.stringData`/`.data` unless the provider sets
+//   enableSecretMutable). Nothing else replaces: the provider's Diff (provider.go) does not turn an
+//   immutable-field error into a replacement, so a change to a field the API server refuses to update
+//   (RuntimeClass `.handler`: kubernetes/kubernetes pkg/apis/node/validation ValidateRuntimeClassUpdate)
+//   is sent as an update and fails `pulumi up` — planSteps throws for it, unless the program asked the
+//   engine to replace on that change (`replaceOnChanges`, step_generator.go). provider.go Diff marks a
+//   replacement delete-before-replace when the object keeps its fixed name and namespace.
 // - pulumi/pulumi-command provider/pkg/provider/local: `triggers` is the only replacing input; any other
 //   change is an update, which runs `update`, else `create` (commandController.go Update).
 import type { Registration } from "./pulumi-mocks";
@@ -40,13 +42,17 @@ export interface ProviderDiff {
 
 const UNKNOWN = Symbol("unknown");
 
-/** Immutable or force-new paths per Kubernetes kind (besides metadata.name and metadata.namespace). */
+/** Force-new paths per Kubernetes kind besides metadata.name/namespace (pulumi-kubernetes diff.go `forceNew`). */
 const KUBERNETES_REPLACE_PATHS: Record<string, string[]> = {
   DaemonSet: ["spec.selector"],
-  RuntimeClass: ["handler"],
   ClusterRoleBinding: ["roleRef"],
   RoleBinding: ["roleRef"],
-  Secret: ["type"],
+  Secret: ["type", "stringData", "data"],
+};
+
+/** Fields the API server refuses to change in an update (kubernetes/kubernetes pkg/apis/<group>/validation). */
+const API_IMMUTABLE_PATHS: Record<string, string[]> = {
+  RuntimeClass: ["handler"],
 };
 
 const kindOf = (type: string): string => type.split(":")[2] ?? "";
@@ -173,6 +179,13 @@ export function planSteps(olds: readonly Registration[], news: readonly Registra
     const diff = providerDiff(resource.type, old.inputs, resource.inputs);
     const replace = diff.replaceKeys.length > 0 || resource.options.replaceOnChanges.some((p) => !same(valueAt(old.inputs, p.replace("[*]", "")), valueAt(resource.inputs, p.replace("[*]", ""))));
     if (!replace) {
+      const refused = (API_IMMUTABLE_PATHS[kindOf(resource.type)] ?? []).filter((p) => !same(valueAt(old.inputs, p), valueAt(resource.inputs, p)));
+      if (refused.length > 0) {
+        throw new Error(
+          `the API server refuses the update of ${resource.name}: ${kindOf(resource.type)} ${refused.join(", ")} is immutable ("field is immutable"), ` +
+            `and neither the provider nor the program's replaceOnChanges makes it a replacement: pulumi up would fail`,
+        );
+      }
       steps.push({ op: diff.changes ? "update" : "same", resource });
       continue;
     }
