@@ -40,11 +40,15 @@ export class UsageError extends Error {}
 /** @param {string | string[] | undefined} value */
 const list = (value) => (Array.isArray(value) ? value : value === undefined ? [] : [value]).flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
 
-/** The release architecture a build targets: the single --platform, else this machine's. */
+/** The release architecture a build targets: the single --platform, else this machine's. @param {string[]} platforms */
 function targetArch(platforms) {
   if (platforms.length === 1) return releaseArch(platforms[0].split("/")[1] ?? "");
-  return releaseArch({ x64: "amd64", arm64: "arm64", s390x: "s390x", ppc64: "ppc64le" }[process.arch] ?? process.arch);
+  return releaseArch(/** @type {Partial<Record<string, string>>} */ ({ x64: "amd64", arm64: "arm64", s390x: "s390x", ppc64: "ppc64le" })[process.arch] ?? process.arch);
 }
+
+/**
+ * @typedef {ReturnType<typeof parseOptions>} ImageOptions
+ */
 
 /**
  * Reads flags and env into build options. Pure apart from `env` and checking that local tarballs exist;
@@ -68,6 +72,7 @@ export function parseOptions(argv, env) {
     },
   });
   // An empty flag or variable means "not given", as it does for the Dockerfile's build args.
+  /** @param {"tag" | "kata-version" | "shims" | "release-url" | "base-image" | "platform"} flag @param {string} variable */
   const pick = (flag, variable) => (values[flag] || env[variable] || undefined);
   const sha256 = list(values.sha256).length > 0 ? list(values.sha256) : list(env.KATA_SHA256 || env.KATA_TARBALL_SHA256);
   const tarballs = list(values.tarball).length > 0 ? list(values.tarball) : list(env.KATA_TARBALLS || env.KATA_TARBALL);
@@ -115,6 +120,8 @@ export function parseOptions(argv, env) {
  * The build args the Dockerfile takes, exactly as the Pulumi component passes them, and whether the
  * build needs host networking (a loopback KATA_RELEASE_URL).
  * `contextTarballs` are the local tarballs' paths relative to the context.
+ * @param {ImageOptions} options
+ * @param {string[]} [contextTarballs]
  * @returns {{ args: Record<string, string>; network?: "host" }}
  */
 export function dockerBuildArgs(options, contextTarballs = []) {
@@ -133,9 +140,13 @@ export function dockerBuildArgs(options, contextTarballs = []) {
  * directory of this build's own under tarballs/, which .dockerignore lets through. The directory is
  * named after the files' contents, so the same tarballs give the same build context (and cache).
  * Returns [paths relative to the context, cleanup].
+ * @param {string[]} tarballs
+ * @returns {[string[], () => void]}
  */
 function stageTarballs(tarballs) {
+  /** @type {string[]} */
   const inside = [];
+  /** @type {string[]} */
   const outside = [];
   for (const tarball of tarballs) {
     const relative = path.relative(CONTEXT, path.resolve(tarball)).split(path.sep).join("/");
@@ -156,6 +167,7 @@ function stageTarballs(tarballs) {
   } catch {
     dir = fs.mkdtempSync(`${dir}-`); // the same tarballs are being built right now by another build
   }
+  /** @type {string[]} */
   const staged = [];
   for (const file of outside) {
     const target = path.join(dir, path.basename(file));
@@ -181,6 +193,7 @@ function stageTarballs(tarballs) {
   ];
 }
 
+/** @param {string} command @param {string[]} args */
 function run(command, args) {
   process.stderr.write(`+ ${command} ${args.join(" ")}\n`);
   const result = spawnSync(command, args, { stdio: ["ignore", process.stderr, "inherit"] });
@@ -188,18 +201,24 @@ function run(command, args) {
   if (result.status !== 0) throw new UsageError(`${command} ${args[0]} failed (exit ${result.status})`);
 }
 
-/** The registry digest reference (`repo@sha256:...`) of a pushed tag. */
+/** The registry digest reference (`repo@sha256:...`) of a pushed tag. @param {string} tag */
 function pushedDigest(tag) {
   const repository = tag.replace(/@.*$/, "").replace(/:[^:/]+$/, "");
   const result = spawnSync("docker", ["image", "inspect", "--format", "{{json .RepoDigests}}", tag], { encoding: "utf8" });
   if (result.status !== 0) throw new UsageError(`docker image inspect ${tag}: ${result.stderr.trim()}`);
+  /** @type {string[]} */
   const digests = JSON.parse(result.stdout);
   const match = digests.find((d) => d.startsWith(`${repository}@`));
   if (!match) throw new UsageError(`no registry digest for ${tag} after push (have: ${digests.join(", ") || "none"})`);
   return match;
 }
 
-/** Builds the image (and pushes it when `push`); returns the tag, or the pushed digest reference. */
+/**
+ * Builds the image (and pushes it when `push`); returns the tag, or the pushed digest reference.
+ * @param {ImageOptions} options
+ * @param {{ push: boolean }} mode
+ * @returns {Promise<string>}
+ */
 export async function buildImage(options, { push }) {
   await buildAgent();
   const [contextTarballs, cleanup] = stageTarballs(options.tarballs);
