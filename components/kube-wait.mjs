@@ -5,13 +5,27 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 
-/** Prints `kata-deploy: <message>` on stderr and exits 2 (a setting the component or operator got wrong). */
+/**
+ * @import { V1ContainerStateTerminated, V1ContainerStatus, V1Node, V1Taint, V1Toleration } from "@kubernetes/client-node"
+ * @typedef {{ lastError?: unknown }} PollState What pollUntil remembers of the last failed check.
+ * @typedef {{ runtime: string; skip?: undefined } | { skip: string; runtime?: undefined }} InstallerVerdict
+ */
+
+/**
+ * Prints `kata-deploy: <message>` on stderr and exits 2 (a setting the component or operator got wrong).
+ * @param {string} message
+ * @returns {never}
+ */
 export function badSetting(message) {
   console.error(`kata-deploy: ${message}`);
   process.exit(2);
 }
 
-/** A positive number of seconds from `env[name]`, or `fallback` when unset. */
+/**
+ * A positive number of seconds from `env[name]`, or `fallback` when unset.
+ * @param {NodeJS.ProcessEnv} env @param {string} name @param {number} fallback
+ * @returns {number}
+ */
 export function positiveNumber(env, name, fallback) {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -20,12 +34,18 @@ export function positiveNumber(env, name, fallback) {
   return value;
 }
 
-/** A comma-separated list (empty entries dropped). */
+/** A comma-separated list (empty entries dropped). @param {string | undefined} raw @returns {string[]} */
 export function commaList(raw) {
   return (raw ?? "").split(",").map((item) => item.trim()).filter(Boolean);
 }
 
-/** A JSON value from `env[name]` of the given shape check, or `fallback` when unset. */
+/**
+ * A JSON value from `env[name]` of the given shape check, or `fallback` when unset.
+ * @template T
+ * @param {NodeJS.ProcessEnv} env @param {string} name @param {T} fallback
+ * @param {(value: unknown) => value is T} isValid @param {string} shape the expected shape, for the message
+ * @returns {T}
+ */
 export function jsonSetting(env, name, fallback, isValid, shape) {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -39,11 +59,12 @@ export function jsonSetting(env, name, fallback, isValid, shape) {
   return value;
 }
 
+/** @param {string} prefix */
 export function labelKeysFor(prefix) {
   return { kataRuntime: `${prefix}/kata-runtime`, containerRuntime: `${prefix}/container-runtime` };
 }
 
-/** KATA_DEPLOY_KUBECONFIG (content) when set, else the default loading ($KUBECONFIG, ~/.kube/config, in-cluster). */
+/** KATA_DEPLOY_KUBECONFIG (content) when set, else the default loading ($KUBECONFIG, ~/.kube/config, in-cluster). @param {NodeJS.ProcessEnv} env */
 export function loadKubeConfig(env) {
   const kubeConfig = new k8s.KubeConfig();
   if (env.KATA_DEPLOY_KUBECONFIG) kubeConfig.loadFromString(env.KATA_DEPLOY_KUBECONFIG);
@@ -51,6 +72,7 @@ export function loadKubeConfig(env) {
   return kubeConfig;
 }
 
+/** @param {unknown} error */
 export function errorMessage(error) {
   return error instanceof Error ? error.message.split("\n")[0] : String(error);
 }
@@ -59,6 +81,9 @@ export function errorMessage(error) {
  * Calls `check()` every `pollSeconds` until it returns a value other than undefined (returned) or the
  * deadline passes (returns undefined). A throwing check is transient API trouble: it is remembered in
  * `state.lastError` (cleared by the next good check) and never ends the wait early.
+ * @template T
+ * @param {{ timeoutSeconds: number; pollSeconds: number; check: () => Promise<T | undefined>; state: PollState }} options
+ * @returns {Promise<T | undefined>}
  */
 export async function pollUntil({ timeoutSeconds, pollSeconds, check, state }) {
   const deadline = Date.now() + timeoutSeconds * 1000;
@@ -79,6 +104,8 @@ export async function pollUntil({ timeoutSeconds, pollSeconds, check, state }) {
  * containerd:// → containerd, cri-o:// → crio: the label value the labeler sets from
  * status.nodeInfo.containerRuntimeVersion. Must agree with the agent's runtimeFromVersion
  * (images/kata-deploy/agent/src/kube-labels.ts); tests/pulumi/wait-for-installed-nodes.test.ts checks that.
+ * @param {string | undefined} containerRuntimeVersion
+ * @returns {"containerd" | "crio" | undefined}
  */
 export function runtimeFromVersion(containerRuntimeVersion) {
   if (containerRuntimeVersion?.startsWith("containerd://")) return "containerd";
@@ -101,7 +128,10 @@ export const DAEMON_POD_TOLERATIONS = [
   { key: "node.kubernetes.io/unschedulable", operator: "Exists", effect: "NoSchedule" },
 ];
 
-/** Toleration.ToleratesTaint (kubernetes/kubernetes staging/src/k8s.io/api/core/v1/toleration.go). */
+/**
+ * Toleration.ToleratesTaint (kubernetes/kubernetes staging/src/k8s.io/api/core/v1/toleration.go).
+ * @param {V1Toleration} toleration @param {V1Taint} taint
+ */
 export function toleratesTaint(toleration, taint) {
   if (toleration.effect && toleration.effect !== taint.effect) return false;
   if (toleration.key && toleration.key !== taint.key) return false;
@@ -114,6 +144,9 @@ export function toleratesTaint(toleration, taint) {
  * Whether a DaemonSet pod with this nodeSelector and these tolerations is placed on the node, as the
  * DaemonSet controller decides it (pkg/controller/daemon/daemon_controller.go NodeShouldRunDaemonPod:
  * node selector/affinity, then the NoSchedule/NoExecute taints the pod does not tolerate).
+ * @param {V1Node} node
+ * @param {Record<string, string> | undefined} nodeSelector
+ * @param {V1Toleration[] | undefined} tolerations
  */
 export function daemonPodFits(node, nodeSelector, tolerations) {
   const labels = node.metadata?.labels ?? {};
@@ -130,6 +163,9 @@ export function daemonPodFits(node, nodeSelector, tolerations) {
  * `<runtime>` selects the user's nodeSelector plus that label. A node not labelled yet is judged by the
  * label the labeler will give it.
  * Returns { runtime } (selected), { skip: reason } (reported, not waited for), or undefined (not ours).
+ * @param {V1Node} node
+ * @param {{ prefix: string; runtimes: string[]; nodeSelector?: Record<string, string>; tolerations?: V1Toleration[] }} selection
+ * @returns {InstallerVerdict | undefined}
  */
 export function installerFor(node, { prefix, runtimes, nodeSelector, tolerations }) {
   if (!daemonPodFits(node, nodeSelector, tolerations)) return undefined;
@@ -145,6 +181,7 @@ export function installerFor(node, { prefix, runtimes, nodeSelector, tolerations
  * The agent's one-line reason from a failed installer container: the termination message (with
  * terminationMessagePolicy FallbackToLogsOnError the kubelet keeps the log's tail, up to 80 lines / 2 KiB,
  * when the container failed) ends with the agent's `kata-deploy: <reason>` line.
+ * @param {V1ContainerStateTerminated} terminated
  */
 export function failureReason(terminated) {
   const lines = (terminated.message ?? "").split("\n").map((line) => line.trim()).filter(Boolean);
@@ -155,6 +192,8 @@ export function failureReason(terminated) {
 /**
  * How often the container has failed (non-zero exit) and the last failure, from a pod's container status:
  * restartCount counts earlier terminations, state.terminated the current one.
+ * @param {V1ContainerStatus | undefined} status
+ * @returns {{ failures: number; latest?: V1ContainerStateTerminated }}
  */
 export function containerFailures(status) {
   if (status === undefined) return { failures: 0 };

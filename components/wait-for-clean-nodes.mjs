@@ -34,14 +34,18 @@ const ignored = new Set(commaList(env.KATA_DEPLOY_IGNORE_NODES));
  * was deployed) and that no installer touched: nothing will ever clean it, and nothing needs to. Its label
  * is reported, not waited for.
  */
+/** @param {Record<string, string>} labels */
 function neverInstalled(labels) {
   if (installedRuntimes.length === 0 || labelKeys[0] in labels) return false;
   return !installedRuntimes.includes(labels[labelKeys[1]]);
 }
+/** @type {Map<string, string>} node name -> its container-runtime label */
 const untouched = new Map();
 
 /** Nodes that still carry one of the labels, as "name (key=value, ...)" keyed by node name. */
+/** @param {k8s.CoreV1Api} api @returns {Promise<Map<string, string>>} */
 async function labelledNodes(api) {
+  /** @type {Map<string, string>} */
   const found = new Map();
   untouched.clear();
   // One query per key: a label selector ANDs its requirements, and we want either label.
@@ -63,7 +67,9 @@ async function labelledNodes(api) {
 async function main() {
   const api = loadKubeConfig(env).makeApiClient(k8s.CoreV1Api);
   let lastReport = "";
+  /** @type {Map<string, string>} */
   let remaining = new Map();
+  /** @type {import("./kube-wait.mjs").PollState} */
   const state = {};
   if (ignored.size > 0) console.log(`kata-deploy: not waiting for node(s): ${[...ignored].join(", ")}`);
   const clean = await pollUntil({

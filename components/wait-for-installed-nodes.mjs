@@ -47,17 +47,29 @@ const { kataRuntime } = labelKeysFor(prefix);
 const namespace = env.KATA_DEPLOY_NAMESPACE || "kata-deploy";
 const runtimes = commaList(env.KATA_DEPLOY_RUNTIMES);
 if (runtimes.length === 0) badSetting("KATA_DEPLOY_RUNTIMES is empty; the component always sets the runtimes that have an installer");
+/** @param {unknown} value @returns {value is Record<string, string>} */
 const isStringMap = (value) => typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === "string");
 const nodeSelector = jsonSetting(env, "KATA_DEPLOY_NODE_SELECTOR", {}, isStringMap, "a JSON object of label key to value");
+/** @type {k8s.V1Toleration[]} */
 const tolerations = jsonSetting(env, "KATA_DEPLOY_TOLERATIONS", [{ operator: "Exists" }], Array.isArray, "a JSON array of tolerations");
 const timeoutSeconds = positiveNumber(env, "KATA_DEPLOY_TIMEOUT_SECONDS", 1200);
 const pollSeconds = positiveNumber(env, "KATA_DEPLOY_POLL_SECONDS", 5);
 const attempts = positiveNumber(env, "KATA_DEPLOY_INSTALL_ATTEMPTS", 2);
 
-/** One look at the cluster: which selected nodes are installed, pending or failed, and which are skipped. */
+/**
+ * @typedef {{ installed: string[]; pending: string[]; failed: string[]; skipped: string[] }} Survey
+ *   node names (failed and skipped: "name: reason")
+ */
+
+/**
+ * One look at the cluster: which selected nodes are installed, pending or failed, and which are skipped.
+ * @param {k8s.CoreV1Api} core
+ * @returns {Promise<Survey>}
+ */
 async function survey(core) {
   const nodes = (await core.listNode()).items ?? [];
   const pods = (await core.listNamespacedPod({ namespace, labelSelector: "app.kubernetes.io/name=kata-deploy" })).items ?? [];
+  /** @type {Survey} */
   const result = { installed: [], pending: [], failed: [], skipped: [] };
   for (const node of nodes) {
     const name = node.metadata?.name ?? "?";
@@ -85,7 +97,9 @@ async function survey(core) {
 
 async function main() {
   const core = loadKubeConfig(env).makeApiClient(k8s.CoreV1Api);
+  /** @type {import("./kube-wait.mjs").PollState} */
   const state = {};
+  /** @type {Survey | undefined} */
   let last;
   let lastReport = "";
   let reportedSkips = false;
@@ -107,6 +121,11 @@ async function main() {
       return undefined;
     },
   });
+  // No survey ever succeeded: the outcome can only be the deadline (a check returns a verdict only after one).
+  if (last === undefined) {
+    console.error(`kata-deploy: timed out after ${timeoutSeconds}s: the Kubernetes API could not be queried (${errorMessage(state.lastError)}); check KATA_DEPLOY_KUBECONFIG / the kubeconfig given to the component`);
+    return 1;
+  }
   if (outcome === "installed") {
     console.log(`kata-deploy: Kata is installed on every selected node (${last.installed.length}): ${last.installed.join(", ") || "none"}`);
     return 0;
@@ -114,10 +133,6 @@ async function main() {
   const pods = `kubectl -n ${namespace} get pods -l app.kubernetes.io/name=kata-deploy -o wide`;
   if (outcome === "failed") {
     console.error(`kata-deploy: the Kata install failed on ${last.failed.length} node(s): ${last.failed.join("; ")}. Fix the cause and run pulumi up again (pods: ${pods})`);
-    return 1;
-  }
-  if (last === undefined) {
-    console.error(`kata-deploy: timed out after ${timeoutSeconds}s: the Kubernetes API could not be queried (${errorMessage(state.lastError)}); check KATA_DEPLOY_KUBECONFIG / the kubeconfig given to the component`);
     return 1;
   }
   console.error(

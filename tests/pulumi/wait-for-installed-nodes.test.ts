@@ -5,6 +5,7 @@
 // node yet; fail naming a failed node and the agent's reason; time out naming the nodes not ready.
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
+import * as path from "node:path";
 import { INSTALL_WAIT_SCRIPT } from "../../components/kataDeployment";
 import { runtimeFromVersion as agentRuntimeFromVersion } from "../../images/kata-deploy/agent/src/kube-labels";
 import { KubeStandin, type KubeObject } from "../support/kube-standin";
@@ -176,7 +177,9 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
   });
 
   it("maps runtime versions exactly as the agent's labeler does", async () => {
-    const { runtimeFromVersion } = (await import("../../components/kube-wait.mjs")) as { runtimeFromVersion: (v: string | undefined) => string | undefined };
+    // A path, not a module name: the main type-check has no allowJs (ts-node would then compile .mjs files).
+    const kubeWait = path.join(path.dirname(INSTALL_WAIT_SCRIPT), "kube-wait.mjs");
+    const { runtimeFromVersion } = (await import(kubeWait)) as { runtimeFromVersion: (v: string | undefined) => string | undefined };
     for (const version of ["containerd://1.7.24", "containerd://2.0.0-k3s1", "cri-o://1.29.1", "docker://24.0.7", "cri-dockerd://0.3", "", undefined, "CONTAINERD://1.7", "containerd:/x"]) {
       assert.equal(runtimeFromVersion(version), agentRuntimeFromVersion(version), String(version));
     }
