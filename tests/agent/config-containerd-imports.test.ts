@@ -109,7 +109,7 @@ describe("containerd imports, read as containerd reads them", function () {
     });
   });
 
-  describe("read back by real containerd", function () {
+  describe("read back by real containerd @integration", function () {
     this.timeout(300_000);
     let dir: string;
     beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "kata-containerd-imports-"))));

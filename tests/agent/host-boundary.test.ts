@@ -296,7 +296,7 @@ describe("agent host boundary: config file metadata", function () {
   this.timeout(120_000);
   after(removeTempDirs);
 
-  it("keeps a config's extended attributes through install and uninstall (user.* here; SELinux labels go the same way)", function () {
+  it("keeps a config's extended attributes through install and uninstall (user.* here; SELinux labels go the same way) @integration", function () {
     requireTool(this, "python3 (to set xattrs)", commandWorks(python));
     const root = makeHost({ "/etc/containerd/config.toml": CONTAINERD_V2 });
     const config = path.join(root, "etc/containerd/config.toml");
@@ -351,7 +351,7 @@ describe("agent host boundary: what can fail late is checked before anything is 
     }
   });
 
-  it("a bind-mounted single config file (rename over it: EBUSY): refused up front; no /opt/kata", function () {
+  it("a bind-mounted single config file (rename over it: EBUSY): refused up front; no /opt/kata @integration", function () {
     const root = makeHost({ "/etc/containerd/config.toml": CONTAINERD_V2 });
     const source = path.join(tempDir("bind-source"), "config.toml");
     fs.writeFileSync(source, CONTAINERD_V2);
@@ -391,7 +391,7 @@ describe("agent host boundary: what can fail late is checked before anything is 
     assert.deepEqual(snapshot(root), before);
   });
 
-  it("ENOSPC while writing a config names the file, and the failed install leaves no /opt/kata", function () {
+  it("ENOSPC while writing a config names the file, and the failed install leaves no /opt/kata @integration", function () {
     const root = makeHost({ "/etc/containerd/config.toml": CONTAINERD_V2 });
     const dir = path.join(root, "etc/containerd");
     rootOnly(this, "mount -t tmpfs", () => execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]));

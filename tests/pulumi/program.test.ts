@@ -54,7 +54,11 @@ describe("the kata-deploy program (index.ts)", () => {
     const validated = validateStackConfig("dev", project, loadStack(fs.readFileSync(path.join(REPO, "Pulumi.dev.yaml"), "utf8"), project));
     assert.ok("config" in validated, "error" in validated ? validated.error : "");
     const { values, secretKeys } = programConfig(validated.config);
-    setStackConfig(values, secretKeys);
+    // The dev stack builds the image, which needs the release asset's digest: the README's "The two commands"
+    // has the user set it (`pulumi config set -s dev kata-deploy:kataSha256 kata-go-static-4.1.0-amd64.tar.zst=...`);
+    // without it the component refuses at preview, naming the key (image-build.test.ts).
+    assert.match(fs.readFileSync(path.join(REPO, "README.md"), "utf8"), /pulumi config set -s dev kata-deploy:kataSha256 kata-go-static-4\.1\.0-amd64\.tar\.zst=/);
+    setStackConfig({ ...values, "kata-deploy:kataSha256": `kata-go-static-4.1.0-amd64.tar.zst=${"ab".repeat(32)}` }, secretKeys);
     const outputs = await runProgram(path.join(REPO, "index.ts"));
     const repository = devStack.config["kata-deploy:imageRepository"] as string;
     const tag = devStack.config["kata-deploy:imageTag"] as string;
