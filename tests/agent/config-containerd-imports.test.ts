@@ -11,14 +11,8 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  containerdLayout,
-  dumpProblem,
-  goGlob,
-  planContainerdInstall,
-  runtimesInDump,
-  type ContainerdLayout,
-} from "../../images/kata-deploy/agent/src/config/containerd";
+import { dumpProblem, goGlob, planContainerdInstall, runtimesInDump } from "../../images/kata-deploy/agent/src/runtimes/containerd/config";
+import { containerdLayout, type ContainerdLayout } from "../../images/kata-deploy/agent/src/runtimes/containerd/layout";
 import { hasContainerd, hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { dumpInImage, dumpWithHostContainerd, parseDump, type ReadBack, type TomlTable } from "../support/runtime-readback";

@@ -6,15 +6,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseTomlRaw } from "smol-toml";
-import {
-  type ContainerdLayout,
-  type ContainerdOwned,
-  containerdLayout,
-  detectContainerdConfigVersion,
-  planContainerdInstall,
-  planContainerdUninstall,
-} from "../../images/kata-deploy/agent/src/config/containerd";
-import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/agent/src/config/types";
+import { type ContainerdOwned, planContainerdInstall, planContainerdUninstall } from "../../images/kata-deploy/agent/src/runtimes/containerd/config";
+import { type ContainerdLayout, containerdLayout, detectContainerdConfigVersion } from "../../images/kata-deploy/agent/src/runtimes/containerd/layout";
+import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/agent/src/runtimes/types";
 import { hasContainerd, hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { type ReadBack, type TomlTable, dumpInImage, dumpWithHostContainerd, parseDump } from "../support/runtime-readback";
@@ -106,7 +100,7 @@ const isEmptyTable = (value: unknown): boolean => typeof value === "object" && v
 const isZeroValued = (value: unknown): boolean =>
   typeof value === "object" && value !== null && Object.values(value).every((v) => v === "" || v === 0 || v === false);
 
-describe("config/containerd planner", () => {
+describe("runtimes/containerd/config planner", () => {
   const layout = containerdLayout("containerd");
 
   describe("detects the config version", () => {

@@ -2,8 +2,8 @@
 // TOML against the keys CRI-O documents for VM runtimes (crio.conf(5)).
 import { strict as assert } from "node:assert";
 import { parse as parseToml } from "smol-toml";
-import { CRIO_DROP_IN, planCrioInstall, planCrioUninstall } from "../../images/kata-deploy/agent/src/config/crio";
-import { ConfigError } from "../../images/kata-deploy/agent/src/config/types";
+import { CRIO_DROP_IN, planCrioInstall, planCrioUninstall } from "../../images/kata-deploy/agent/src/runtimes/crio/config";
+import { ConfigError } from "../../images/kata-deploy/agent/src/runtimes/types";
 import { CLH, FakeHost, FC, QEMU, REQUEST } from "./config-fixtures";
 
 describe("config/crio planner", () => {

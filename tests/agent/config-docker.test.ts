@@ -11,8 +11,8 @@ import {
   dockerRuntimeFormFor,
   planDockerInstall,
   planDockerUninstall,
-} from "../../images/kata-deploy/agent/src/config/docker";
-import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/agent/src/config/types";
+} from "../../images/kata-deploy/agent/src/runtimes/docker/config";
+import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/agent/src/runtimes/types";
 import { hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { type ReadBack, validateDockerInImage } from "../support/runtime-readback";

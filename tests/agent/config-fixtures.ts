@@ -2,7 +2,7 @@
 // in-memory host file system that applies FileEdits.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { FileEdit, KataConfigRequest, KataRuntime } from "../../images/kata-deploy/agent/src/config/types";
+import type { FileEdit, KataConfigRequest, KataRuntime } from "../../images/kata-deploy/agent/src/runtimes/types";
 
 export const FIXTURES = path.join(__dirname, "..", "fixtures", "config");
 

@@ -10,7 +10,7 @@ import {
   DaemonSetManifest,
 } from "../../components/manifests";
 import { ManifestOptions } from "../../components/settings";
-import { isRollout } from "../../images/kata-deploy/agent/src/kube-labels";
+import { isRollout } from "../../images/kata-deploy/agent/src/kube/labels";
 import { normalizeSettings } from "../../components/validation";
 import { assertValidManifests, schemaProblems } from "../support/k8s-schema";
 

@@ -23,8 +23,8 @@ import { DOCKER_QUICK_START_SHIMS, DOCKER_SHIMS, dockerJobArgs } from "../../com
 import { buildAllManifests, DaemonSetManifest } from "../../components/manifests";
 import { KNOWN_SHIMS } from "../../components/settings";
 import { KataSettingsInput, normalizeSettings } from "../../components/validation";
-import type { ContainerdFlavor as AgentContainerdFlavor } from "../../images/kata-deploy/agent/src/config/containerd";
-import { RUNTIMES as AGENT_STATE_RUNTIMES } from "../../images/kata-deploy/agent/src/state";
+import type { ContainerdFlavor as AgentContainerdFlavor } from "../../images/kata-deploy/agent/src/runtimes/containerd/layout";
+import { RUNTIMES as AGENT_STATE_RUNTIMES } from "../../images/kata-deploy/agent/src/lifecycle/state";
 import { AGENT_BUNDLE, artifacts, isolatedEnv, makeHost, removeTempDirs, runAgent, tempDir } from "../agent/agent-harness";
 
 // Compile-time half of the guard: the agent's own types accept every contract value.

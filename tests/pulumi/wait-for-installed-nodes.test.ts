@@ -7,7 +7,7 @@ import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { INSTALL_WAIT_SCRIPT } from "../../components/kataDeployment";
-import { runtimeFromVersion as agentRuntimeFromVersion } from "../../images/kata-deploy/agent/src/kube-labels";
+import { runtimeFromVersion as agentRuntimeFromVersion } from "../../images/kata-deploy/agent/src/kube/labels";
 import { KubeStandin, type KubeObject } from "../support/kube-standin";
 
 const P = "kata-containers.io";

@@ -33,7 +33,7 @@ const common = {
 };
 
 /**
- * The Kubernetes client module (src/kube.ts and its dependencies) as CommonJS source text. The agent's
+ * The Kubernetes client module (src/kube/client.ts and its dependencies) as CommonJS source text. The agent's
  * own modules it imports (./errors, ...) stay outside the chunk: it gets the main bundle's instances,
  * so `instanceof UserError` and the like hold across the two.
  * @returns {Promise<{ text: string; shared: string[] }>}
@@ -43,7 +43,7 @@ async function buildKubeChunk() {
   const shared = new Set();
   const result = await build({
     ...common,
-    entryPoints: [path.join(here, "src/kube.ts")],
+    entryPoints: [path.join(here, "src/kube/client.ts")],
     write: false,
     outfile: "kube.cjs",
     plugins: [
@@ -65,7 +65,7 @@ async function buildKubeChunk() {
 }
 
 /**
- * Resolves cli.ts's `import("./kube.js")` to a module that compiles the embedded chunk on first use.
+ * Resolves cli.ts's `import("./kube/client.js")` to a module that compiles the embedded chunk on first use.
  * @param {{ text: string; shared: string[] }} chunk
  * @returns {import("esbuild").Plugin}
  */
@@ -75,12 +75,13 @@ function embeddedKubeChunk(chunk) {
   return {
     name: "embedded-kube-chunk",
     setup(pluginBuild) {
-      pluginBuild.onResolve({ filter: /^\.\/kube\.js$/ }, (args) =>
+      pluginBuild.onResolve({ filter: /^\.\/kube\/client\.js$/ }, (args) =>
         args.importer === path.join(here, "src/cli.ts") ? { path: "kube-chunk", namespace: "embedded" } : undefined,
       );
       pluginBuild.onLoad({ filter: /^kube-chunk$/, namespace: "embedded" }, () => ({
         loader: "js",
-        resolveDir: path.join(here, "src"),
+        // The chunk's own relative imports are written relative to its file.
+        resolveDir: path.join(here, "src/kube"),
         contents: [
           `const shared = { ${shared} };`,
           `const chunk = require("node:vm").runInThisContext(${JSON.stringify(wrapped)}, { filename: __filename + " (kubernetes client)" });`,

@@ -15,20 +15,20 @@ import {
   RESTART_MODES,
   labelKeys as contractLabelKeys,
 } from "../../../../components/contract";
-import type { ContainerdConfigVersion, ContainerdFlavor } from "./config/containerd";
-import type { DockerRuntimeForm } from "./config/docker";
-import { install, status, uninstall, type Target } from "./agent";
-import { dockerEngine, findDockerSocket } from "./docker-engine";
-import { UserError, oneLineReason } from "./errors";
-import { checkShimsCarried } from "./payload";
-import { HostCommands } from "./host";
-import { HostRoot } from "./hostfs";
-import type { KubeClient } from "./kube";
-import { isRollout, runtimeFromVersion } from "./kube-labels";
-import * as log from "./log";
-import { buildRequest, parseSnapshotterMapping } from "./request";
+import type { ContainerdConfigVersion, ContainerdFlavor } from "./runtimes/containerd/layout";
+import type { DockerRuntimeForm } from "./runtimes/docker/config";
+import { install, status, uninstall, type Target } from "./lifecycle/operations";
+import { dockerEngine, findDockerSocket } from "./runtimes/docker/engine-api";
+import { UserError, oneLineReason } from "./report/errors";
+import { checkShimsCarried } from "./lifecycle/payload";
+import { HostCommands } from "./host/commands";
+import { HostRoot } from "./host/files";
+import type { KubeClient } from "./kube/client";
+import { isRollout, runtimeFromVersion } from "./kube/labels";
+import * as log from "./report/log";
+import { buildRequest, parseSnapshotterMapping } from "./lifecycle/request";
 import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
-import { RUNTIMES, loadState, type Runtime } from "./state";
+import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
 const USAGE = `usage:
   kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
@@ -87,7 +87,7 @@ function restartOf(values: Options, fallback: "none" | "systemd" = "none"): "non
 async function kubeOf(values: Options): Promise<{ client: KubeClient; node: string } | undefined> {
   if (!process.env.KUBECONFIG && !process.env.KUBERNETES_SERVICE_HOST) return undefined;
   // Loaded only when needed: the client (and its HTTP stack) is the bulk of the bundle's start-up time.
-  const { kubeClientFromEnv } = await import("./kube.js");
+  const { kubeClientFromEnv } = await import("./kube/client.js");
   const client = kubeClientFromEnv();
   if (client === undefined) return undefined;
   const node = values.node ?? process.env[AGENT_ENV.nodeName];

@@ -3,9 +3,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 // The image build's own list of runtime-rs shims (upstream's RUST_SHIMS): one list for image and agent.
-import { isRustShim } from "../../release/assets.mjs";
-import type { KataConfigRequest, KataRuntime } from "./config/types";
-import { UserError } from "./errors";
+import { isRustShim } from "../../../release/assets.mjs";
+import type { KataConfigRequest, KataRuntime } from "../runtimes/types";
+import { UserError } from "../report/errors";
 
 const KATA_DEFAULTS = "share/defaults/kata-containers";
 

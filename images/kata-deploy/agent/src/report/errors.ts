@@ -36,3 +36,18 @@ export function oneLineReason(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * A user-fixable problem with an existing config (bad TOML/JSON, duplicate table, a table we would add
+ * already defined by someone else, an inline table we cannot extend, ...). The message names the
+ * problem and the fix; the caller prefixes the file path. Nothing has been written when it is thrown.
+ */
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    /** Host-absolute path of the offending file, when the planner knows it. */
+    readonly file?: string,
+  ) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}

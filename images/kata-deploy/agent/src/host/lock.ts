@@ -14,8 +14,8 @@
 // once it holds the lock, that the path still names the inode it locked; acquireHostLock does.)
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import * as fs from "node:fs";
-import { UserError, errnoCode } from "./errors";
-import * as log from "./log";
+import { UserError, errnoCode } from "../report/errors";
+import * as log from "../report/log";
 
 const HOLD_SCRIPT = [
   'exec 9<"$1" || exit 3',

@@ -8,14 +8,14 @@
 //            the prefix directories we created, in one rename (only when no runtime is configured any more).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ConfigError, type FileEdit, type KataConfigRequest } from "./config/types";
-import { RuntimeRestartError, UserError } from "./errors";
+import { ConfigError, type FileEdit, type KataConfigRequest } from "../runtimes/types";
+import { RuntimeRestartError, UserError } from "../report/errors";
 import { checkArtifacts, installArtifacts, removeArtifacts } from "./artifacts";
-import { assertWritable, readHostFile, sha256, type HostFile, type HostRoot } from "./hostfs";
-import type { HostCommands } from "./host";
-import { acquireHostLock } from "./lock";
-import * as log from "./log";
-import type { RuntimeAdapter } from "./runtimes";
+import { assertWritable, readHostFile, sha256, type HostFile, type HostRoot } from "../host/files";
+import type { HostCommands } from "../host/commands";
+import { acquireHostLock } from "../host/lock";
+import * as log from "../report/log";
+import type { RuntimeAdapter } from "../runtimes";
 import {
   createPrefix,
   emptyState,

@@ -1,8 +1,8 @@
 // Pure planner for CRI-O: one drop-in we own entirely (CRI-O applies crio.conf.d/*.conf|*.toml in
 // lexical order after crio.conf, later files winning per key), so nothing of anyone else's is edited.
-import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "./owned-file";
-import { formatKeyPath, parseToml, renderKeyValues } from "./toml-document";
-import { ConfigError, type FileEdit, type KataConfigRequest } from "./types";
+import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "../../formats/owned-file";
+import { formatKeyPath, parseToml, renderKeyValues } from "../../formats/toml-document";
+import { ConfigError, type FileEdit, type KataConfigRequest } from "../types";
 
 export const CRIO_DROP_IN = "/etc/crio/crio.conf.d/99-kata-deploy.toml";
 

@@ -4,9 +4,9 @@
 // forward first, so a kill at any instant converges to the uninterrupted result.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { errnoCode } from "./errors";
-import { atomicWrite, makeDirs, removeDirIfEmpty, removeFile, sha256, tempPathFor, type HostRoot } from "./hostfs";
-import * as log from "./log";
+import { errnoCode } from "../report/errors";
+import { atomicWrite, makeDirs, removeDirIfEmpty, removeFile, sha256, tempPathFor, type HostRoot } from "../host/files";
+import * as log from "../report/log";
 import { saveState, type AgentState, type PendingWrite, type Runtime, type RuntimeRecord, type Transaction } from "./state";
 
 /** A planned write with its old bytes kept in memory (for undo), journalled as a PendingWrite. */

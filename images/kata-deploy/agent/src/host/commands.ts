@@ -12,9 +12,9 @@
 //   KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS  how long a restarted runtime has to come back (default 60).
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
-import { UserError } from "./errors";
-import type { HostRoot } from "./hostfs";
-import * as log from "./log";
+import { UserError } from "../report/errors";
+import type { HostRoot } from "./files";
+import * as log from "../report/log";
 
 export interface CommandResult {
   /** The program was not found (here, or on the host through nsenter). */
@@ -149,19 +149,4 @@ export class HostCommands {
 
 export function lastLine(text: string): string {
   return text.trim().split("\n").filter((line) => line.trim() !== "").slice(-1)[0]?.trim() ?? "";
-}
-
-/**
- * Reads `ctr plugins ls`: undefined when the CRI plugin(s) report `ok`, else what is wrong.
- * containerd 1.x lists `io.containerd.grpc.v1 cri`; 2.x also `io.containerd.cri.v1 runtime|images`.
- */
-export function criPluginProblem(pluginList: string): string | undefined {
-  const rows = pluginList
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/))
-    .filter((cols) => cols.length >= 3 && (cols[0] === "io.containerd.cri.v1" || (cols[0] === "io.containerd.grpc.v1" && cols[1] === "cri")));
-  if (rows.length === 0) return "the CRI plugin is not listed by `ctr plugins ls`";
-  const broken = rows.filter((cols) => cols[cols.length - 1] !== "ok");
-  if (broken.length > 0) return `CRI plugin ${broken.map((cols) => `${cols[0]} ${cols[1]}: ${cols[cols.length - 1]}`).join(", ")}`;
-  return undefined;
 }

@@ -3,7 +3,7 @@
 // shim the image does not carry is refused before anything on the host is touched.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { UserError } from "./errors";
+import { UserError } from "../report/errors";
 import type { ShimLayout } from "./request";
 
 export const PAYLOAD_FILE = "kata-deploy-payload.json";

@@ -37,94 +37,10 @@ import {
   tablePath,
   toPlain,
   valueAt,
-} from "./toml-document";
-import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "./owned-file";
-import { ConfigError, type FileEdit, type KataConfigRequest } from "./types";
-
-export type ContainerdFlavor = "containerd" | "k3s" | "rke2";
-export type ContainerdConfigVersion = 1 | 2 | 3 | 4;
-
-export interface ContainerdLayout {
-  flavor: ContainerdFlavor;
-  /** Host path of the file we edit (k3s/rke2: the config template, which they render into config.toml on start). */
-  mainConfig: string;
-  dropInDir: string;
-  /** Host path of our owned drop-in (plain containerd, config v3+). Template flavours keep everything in the template. */
-  dropIn: string;
-  /** Candidate systemd units, in order of preference. */
-  systemdUnits: string[];
-  /**
-   * k3s/rke2: the config version the template renders. A template's TOML part has no `version` key
-   * (the base template writes it), so it cannot be detected from the template itself.
-   */
-  templateVersion?: ContainerdConfigVersion;
-  /** k3s/rke2: the file the distribution renders from the template; read its `version` to pick the hint. */
-  renderedConfig?: string;
-}
-
-/** What the CRI runtimes table is called in each config version. */
-export function criRuntimePlugin(version: ContainerdConfigVersion): string {
-  if (version === 1) return "cri";
-  if (version === 2) return "io.containerd.grpc.v1.cri";
-  return "io.containerd.cri.v1.runtime";
-}
-
-export const runtimesTablePath = (version: ContainerdConfigVersion): string[] => [
-  "plugins",
-  criRuntimePlugin(version),
-  "containerd",
-  "runtimes",
-];
-
-const DROP_IN_NAME = "99-kata-deploy.toml";
-/** First line(s) of a k3s/rke2 template that extends the distribution's generated config. */
-export const BASE_TEMPLATE_HEADER = '{{ template "base" . }}';
-
-export function containerdLayout(flavor: ContainerdFlavor, configVersionHint?: ContainerdConfigVersion): ContainerdLayout {
-  if (flavor === "containerd") {
-    return {
-      flavor,
-      mainConfig: "/etc/containerd/config.toml",
-      dropInDir: "/etc/containerd/conf.d",
-      dropIn: `/etc/containerd/conf.d/${DROP_IN_NAME}`,
-      systemdUnits: ["containerd"],
-    };
-  }
-  const dir = `/var/lib/rancher/${flavor}/agent/etc/containerd`;
-  const version = configVersionHint ?? 2;
-  // k3s/rke2 read config-v3.toml.tmpl when they run containerd 2.x, config.toml.tmpl before.
-  const v3 = version >= 3;
-  const dropInDir = `${dir}/${v3 ? "config-v3.toml.d" : "config.toml.d"}`;
-  return {
-    flavor,
-    mainConfig: `${dir}/${v3 ? "config-v3.toml.tmpl" : "config.toml.tmpl"}`,
-    dropInDir,
-    dropIn: `${dropInDir}/${DROP_IN_NAME}`,
-    systemdUnits: flavor === "k3s" ? ["k3s", "k3s-agent"] : ["rke2-server", "rke2-agent"],
-    templateVersion: version,
-    renderedConfig: `${dir}/config.toml`,
-  };
-}
-
-/**
- * The config version of a containerd config: its root `version` key, 1 when absent (containerd's
- * rule). A missing file (`text === undefined`) reads as 2, what kata-deploy writes by default.
- */
-export function detectContainerdConfigVersion(text: string | undefined, file?: string): ContainerdConfigVersion {
-  if (text === undefined) return 2;
-  return versionOf(parseToml(text, file), file) ?? 1;
-}
-
-function versionOf(doc: TomlDocument, file: string | undefined): ContainerdConfigVersion | undefined {
-  const version = doc.value.version;
-  if (version === undefined) return undefined;
-  if (version === 1 || version === 2 || version === 3 || version === 4) return version;
-  const line = rootKeyValue(doc, "version")?.loc.start.line;
-  throw new ConfigError(
-    `line ${line ?? "?"}: \`version = ${JSON.stringify(version)}\` is not a containerd config version (1, 2, 3 or 4); fix it and run again`,
-    file,
-  );
-}
+} from "../../formats/toml-document";
+import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "../../formats/owned-file";
+import { ConfigError, type FileEdit, type KataConfigRequest } from "../types";
+import { BASE_TEMPLATE_HEADER, runtimesTablePath, versionOf, type ContainerdConfigVersion, type ContainerdFlavor, type ContainerdLayout } from "./layout";
 
 /** A JSON-serialisable record of exactly what we added. */
 export interface ContainerdOwned {

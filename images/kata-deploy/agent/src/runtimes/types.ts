@@ -1,6 +1,10 @@
 // The contract between the pure config planners (config/*.ts: text in, text out, no I/O) and the
 // agent's side-effecting edge (reading files, state, atomic writes, restarts).
 
+/** The container runtimes the agent configures (one record each in the state, one folder each here). */
+export const RUNTIMES = ["containerd", "crio", "docker"] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
 /** One Kata runtime handler to configure, with host-absolute paths. */
 export interface KataRuntime {
   /** Runtime / handler / RuntimeClass name, e.g. "kata-qemu". */
@@ -36,18 +40,4 @@ export interface FileEdit {
   after: string | undefined;
 }
 
-/**
- * A user-fixable problem with an existing config (bad TOML/JSON, duplicate table, a table we would add
- * already defined by someone else, an inline table we cannot extend, ...). The message names the
- * problem and the fix; the caller prefixes the file path. Nothing has been written when it is thrown.
- */
-export class ConfigError extends Error {
-  constructor(
-    message: string,
-    /** Host-absolute path of the offending file, when the planner knows it. */
-    readonly file?: string,
-  ) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError } from "../report/errors";

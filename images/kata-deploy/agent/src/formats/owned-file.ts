@@ -1,5 +1,5 @@
 // Files the planners own whole (the containerd v3+ drop-in, the CRI-O drop-in).
-import { ConfigError } from "./types";
+import { ConfigError } from "../report/errors";
 
 /** First line of every file we own whole; how one left by an earlier run whose state was lost is recognised. */
 export const OWNED_FILE_MARKER = "# Written by kata-deploy";

@@ -4,8 +4,8 @@
 // reload, to check that the daemon lists the Kata runtimes (GET /info → Runtimes). Read-only calls.
 import * as fs from "node:fs";
 import * as http from "node:http";
-import { errnoCode } from "./errors";
-import type { HostRoot } from "./hostfs";
+import { errnoCode } from "../../report/errors";
+import type { HostRoot } from "../../host/files";
 
 const DEFAULT_SOCKET = "/var/run/docker.sock";
 const REQUEST_TIMEOUT_MS = 10_000;

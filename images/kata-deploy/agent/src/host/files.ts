@@ -6,8 +6,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
-import { UserError, errnoCode } from "./errors";
-import * as log from "./log";
+import { UserError, errnoCode } from "../report/errors";
+import * as log from "../report/log";
 
 /** Linux gives up after 40 links (ELOOP); so do we. */
 const MAX_SYMLINK_HOPS = 40;

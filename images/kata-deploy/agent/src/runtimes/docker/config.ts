@@ -8,7 +8,7 @@
 import * as path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { type Node as JsonNode, type ParseError, parse as parseJsonValue, parseTree, printParseErrorCode } from "jsonc-parser";
-import { ConfigError, type FileEdit, type KataConfigRequest, type KataRuntime } from "./types";
+import { ConfigError, type FileEdit, type KataConfigRequest, type KataRuntime } from "../types";
 
 export type DockerRuntimeForm = "shim-v2" | "runc";
 export const DOCKER_DAEMON_JSON = "/etc/docker/daemon.json";

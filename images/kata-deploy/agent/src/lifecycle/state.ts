@@ -5,12 +5,12 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { UserError, errnoCode } from "./errors";
-import { atomicWrite, fsyncDir, isMountPoint, removeDirIfEmpty, removeFile, removeTree, tempPathFor, testPoint, type HostRoot } from "./hostfs";
-import * as log from "./log";
+import { UserError, errnoCode } from "../report/errors";
+import { atomicWrite, fsyncDir, isMountPoint, removeDirIfEmpty, removeFile, removeTree, tempPathFor, testPoint, type HostRoot } from "../host/files";
+import * as log from "../report/log";
 
-export const RUNTIMES = ["containerd", "crio", "docker"] as const;
-export type Runtime = (typeof RUNTIMES)[number];
+export { RUNTIMES, type Runtime } from "../runtimes/types";
+import type { Runtime } from "../runtimes/types";
 
 export const STATE_DIR_NAME = ".kata-deploy";
 const STATE_FILE_NAME = "state.json";

@@ -17,9 +17,9 @@ import * as fsp from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { errnoCode, UserError } from "./errors";
-import { TEMP_SUFFIX, fsyncDir, removeDirIfEmpty, tempPathFor } from "./hostfs";
-import * as log from "./log";
+import { errnoCode, UserError } from "../report/errors";
+import { TEMP_SUFFIX, fsyncDir, removeDirIfEmpty, tempPathFor } from "../host/files";
+import * as log from "../report/log";
 import type { ArtifactsState, InstalledFile } from "./state";
 
 const COPY_CONCURRENCY = 8;

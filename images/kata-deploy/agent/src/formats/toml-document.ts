@@ -11,7 +11,7 @@
 // reads badly and cannot be removed exactly; see docs/config-shapes.md.
 import { parseDocument } from "@decimalturn/toml-patch";
 import { parse as parseTomlValue, stringify as stringifyToml, TomlError } from "smol-toml";
-import { ConfigError } from "./types";
+import { ConfigError } from "../report/errors";
 
 export type TomlPath = readonly string[];
 export type TomlTable = Record<string, unknown>;

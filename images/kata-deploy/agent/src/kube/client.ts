@@ -3,7 +3,7 @@
 // set, else none (no Kubernetes calls at all). Nothing here logs a token or a kubeconfig.
 import * as fs from "node:fs";
 import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1DaemonSet, type V1Node } from "@kubernetes/client-node";
-import { UserError, errnoCode } from "./errors";
+import { UserError, errnoCode } from "../report/errors";
 
 export interface KubeClient {
   getNode(name: string): Promise<V1Node>;
