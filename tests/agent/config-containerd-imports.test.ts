@@ -17,6 +17,8 @@ import { hasContainerd, hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { dumpInImage, dumpWithHostContainerd, parseDump, type ReadBack, type TomlTable } from "../support/runtime-readback";
 import { FakeHost, QEMU, REQUEST } from "./config-fixtures";
+import { ConfigError } from "../../images/kata-deploy/agent/src/report/errors";
+import { formatConfigProblem } from "../../images/kata-deploy/agent/src/report/format";
 
 const layout = containerdLayout("containerd");
 const MAIN = layout.mainConfig;
@@ -90,10 +92,10 @@ describe("containerd imports, read as containerd reads them", function () {
       it(`imports = ["${entry}"] with a CRI section: refused, naming the imported file (runtimes added to the main file would not take effect)`, function () {
         assert.throws(
           () => plan({ [MAIN]: V2_IMPORTING(entry), "/etc/containerd/cri.toml": V2_CRI_IMPORT }),
-          (error: Error) =>
-            error.name === "ConfigError" &&
-            (error as { file?: string }).file === "/etc/containerd/cri.toml" &&
-            /^line 3: defines \[plugins\."io\.containerd\.grpc\.v1\.cri"\], which replaces the whole CRI section of \/etc\/containerd\/config\.toml in containerd 1\.x/.test(error.message),
+          (error: unknown) =>
+            error instanceof ConfigError &&
+            error.file === "/etc/containerd/cri.toml" &&
+            /^line 3: defines \[plugins\."io\.containerd\.grpc\.v1\.cri"\], which replaces the whole CRI section of \/etc\/containerd\/config\.toml in containerd 1\.x/.test(formatConfigProblem(error)),
         );
       });
     }

@@ -9,6 +9,7 @@ import { parse as parseTomlRaw } from "smol-toml";
 import { type ContainerdOwned, planContainerdInstall, planContainerdUninstall } from "../../images/kata-deploy/agent/src/runtimes/containerd/config";
 import { type ContainerdLayout, containerdLayout, detectContainerdConfigVersion } from "../../images/kata-deploy/agent/src/runtimes/containerd/layout";
 import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/agent/src/runtimes/types";
+import { formatConfigProblem } from "../../images/kata-deploy/agent/src/report/format";
 import { hasContainerd, hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { type ReadBack, type TomlTable, dumpInImage, dumpWithHostContainerd, parseDump } from "../support/runtime-readback";
@@ -306,7 +307,7 @@ describe("runtimes/containerd/config planner", () => {
       const initial = host.snapshot();
       assert.throws(
         () => planContainerdInstall({ layout, read: host.read, request: REQUEST }),
-        (error: unknown) => error instanceof ConfigError && error.file === layout.dropIn && /not written by kata-deploy.*move it elsewhere/.test(error.message),
+        (error: unknown) => error instanceof ConfigError && error.file === layout.dropIn && /not written by kata-deploy.*move it elsewhere/.test(formatConfigProblem(error)),
       );
       assert.deepEqual(host.snapshot(), initial);
     });
@@ -336,8 +337,8 @@ describe("runtimes/containerd/config planner", () => {
 
   describe("refuses bad input with a one-line message naming the problem", () => {
     const cases: [string, RegExp][] = [
-      ["malformed.toml", /^invalid TOML at line 2, column \d+: .*fix the file/],
-      ["duplicate-table.toml", /^invalid TOML at line 4, .*redefine/],
+      ["malformed.toml", /^line 2, column \d+: invalid TOML: .*fix the file/],
+      ["duplicate-table.toml", /^line 4, column \d+: invalid TOML: .*redefine/],
       ["runtime-already-defined.toml", /^line 2: runtime `kata-qemu` is already defined .*remove or rename it/],
       ["runtime-defined-by-dotted-key.toml", /^line 3: runtime `kata-qemu` is already defined/],
       ["inline-runtimes-table.toml", /^line 3: `plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes` is an inline table.*rewrite it as \[/],
@@ -356,7 +357,7 @@ describe("runtimes/containerd/config planner", () => {
         const host = new FakeHost({ [layout.mainConfig]: fixture("containerd-bad", name) });
         assert.throws(
           () => planContainerdInstall({ layout, read: host.read, request: REQUEST }),
-          (error: unknown) => error instanceof ConfigError && message.test(error.message) && !error.message.includes("\n") && error.file === layout.mainConfig,
+          (error: unknown) => error instanceof ConfigError && message.test(formatConfigProblem(error)) && !formatConfigProblem(error).includes("\n") && error.file === layout.mainConfig,
         );
       });
     }
@@ -415,7 +416,10 @@ describe("runtimes/containerd/config planner", () => {
     });
     it("refuses templates with Go template actions below the header", () => {
       const host = new FakeHost({ [k3s.mainConfig]: fixture("k3s", "bad-template-actions.toml.tmpl") });
-      assert.throws(() => planContainerdInstall({ layout: k3s, read: host.read, request: REQUEST }), /^ConfigError: line 2: Go template actions/);
+      assert.throws(
+        () => planContainerdInstall({ layout: k3s, read: host.read, request: REQUEST }),
+        (error: unknown) => error instanceof ConfigError && /^line 2: Go template actions/.test(formatConfigProblem(error)),
+      );
     });
   });
 

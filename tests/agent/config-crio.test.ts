@@ -4,6 +4,7 @@ import { strict as assert } from "node:assert";
 import { parse as parseToml } from "smol-toml";
 import { CRIO_DROP_IN, planCrioInstall, planCrioUninstall } from "../../images/kata-deploy/agent/src/runtimes/crio/config";
 import { ConfigError } from "../../images/kata-deploy/agent/src/runtimes/types";
+import { formatConfigProblem } from "../../images/kata-deploy/agent/src/report/format";
 import { CLH, FakeHost, FC, QEMU, REQUEST } from "./config-fixtures";
 
 describe("config/crio planner", () => {
@@ -57,7 +58,7 @@ describe("config/crio planner", () => {
     const host = new FakeHost({ [CRIO_DROP_IN]: theirs });
     assert.throws(
       () => planCrioInstall({ read: host.read, request: REQUEST }),
-      (error: unknown) => error instanceof ConfigError && error.file === CRIO_DROP_IN && /not written by kata-deploy.*move it elsewhere/.test(error.message),
+      (error: unknown) => error instanceof ConfigError && error.file === CRIO_DROP_IN && /not written by kata-deploy.*move it elsewhere/.test(formatConfigProblem(error)),
     );
     assert.equal(host.files.get(CRIO_DROP_IN), theirs);
   });

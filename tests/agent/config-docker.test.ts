@@ -13,6 +13,7 @@ import {
   planDockerUninstall,
 } from "../../images/kata-deploy/agent/src/runtimes/docker/config";
 import { ConfigError, type KataConfigRequest } from "../../images/kata-deploy/agent/src/runtimes/types";
+import { formatConfigProblem } from "../../images/kata-deploy/agent/src/report/format";
 import { hasDocker, requireTool } from "../support/env";
 import { ensureNodeImage } from "../support/images";
 import { type ReadBack, validateDockerInImage } from "../support/runtime-readback";
@@ -107,12 +108,12 @@ describe("config/docker planner", () => {
 
   describe("refuses bad input with a one-line message", () => {
     const cases: [string, RegExp][] = [
-      ["trailing-comma.json", /^invalid JSON at line 3, column \d+ \(\w+\); dockerd would refuse it too/],
-      ["comment.json", /^invalid JSON at line 2/],
+      ["trailing-comma.json", /^line 3, column \d+: invalid JSON \(\w+\); dockerd would refuse it too/],
+      ["comment.json", /^line 2, column \d+: invalid JSON/],
       ["runtimes-array.json", /^"runtimes" must be a JSON object/],
       ["array-root.json", /^daemon\.json must hold a JSON object, not an array/],
       ["runtime-already-defined.json", /^runtime "kata-qemu" is already defined in "runtimes" by something other than kata-deploy/],
-      ["truncated.json", /^invalid JSON at line 1/],
+      ["truncated.json", /^line 1, column \d+: invalid JSON/],
       ["duplicate-runtimes-key.json", /^"runtimes" appears 2 times \(lines 2, 4\) and dockerd uses only the last one/],
     ];
     for (const [name, message] of cases) {
@@ -120,7 +121,7 @@ describe("config/docker planner", () => {
         const host = new FakeHost({ [FILE]: fixture("docker-bad", name) });
         assert.throws(
           () => planDockerInstall({ read: host.read, request: REQUEST, form: "shim-v2" }),
-          (error: unknown) => error instanceof ConfigError && message.test(error.message) && !error.message.includes("\n") && error.file === FILE,
+          (error: unknown) => error instanceof ConfigError && message.test(formatConfigProblem(error)) && !formatConfigProblem(error).includes("\n") && error.file === FILE,
         );
       });
     }

@@ -19,7 +19,8 @@ import type { ContainerdConfigVersion, ContainerdFlavor } from "./runtimes/conta
 import type { DockerRuntimeForm } from "./runtimes/docker/config";
 import { install, status, uninstall, type Target } from "./lifecycle/operations";
 import { dockerEngine, findDockerSocket } from "./runtimes/docker/engine-api";
-import { UserError, oneLineReason } from "./report/errors";
+import { RuntimeRestartError, UserError } from "./report/errors";
+import { formatForOperator } from "./report/format";
 import { checkShimsCarried } from "./lifecycle/payload";
 import { HostCommands } from "./host/commands";
 import { HostRoot } from "./host/files";
@@ -196,7 +197,7 @@ async function runReset(values: Options): Promise<void> {
     // The same restart-and-verify as install and uninstall, so the same unit and (k3s/rke2) socket.
     const adapter = await resetAdapter(runtime, values, root, host);
     const outcome = await log.phase(`restart ${runtime}`, () => adapter.restartAndVerify(host, []));
-    if (outcome.problem !== undefined) throw new UserError(`${outcome.unit}: not healthy after the restart (${outcome.problem}); labels left in place`);
+    if (outcome.problem !== undefined) throw new RuntimeRestartError({ unit: outcome.unit, problem: outcome.problem, step: "reset", rolledBack: false });
   }
   if (kube) await log.phase(`remove labels ${runtimeLabel}, ${kataLabel} from node ${kube.node}`, () => kube.client.patchNodeLabels(kube.node, { [runtimeLabel]: null, [kataLabel]: null }));
 }
@@ -212,7 +213,7 @@ async function resetAdapter(runtime: Runtime, values: Options, root: HostRoot, h
     recorded = loadState(root, prefixOf(values))?.runtimes[runtime]?.details;
   } catch (error) {
     // An unreadable record must not keep the node from being cleaned up: restart what runs here.
-    log.warn(`ignoring the install record: ${oneLineReason(error) ?? String(error)}`);
+    log.warn(`ignoring the install record: ${formatForOperator(error) ?? String(error)}`);
   }
   let flavor = values["containerd-flavor"] ?? (recorded?.flavor as string | undefined);
   if (runtime === "containerd" && flavor === undefined) {
@@ -307,7 +308,7 @@ process.noDeprecation = true;
 main(process.argv).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    const reason = oneLineReason(error);
+    const reason = formatForOperator(error);
     if (reason !== undefined) {
       process.stderr.write(`kata-deploy: ${reason}\n`);
       process.exit(1);

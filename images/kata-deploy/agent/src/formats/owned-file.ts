@@ -10,8 +10,9 @@ export const OWNED_FILE_MARKER = "# Written by kata-deploy";
  */
 export function checkOwnedFileIsOurs(text: string | undefined, file: string): void {
   if (text === undefined || text.startsWith(OWNED_FILE_MARKER)) return;
-  throw new ConfigError(
-    "this file was not written by kata-deploy but is where kata-deploy keeps its own drop-in; move it elsewhere (keeping its lexical order if it matters) and run again",
+  throw new ConfigError({
     file,
-  );
+    problem: "this file was not written by kata-deploy but is where kata-deploy keeps its own drop-in",
+    fix: "move it elsewhere (keeping its lexical order if it matters) and run again",
+  });
 }

@@ -82,15 +82,21 @@ export function parseToml(text: string, file: string | undefined, lineOffset = 0
       const reason = error.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
       // smol-toml's nesting limit is its own, not TOML's: containerd 1.6 reads a 2,000-deep array.
       if (/excessively nested/.test(reason)) {
-        throw new ConfigError(
-          `line ${error.line + lineOffset}, column ${error.column}: nested more deeply than kata-deploy's TOML parser allows (containerd itself may accept it); flatten that value and run again`,
+        throw new ConfigError({
           file,
-        );
+          line: error.line + lineOffset,
+          column: error.column,
+          problem: "nested more deeply than kata-deploy's TOML parser allows (containerd itself may accept it)",
+          fix: "flatten that value and run again",
+        });
       }
-      throw new ConfigError(
-        `invalid TOML at line ${error.line + lineOffset}, column ${error.column}: ${reason}; fix the file (the runtime would refuse it too) and run again`,
+      throw new ConfigError({
         file,
-      );
+        line: error.line + lineOffset,
+        column: error.column,
+        problem: `invalid TOML: ${reason}`,
+        fix: "fix the file (the runtime would refuse it too) and run again",
+      });
     }
     throw error;
   }

@@ -135,12 +135,12 @@ function assertNoOtherPrefix(target: Target, runtime: Runtime, reads: PlannerRea
   }
 }
 
-/** Runs a planner, turning its ConfigError into the one-line refusal. */
+/** Runs a planner; a ConfigError that names no file is about the runtime's main config. */
 function plan<T>(mainConfig: string, work: () => T): T {
   try {
     return work();
   } catch (error) {
-    if (error instanceof ConfigError) throw new UserError(`${error.file ?? mainConfig}: ${error.message}`);
+    if (error instanceof ConfigError) throw error.inFileUnlessNamed(mainConfig);
     throw error;
   }
 }
@@ -352,18 +352,25 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
       restarted = true;
       if (outcome.problem !== undefined) {
         if (writes.length > 0) {
+          const undo = [...writes].reverse().map((write): PlannedWrite => ({ hostPath: write.hostPath, before: write.after, after: write.before, like: write.like }));
           const again = await log.phase(`roll back ${adapter.runtime} config`, async () => {
-            const undo = [...writes].reverse().map((write): PlannedWrite => ({ hostPath: write.hostPath, before: write.after, after: write.before, like: write.like }));
             await applyTransaction({ root, state, runtime: adapter.runtime, writes: undo, recordAfter: previous ?? null, removeDirs: newDirs });
             // Only "is it back?": the Kata runtimes are expected to be gone again now.
             const result = await adapter.restartAndVerify(host, []);
             if (result.problem !== undefined) log.warn(`${result.unit} still unhealthy after the rollback: ${result.problem}`);
             return result;
           });
-          const restartedWord = again.problem === undefined ? "restarted it (healthy again)" : `restarting it failed too (${again.problem}): see \`systemctl status ${again.unit}\``;
-          throw new RuntimeRestartError(`${outcome.unit}: did not come back healthy with the new configuration (${outcome.problem}); restored the previous ${adapter.mainConfig} and ${restartedWord}`);
+          throw new RuntimeRestartError({
+            unit: outcome.unit,
+            problem: outcome.problem,
+            step: "install",
+            rolledBack: true,
+            mainConfig: adapter.mainConfig,
+            restoredFiles: undo.map((write) => write.hostPath),
+            rollbackProblem: again.problem,
+          });
         }
-        throw new RuntimeRestartError(`${outcome.unit}: not healthy after the restart (${outcome.problem})`);
+        throw new RuntimeRestartError({ unit: outcome.unit, problem: outcome.problem, step: "install", rolledBack: false });
       }
       record.status = "installed";
       record.reloaded = true;
@@ -480,7 +487,7 @@ export async function uninstall(target: Target, adapter: RuntimeAdapter): Promis
       if (target.host) {
         const host = target.host;
         const outcome = await log.phase(`restart ${adapter.runtime}`, () => adapter.restartAndVerify(host, [], ourRuntimes));
-        if (outcome.problem !== undefined) throw new RuntimeRestartError(`${outcome.unit}: not healthy after removing Kata from its configuration (${outcome.problem})`);
+        if (outcome.problem !== undefined) throw new RuntimeRestartError({ unit: outcome.unit, problem: outcome.problem, step: "uninstall", rolledBack: false });
       }
     } else {
       log.info(`${adapter.runtime}: no Kata configuration recorded`);

@@ -90,7 +90,7 @@ function stanzasFor(request: KataConfigRequest, file: string): RuntimeStanza[] {
   if (request.untrustedAlias) runtimes.push({ ...request.untrustedAlias, name: UNTRUSTED_ALIAS });
   const seen = new Set<string>();
   return runtimes.map((runtime, index) => {
-    if (seen.has(runtime.name)) throw new ConfigError(`runtime \`${runtime.name}\` is requested twice; list each shim once`, file);
+    if (seen.has(runtime.name)) throw new ConfigError({ file, problem: `runtime \`${runtime.name}\` is requested twice`, fix: "list each shim once" });
     seen.add(runtime.name);
     return {
       name: runtime.name,
@@ -196,10 +196,12 @@ function splitTemplate(text: string, file: string): SplitText {
   const action = /\{\{/.exec(rest);
   if (action) {
     const line = header.split("\n").length + rest.slice(0, action.index).split("\n").length - 1;
-    throw new ConfigError(
-      `line ${line}: Go template actions below the header are not supported; keep \`${BASE_TEMPLATE_HEADER}\` as the first line and plain TOML after it, then run again`,
+    throw new ConfigError({
       file,
-    );
+      line,
+      problem: "Go template actions below the header are not supported",
+      fix: `keep \`${BASE_TEMPLATE_HEADER}\` as the first line and plain TOML after it, then run again`,
+    });
   }
   return { header, body: rest };
 }
@@ -331,21 +333,27 @@ function checkCriEnabled(doc: TomlDocument, version: ContainerdConfigVersion, fi
   const names = version <= 2 ? ["cri", "io.containerd.grpc.v1.cri"] : ["io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri"];
   const hit = disabled.find((name) => names.includes(String(name)));
   if (hit !== undefined) {
-    throw new ConfigError(
-      `line ${rootKeyValue(doc, "disabled_plugins")?.loc.start.line ?? "?"}: the CRI plugin is disabled (disabled_plugins contains "${hit}"), so Kubernetes cannot use Kata through this containerd; remove it from disabled_plugins and run again`,
+    throw new ConfigError({
       file,
-    );
+      line: rootKeyValue(doc, "disabled_plugins")?.loc.start.line,
+      key: "disabled_plugins",
+      problem: `the CRI plugin is disabled (disabled_plugins contains "${hit}"), so Kubernetes cannot use Kata through this containerd`,
+      fix: "remove it from disabled_plugins and run again",
+    });
   }
 }
 
 function checkNotDefined(doc: TomlDocument, runtimesPath: TomlPath, name: string, file: string): void {
   const runtimePath = [...runtimesPath, name];
   if (valueAt(doc.value, runtimePath) === undefined) return;
-  const line = lineDefining(doc, runtimePath);
-  throw new ConfigError(
-    `${line ? `line ${line}: ` : ""}runtime \`${name}\` is already defined ([${formatKeyPath(runtimePath)}]) by something other than kata-deploy; remove or rename it (or install other shims) and run again`,
+  const key = formatKeyPath(runtimePath);
+  throw new ConfigError({
     file,
-  );
+    line: lineDefining(doc, runtimePath),
+    key,
+    problem: `runtime \`${name}\` is already defined ([${key}]) by something other than kata-deploy`,
+    fix: "remove or rename it (or install other shims) and run again",
+  });
 }
 
 /** Line of the first table header or key that defines `keyPath` or something under it. */
@@ -429,21 +437,33 @@ function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPa
   for (let depth = 1; depth <= runtimesPath.length; depth++) {
     const value = valueAt(doc.value, runtimesPath.slice(0, depth));
     if (value !== undefined && !isPlainTable(value)) {
-      throw new ConfigError(
-        `\`${formatKeyPath(runtimesPath.slice(0, depth))}\` must be a table but is ${Array.isArray(value) ? "an array" : `the value ${JSON.stringify(value)}`}; fix it and run again`,
+      const key = formatKeyPath(runtimesPath.slice(0, depth));
+      throw new ConfigError({
         file,
-      );
+        key,
+        problem: `\`${key}\` must be a table but is ${Array.isArray(value) ? "an array" : `the value ${JSON.stringify(value)}`}`,
+        fix: "fix it and run again",
+      });
     }
   }
   for (const stanza of stanzas) {
     const blocking = inlineTableOnPath(doc, [...runtimesPath, stanza.name]);
     if (blocking) {
-      throw new ConfigError(
-        `line ${blocking.line + lineOffset}: \`${formatKeyPath(blocking.keyPath)}\` is an inline table, which TOML does not allow to be extended; rewrite it as [${formatKeyPath(blocking.keyPath)}...] table sections and run again`,
+      const key = formatKeyPath(blocking.keyPath);
+      throw new ConfigError({
         file,
-      );
+        line: blocking.line + lineOffset,
+        key,
+        problem: `\`${key}\` is an inline table, which TOML does not allow to be extended`,
+        fix: `rewrite it as [${key}...] table sections and run again`,
+      });
     }
-    checkNotDefinedWithOffset(doc, runtimesPath, stanza.name, file, lineOffset);
+    try {
+      checkNotDefined(doc, runtimesPath, stanza.name, file);
+    } catch (error) {
+      // `doc` is the text below a template header: the editor's line is `lineOffset` further down.
+      throw error instanceof ConfigError ? error.linesDown(lineOffset) : error;
+    }
   }
   if (stanzas.length === 0) return text;
 
@@ -464,17 +484,6 @@ function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPa
     }
   }
   return result;
-}
-
-function checkNotDefinedWithOffset(doc: TomlDocument, runtimesPath: TomlPath, name: string, file: string, lineOffset: number): void {
-  try {
-    checkNotDefined(doc, runtimesPath, name, file);
-  } catch (error) {
-    if (error instanceof ConfigError && lineOffset > 0) {
-      throw new ConfigError(error.message.replace(/^line (\d+)/, (_, line: string) => `line ${Number(line) + lineOffset}`), file);
-    }
-    throw error;
-  }
 }
 
 /**
@@ -582,11 +591,14 @@ function checkNoCriSection(imported: ImportedDoc, version: ContainerdConfigVersi
   for (const plugin of version === 1 ? ["cri"] : ["io.containerd.grpc.v1.cri", "cri"]) {
     const sectionPath = ["plugins", plugin];
     if (valueAt(imported.doc.value, sectionPath) === undefined) continue;
-    const line = lineDefining(imported.doc, sectionPath);
-    throw new ConfigError(
-      `${line ? `line ${line}: ` : ""}defines [${formatKeyPath(sectionPath)}], which replaces the whole CRI section of ${mainFile} in containerd 1.x, so Kata runtimes added there would not take effect; move this file's CRI settings into ${mainFile} (or stop importing it) and run again`,
-      imported.file,
-    );
+    const key = formatKeyPath(sectionPath);
+    throw new ConfigError({
+      file: imported.file,
+      line: lineDefining(imported.doc, sectionPath),
+      key,
+      problem: `defines [${key}], which replaces the whole CRI section of ${mainFile} in containerd 1.x, so Kata runtimes added there would not take effect`,
+      fix: `move this file's CRI settings into ${mainFile} (or stop importing it) and run again`,
+    });
   }
 }
 
@@ -609,7 +621,7 @@ function ensureImport(doc: TomlDocument, file: string, target: string): { text: 
   }
   const value = doc.value.imports;
   if (imports.value.type !== "InlineArray" || !Array.isArray(value) || value.some((entry) => typeof entry !== "string")) {
-    throw new ConfigError(`line ${imports.loc.start.line}: \`imports\` must be an array of file paths; fix it and run again`, file);
+    throw new ConfigError({ file, line: imports.loc.start.line, key: "imports", problem: "`imports` must be an array of file paths", fix: "fix it and run again" });
   }
   if ((value as string[]).some((entry) => importCovers(entry, file, target))) return { text, keyAdded: false };
   const array = imports.value as CstInlineArray;

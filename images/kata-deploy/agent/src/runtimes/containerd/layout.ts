@@ -81,11 +81,13 @@ export function versionOf(doc: TomlDocument, file: string | undefined): Containe
   const version = doc.value.version;
   if (version === undefined) return undefined;
   if (version === 1 || version === 2 || version === 3 || version === 4) return version;
-  const line = rootKeyValue(doc, "version")?.loc.start.line;
-  throw new ConfigError(
-    `line ${line ?? "?"}: \`version = ${JSON.stringify(version)}\` is not a containerd config version (1, 2, 3 or 4); fix it and run again`,
+  throw new ConfigError({
     file,
-  );
+    line: rootKeyValue(doc, "version")?.loc.start.line,
+    key: "version",
+    problem: `\`version = ${JSON.stringify(version)}\` is not a containerd config version (1, 2, 3 or 4)`,
+    fix: "fix it and run again",
+  });
 }
 
 

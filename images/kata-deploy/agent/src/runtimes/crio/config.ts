@@ -18,7 +18,7 @@ type Read = (hostPath: string) => string | undefined;
 export function renderCrioDropIn(request: KataConfigRequest): string {
   const seen = new Set<string>();
   const tables = request.runtimes.map((runtime) => {
-    if (seen.has(runtime.name)) throw new ConfigError(`runtime \`${runtime.name}\` is requested twice; list each shim once`);
+    if (seen.has(runtime.name)) throw new ConfigError({ problem: `runtime \`${runtime.name}\` is requested twice`, fix: "list each shim once" });
     seen.add(runtime.name);
     return [
       `[${formatKeyPath(["crio", "runtime", "runtimes", runtime.name])}]`,

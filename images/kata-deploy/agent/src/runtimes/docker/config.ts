@@ -17,7 +17,7 @@ export const DOCKER_DAEMON_JSON = "/etc/docker/daemon.json";
 export function dockerRuntimeFormFor(dockerVersion: string): DockerRuntimeForm {
   const major = /^v?(\d+)\./.exec(dockerVersion.trim());
   if (!major) {
-    throw new ConfigError(`cannot read a Docker version from "${dockerVersion}"; pass --docker-runtime-form shim-v2 or runc`);
+    throw new ConfigError({ problem: `cannot read a Docker version from "${dockerVersion}"`, fix: "pass --docker-runtime-form shim-v2 or runc" });
   }
   return Number(major[1]) >= 23 ? "shim-v2" : "runc";
 }
@@ -82,24 +82,27 @@ function tooDeepAt(text: string, limit: number): number {
 function parseDaemonJson(text: string, file: string): JsonDocument {
   const deep = tooDeepAt(text, MAX_JSON_DEPTH);
   if (deep >= 0) {
-    const where = lineColumn(text, deep);
-    throw new ConfigError(
-      `line ${where.line}, column ${where.column}: nested more than ${MAX_JSON_DEPTH} levels deep, more than kata-deploy edits (dockerd accepts up to 10000); flatten that value and run again`,
+    throw new ConfigError({
       file,
-    );
+      ...lineColumn(text, deep),
+      problem: `nested more than ${MAX_JSON_DEPTH} levels deep, more than kata-deploy edits (dockerd accepts up to 10000)`,
+      fix: "flatten that value and run again",
+    });
   }
   const errors: ParseError[] = [];
   const root = parseTree(text, errors, PARSE_OPTIONS);
   if (errors.length > 0 || !root) {
     const error = errors[0];
-    const where = error ? lineColumn(text, error.offset) : undefined;
-    const reason = error ? printParseErrorCode(error.error) : "no JSON value";
-    throw new ConfigError(
-      `invalid JSON${where ? ` at line ${where.line}, column ${where.column}` : ""} (${reason}); dockerd would refuse it too: fix the file and run again`,
+    throw new ConfigError({
       file,
-    );
+      ...(error ? lineColumn(text, error.offset) : {}),
+      problem: `invalid JSON (${error ? printParseErrorCode(error.error) : "no JSON value"})`,
+      fix: "dockerd would refuse it too: fix the file and run again",
+    });
   }
-  if (root.type !== "object") throw new ConfigError(`daemon.json must hold a JSON object, not ${root.type === "array" ? "an array" : `a ${root.type}`}; fix the file and run again`, file);
+  if (root.type !== "object") {
+    throw new ConfigError({ file, problem: `daemon.json must hold a JSON object, not ${root.type === "array" ? "an array" : `a ${root.type}`}`, fix: "fix the file and run again" });
+  }
   return { text, root };
 }
 
@@ -167,13 +170,13 @@ function runtimesObject(doc: JsonDocument, file: string): JsonNode | undefined {
   const all = propertiesOf(doc.root).filter((property) => keyOf(property) === "runtimes");
   if (all.length > 1) {
     const lines = all.map((property) => lineColumn(doc.text, property.offset).line).join(", ");
-    throw new ConfigError(`"runtimes" appears ${all.length} times (lines ${lines}) and dockerd uses only the last one; merge them into one and run again`, file);
+    throw new ConfigError({ file, key: "runtimes", problem: `"runtimes" appears ${all.length} times (lines ${lines}) and dockerd uses only the last one`, fix: "merge them into one and run again" });
   }
   const property = all[0];
   if (!property) return undefined;
   const value = valueNodeOf(property);
   if (value?.type !== "object") {
-    throw new ConfigError(`"runtimes" must be a JSON object of runtime name -> settings, not ${value?.type ?? "nothing"}; fix it and run again`, file);
+    throw new ConfigError({ file, key: "runtimes", problem: `"runtimes" must be a JSON object of runtime name -> settings, not ${value?.type ?? "nothing"}`, fix: "fix it and run again" });
   }
   return value;
 }
@@ -217,7 +220,7 @@ export function planDockerInstall(a: {
 
   const seen = new Set<string>();
   const entries = a.request.runtimes.map((runtime) => {
-    if (seen.has(runtime.name)) throw new ConfigError(`runtime \`${runtime.name}\` is requested twice; list each shim once`, file);
+    if (seen.has(runtime.name)) throw new ConfigError({ file, problem: `runtime \`${runtime.name}\` is requested twice`, fix: "list each shim once" });
     seen.add(runtime.name);
     return [runtime.name, dockerRuntimeEntry(runtime, a.form)] as const;
   });
@@ -226,7 +229,7 @@ export function planDockerInstall(a: {
   const existing = runtimesObject(doc, file);
   for (const [name] of entries) {
     if (existing && findProperty(existing, name)) {
-      throw new ConfigError(`runtime "${name}" is already defined in "runtimes" by something other than kata-deploy; remove or rename it and run again`, file);
+      throw new ConfigError({ file, key: `runtimes.${name}`, problem: `runtime "${name}" is already defined in "runtimes" by something other than kata-deploy`, fix: "remove or rename it and run again" });
     }
   }
   if (entries.length > 0 && !existing) {
