@@ -96,6 +96,8 @@ const args: KataDeploymentArgs = {
   resources: config.getObject<KataDeploymentArgs["resources"]>("resources"),
   priorityClassName: config.get("priorityClassName"),
   imagePullSecrets: config.getObject<string[]>("imagePullSecrets"),
+  // A list of objects, e.g. `pulumi config set --path 'kata-deploy:startupTaints[0].key' example.com/kata-not-ready`.
+  startupTaints: config.getObject<KataDeploymentArgs["startupTaints"]>("startupTaints"),
   kubeconfig,
 };
 

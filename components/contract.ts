@@ -100,6 +100,7 @@ export const AGENT_OPTIONS = {
   "containerd-flavor": { type: "string" },
   "docker-runtime-form": { type: "string" },
   "label-prefix": { type: "string" },
+  "startup-taints": { type: "string" },
   node: { type: "string" },
   daemon: { type: "boolean" },
   ready: { type: "boolean" },
@@ -120,3 +121,61 @@ export const AGENT_ENV = {
   /** containerd snapshotter per Kata handler, `shim:snapshotter,...` (upstream kata-deploy's variable). */
   snapshotterHandlerMapping: "SNAPSHOTTER_HANDLER_MAPPING",
 } as const;
+
+// ---- startup taints (issue 12 point 5) ----------------------------------------------------------------------
+
+/** What a taint does to pods that do not tolerate it (core/v1 Taint.effect). */
+export const TaintEffect = {
+  NoSchedule: "NoSchedule",
+  PreferNoSchedule: "PreferNoSchedule",
+  NoExecute: "NoExecute",
+} as const;
+export type TaintEffect = (typeof TaintEffect)[keyof typeof TaintEffect];
+export const TAINT_EFFECTS: readonly TaintEffect[] = Object.values(TaintEffect);
+
+/**
+ * A node taint the installer removes once Kata is installed on the node (`startupTaints`, `--startup-taints`).
+ * A node holds at most one taint per key and effect (kubernetes/kubernetes pkg/apis/core/validation/validation.go,
+ * validateNodeTaints: "taints must be unique by key and effect pair"), so key and effect name a taint and its
+ * value is not needed.
+ */
+export interface StartupTaint {
+  /** Taint key, a qualified name such as `example.com/kata-not-ready`. Required. */
+  key: string;
+  /** Remove only the taint with this effect. Defaults to unset: the key's taints of every effect. */
+  effect?: TaintEffect;
+}
+
+/**
+ * A taint key as Kubernetes validates it (apimachinery ValidateLabelName, a qualified name): an optional DNS
+ * subdomain prefix (at most 253 characters) and `/`, then a name of 1-63 letters, digits, '-', '_' and '.',
+ * starting and ending with a letter or digit.
+ */
+export const TAINT_KEY_PATTERN = /^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/** `--startup-taints`: comma-separated `key` or `key:effect`, upstream kata-deploy's STARTUP_TAINTS format. */
+export function formatStartupTaints(taints: readonly StartupTaint[]): string {
+  return taints.map((taint) => (taint.effect === undefined ? taint.key : `${taint.key}:${taint.effect}`)).join(",");
+}
+
+/** The inverse of formatStartupTaints, or the first entry it cannot read and why. */
+export function parseStartupTaints(text: string): { taints: StartupTaint[] } | { entry: string; problem: string } {
+  const taints: StartupTaint[] = [];
+  for (const entry of text.split(",").map((item) => item.trim()).filter((item) => item !== "")) {
+    const colon = entry.indexOf(":");
+    const key = colon === -1 ? entry : entry.slice(0, colon);
+    const effect = colon === -1 ? undefined : entry.slice(colon + 1);
+    const slash = key.lastIndexOf("/");
+    if (!TAINT_KEY_PATTERN.test(key) || slash > 253 || key.length - slash - 1 > 63) {
+      return { entry, problem: `${JSON.stringify(key)} is not a taint key (a qualified name such as example.com/kata-not-ready)` };
+    }
+    if (effect !== undefined && !(TAINT_EFFECTS as readonly string[]).includes(effect)) {
+      return { entry, problem: `effect ${JSON.stringify(effect)} is not one of ${TAINT_EFFECTS.join(", ")}` };
+    }
+    if (taints.some((other) => other.key === key && (other.effect === undefined || effect === undefined || other.effect === effect))) {
+      return { entry, problem: `overlaps an earlier entry for key ${key}; list each taint once` };
+    }
+    taints.push(effect === undefined ? { key } : { key, effect: effect as TaintEffect });
+  }
+  return { taints };
+}

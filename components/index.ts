@@ -20,4 +20,4 @@ export {
   labelKeys,
 } from "./contract";
 export { KNOWN_SHIMS, SHIM_DEFAULT_OVERHEAD, TaintEffect, TolerationOperator } from "./settings";
-export type { ContainerResources, PodOverhead, Toleration } from "./settings";
+export type { ContainerResources, PodOverhead, StartupTaint, Toleration } from "./settings";

@@ -32,6 +32,7 @@ import {
   buildRuntimeClasses,
   DaemonSetManifest,
   NAMES,
+  schedulingTolerations,
 } from "./manifests";
 import {
   ContainerdFlavor,
@@ -40,6 +41,7 @@ import {
   DEFAULT_CLEANUP_TIMEOUT_SECONDS,
   KataSettings,
   ManifestOptions,
+  StartupTaint,
   Toleration,
 } from "./settings";
 import {
@@ -233,6 +235,15 @@ export interface KataDeploymentArgs {
    * requests only (installer 100m/128Mi, cleanup 50m/96Mi, labeler 10m/64Mi), no limits.
    */
   resources?: KataResources;
+  /**
+   * Taints each installer removes from its node once Kata is installed there and the node labelled, e.g.
+   * `[{ key: "example.com/kata-not-ready", effect: "NoSchedule" }]`: give autoscaled nodes such a taint when they
+   * are created (a Karpenter NodePool's `startupTaints`, a cluster-autoscaler node group's taints) and no workload
+   * lands on them before Kata is there. Only these taints go (every other one stays); they are never added back
+   * on uninstall. The labeler and the installers tolerate them on top of `tolerations`. No effect: the key's
+   * taints of every effect. Keys in the kubernetes.io and k8s.io domains are refused. Defaults to `[]`.
+   */
+  startupTaints?: StartupTaint[];
 }
 
 /**
@@ -423,10 +434,13 @@ export class KataDeployment extends pulumi.ComponentResource {
       KATA_DEPLOY_NAMESPACE: namespace,
       KATA_DEPLOY_RUNTIMES: settings.runtimes.join(","),
       KATA_DEPLOY_NODE_SELECTOR: JSON.stringify(settings.nodeSelector),
-      KATA_DEPLOY_TOLERATIONS: JSON.stringify(settings.tolerations),
+      // The labeler's and installers' tolerations: the user's plus those of the startup taints.
+      KATA_DEPLOY_TOLERATIONS: JSON.stringify(schedulingTolerations(settings)),
       KATA_DEPLOY_TIMEOUT_SECONDS: String(installTimeoutSeconds),
       KATA_DEPLOY_INSTALLERS: image.apply((ref) => installersFingerprint(settings.runtimes.map((runtime) => buildInstallerDaemonSet(runtime, { ...podSettings, image: ref })))),
     };
+    // A node still carrying a startup taint is not done: it stays closed to workloads (set only when there are any).
+    if (settings.startupTaints.length > 0) installEnvironment.KATA_DEPLOY_STARTUP_TAINTS = JSON.stringify(settings.startupTaints);
     if (args.kubeconfig !== undefined) installEnvironment.KATA_DEPLOY_KUBECONFIG = pulumi.secret(args.kubeconfig);
     const waitForInstalledNodes = new command.local.Command(
       `${name}-wait-for-installed-nodes`,

@@ -178,6 +178,20 @@ export function installerFor(node, { prefix, runtimes, nodeSelector, tolerations
 }
 
 /**
+ * The startup taints (issue 12 point 5) still on a node, as `key:Effect`: the agent removes a taint whose key
+ * matches and whose effect matches unless the entry names none. Must agree with the agent's isStartupTaint
+ * (images/kata-deploy/agent/src/kube/taints.ts); tests/pulumi/wait-for-installed-nodes.test.ts checks that.
+ * @param {V1Node} node
+ * @param {{ key: string; effect?: string }[]} startupTaints
+ * @returns {string[]}
+ */
+export function startupTaintsLeft(node, startupTaints) {
+  return (node.spec?.taints ?? [])
+    .filter((taint) => startupTaints.some((matcher) => matcher.key === taint.key && (matcher.effect === undefined || matcher.effect === taint.effect)))
+    .map((taint) => `${taint.key}:${taint.effect}`);
+}
+
+/**
  * The agent's one-line reason from a failed installer container: the termination message (with
  * terminationMessagePolicy FallbackToLogsOnError the kubelet keeps the log's tail, up to 80 lines / 2 KiB,
  * when the container failed) ends with the agent's `kata-deploy: <reason>` line.

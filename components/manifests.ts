@@ -22,6 +22,7 @@ import {
   ARTIFACTS_DIR,
   CONTAINER_RUNTIMES,
   ContainerRuntime,
+  formatStartupTaints,
   HOST_ROOT,
   INSTALL_PREFIX,
   KataSettings,
@@ -173,6 +174,33 @@ function commonPodFields(settings: Pick<KataSettings, "priorityClassName" | "ima
 
 const copyTolerations = (tolerations: readonly Toleration[]): Toleration[] => tolerations.map((toleration) => ({ ...toleration }));
 
+// ---- startup taints (issue 12 point 5) ----------------------------------------------------------------------
+
+/**
+ * Tolerations of the labeler and the installers: the user's, plus one per startup taint (any value, that key and
+ * effect). Without it neither would run on a node that carries the taint (the DaemonSet controller places a pod
+ * only where it tolerates every NoSchedule/NoExecute taint: pkg/controller/daemon NodeShouldRunDaemonPod), so the
+ * installer that removes the taint would never start there. Upstream's chart leaves this to the user
+ * (values.yaml: "kata-deploy itself must tolerate the taint"). Entries the user already wrote identically are
+ * not repeated. The install wait selects nodes with exactly these tolerations.
+ */
+export function schedulingTolerations(settings: Pick<KataSettings, "tolerations" | "startupTaints">): Toleration[] {
+  const tolerations = copyTolerations(settings.tolerations);
+  for (const taint of settings.startupTaints) {
+    const toleration: Toleration = { key: taint.key, operator: "Exists", ...(taint.effect === undefined ? {} : { effect: taint.effect }) };
+    const same = (other: Toleration): boolean =>
+      other.key === toleration.key && other.operator === "Exists" && other.effect === toleration.effect && other.value === undefined && other.tolerationSeconds === undefined;
+    if (!tolerations.some(same)) tolerations.push(toleration);
+  }
+  return tolerations;
+}
+
+/** The installer's `--startup-taints` flag, when there are any. */
+const startupTaintArgs = (settings: Pick<KataSettings, "startupTaints">): string[] =>
+  settings.startupTaints.length === 0 ? [] : ["--startup-taints", formatStartupTaints(settings.startupTaints)];
+
+// ---- end of startup taints ----------------------------------------------------------------------------------
+
 function daemonSet(
   name: string,
   component: string,
@@ -221,7 +249,7 @@ export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest 
     serviceAccountName: NAMES.serviceAccount,
     // The same nodes as the installers: a node the labeler skips gets no installer either.
     ...(Object.keys(opts.nodeSelector).length > 0 ? { nodeSelector: { ...opts.nodeSelector } } : {}),
-    tolerations: copyTolerations(opts.tolerations),
+    tolerations: schedulingTolerations(opts),
     containers: [container],
   });
 }
@@ -257,6 +285,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       "--restart", "systemd",
       ...flavorArgs,
       "--label-prefix", opts.labelPrefix,
+      ...startupTaintArgs(opts),
       "--daemon",
     ],
     env: [
@@ -301,7 +330,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       // A plain nodeSelector (not affinity): the preStop compares it with the node's labels to tell a
       // rollout from a removal, so a node the user's selector stops matching is uninstalled.
       nodeSelector: { ...opts.nodeSelector, [labelKeys(opts.labelPrefix).containerRuntime]: runtime },
-      tolerations: copyTolerations(opts.tolerations),
+      tolerations: schedulingTolerations(opts),
       terminationGracePeriodSeconds: INSTALLER_TERMINATION_GRACE_SECONDS,
       containers: [container],
       volumes: [prefix.volume, config.volume],

@@ -1,7 +1,7 @@
 // The vocabulary shared by the argument validation, the pure manifest builders, the Pulumi component
 // and the YAML renderer. Plain data only: importing this file has no side effects. What the node agent must
 // agree on (runtimes, flavours, labels, paths, flags) is in contract.ts, which the agent imports too.
-import { ContainerdFlavor, ContainerRuntime } from "./contract";
+import { ContainerdFlavor, ContainerRuntime, StartupTaint, TaintEffect } from "./contract";
 
 export {
   ARTIFACTS_DIR,
@@ -14,6 +14,9 @@ export {
   INSTALL_PREFIX,
   labelKeys,
 } from "./contract";
+// Startup taints (issue 12 point 5): shared with the agent.
+export { formatStartupTaints, TAINT_EFFECTS, TaintEffect } from "./contract";
+export type { StartupTaint } from "./contract";
 
 /** Host directory holding the runtime's configuration, per runtime and containerd flavor. */
 export const RUNTIME_CONFIG_DIRS: Record<ContainerdFlavor, string> & { crio: string } = {
@@ -71,14 +74,7 @@ export const TolerationOperator = {
 export type TolerationOperator = (typeof TolerationOperator)[keyof typeof TolerationOperator];
 export const TOLERATION_OPERATORS: readonly TolerationOperator[] = Object.values(TolerationOperator);
 
-/** What a taint does to pods that do not tolerate it. */
-export const TaintEffect = {
-  NoSchedule: "NoSchedule",
-  PreferNoSchedule: "PreferNoSchedule",
-  NoExecute: "NoExecute",
-} as const;
-export type TaintEffect = (typeof TaintEffect)[keyof typeof TaintEffect];
-export const TAINT_EFFECTS: readonly TaintEffect[] = Object.values(TaintEffect);
+// TaintEffect (and TAINT_EFFECTS) live in contract.ts: the agent checks --startup-taints against them.
 
 /** A pod toleration (the Kubernetes `Toleration` fields the component accepts). */
 export interface Toleration {
@@ -165,6 +161,11 @@ export interface KataSettings {
   imagePullSecrets: string[];
   /** Container resources per DaemonSet. */
   resources: Record<ResourceTarget, ContainerResources>;
+  /**
+   * Taints each installer removes from its node once Kata is installed there (none: `[]`). The labeler and the
+   * installers tolerate them on top of `tolerations`, or they would never run on the tainted node.
+   */
+  startupTaints: StartupTaint[];
 }
 
 /** What the pure builders need: the settings plus the image every DaemonSet runs. */

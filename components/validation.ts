@@ -22,6 +22,7 @@ import {
   RESOURCE_TARGETS,
   ResourceTarget,
   SHIM_DEFAULT_OVERHEAD,
+  StartupTaint,
   TAINT_EFFECTS,
   TOLERATE_EVERYTHING,
   Toleration,
@@ -48,6 +49,7 @@ export interface KataSettingsInput {
   priorityClassName?: string;
   imagePullSecrets?: readonly string[];
   resources?: Readonly<Partial<Record<string, ContainerResources>>>;
+  startupTaints?: readonly StartupTaint[];
 }
 
 /** Namespaces Kubernetes itself owns: the component may deploy into them but never creates or deletes them. */
@@ -188,6 +190,8 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
 
   const resources = normalizeResources(input.resources ?? {}, fail);
 
+  const startupTaints = normalizeStartupTaints(input.startupTaints ?? [], fail);
+
   return {
     runtimes: runtimes as ContainerRuntime[],
     shims,
@@ -204,6 +208,7 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     priorityClassName,
     imagePullSecrets: [...imagePullSecrets],
     resources,
+    startupTaints,
   };
 }
 
@@ -240,6 +245,49 @@ function normalizeTolerations(value: unknown, fail: Fail): Toleration[] {
     // Only the fields given, so the object reads as the user wrote it (and as the API server echoes it).
     return Object.fromEntries(Object.entries(toleration).filter(([, fieldValue]) => fieldValue !== undefined)) as Toleration;
   });
+}
+
+// ---- startup taints (issue 12 point 5) ----------------------------------------------------------------------
+
+/**
+ * Each startup taint checked as the API server checks a node's taints (pkg/apis/core/validation validateNodeTaints:
+ * key a qualified name, effect one of three), plus what only kata-deploy knows: the domains Kubernetes reserves
+ * for its own taints (node lifecycle, cloud provider, node roles) are not for the agent to remove, and an entry
+ * that repeats or overlaps another is a mistake (the agent would remove the same taint twice).
+ */
+function normalizeStartupTaints(value: unknown, fail: Fail): StartupTaint[] {
+  const example = '[{"key": "example.com/kata-not-ready", "effect": "NoSchedule"}]';
+  if (!Array.isArray(value)) return fail("startupTaints", `is ${quote(value)}; it must be a list of taints, e.g. ${example}`);
+  const taints: StartupTaint[] = [];
+  value.forEach((item: unknown, index) => {
+    const field = `startupTaints[${index}]`;
+    if (item === null || typeof item !== "object" || Array.isArray(item)) fail(field, `is ${quote(item)}; it must be an object with key and (optionally) effect, e.g. ${example}`);
+    const entry = item as Record<string, unknown>;
+    for (const name of Object.keys(entry)) {
+      if (name === "value") {
+        fail(`${field}.value`, "is not used: a node holds one taint per key and effect, and that taint is removed whatever its value; drop value");
+      }
+      if (name !== "key" && name !== "effect") fail(`${field}.${name}`, "is not a startup taint field; allowed keys: key, effect");
+    }
+    const { key, effect } = entry;
+    if (typeof key !== "string" || key === "") fail(`${field}.key`, `is ${quote(key)}; give the taint's key, e.g. "example.com/kata-not-ready"`);
+    const problem = labelKeyProblem(key as string);
+    if (problem !== undefined) fail(`${field}.key`, `is ${quote(key)}, not a valid taint key: ${problem}`);
+    const domain = (key as string).includes("/") ? (key as string).slice(0, (key as string).lastIndexOf("/")) : "";
+    const reserved = RESERVED_LABEL_PREFIXES.find((reservedDomain) => domain === reservedDomain || domain.endsWith(`.${reservedDomain}`));
+    if (reserved !== undefined) {
+      fail(`${field}.key`, `is ${quote(key)}, a taint in the ${reserved} domain, which Kubernetes and its controllers set and remove themselves; use a key in a domain you own, as your node pool sets it`);
+    }
+    if (effect !== undefined && !(TAINT_EFFECTS as readonly unknown[]).includes(effect)) fail(`${field}.effect`, `is ${quote(effect)}; ${allowed(TAINT_EFFECTS)}`);
+    const taint = (effect === undefined ? { key } : { key, effect }) as StartupTaint;
+    const earlier = taints.findIndex((other) => other.key === taint.key && (other.effect === undefined || taint.effect === undefined || other.effect === taint.effect));
+    if (earlier !== -1) {
+      const describeEffect = (e: string | undefined): string => (e === undefined ? "every effect" : `effect ${e}`);
+      fail(field, `(key ${quote(taint.key)}, ${describeEffect(taint.effect)}) overlaps startupTaints[${earlier}] (${describeEffect(taints[earlier].effect)}); list each taint once`);
+    }
+    taints.push(taint);
+  });
+  return taints;
 }
 
 /** Per-container overrides merged over DEFAULT_RESOURCES (requests and limits separately). */

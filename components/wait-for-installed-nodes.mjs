@@ -11,6 +11,8 @@
 //     other nodes are reported and skipped;
 //   - a node whose installer container failed KATA_DEPLOY_INSTALL_ATTEMPTS times fails the wait, naming the
 //     node and the agent's one-line reason (the container's termination message);
+//   - a node that still carries one of the deployment's startup taints is not done yet, even when labelled
+//     installed (the agent removes them right after the label; until then the node is closed to workloads);
 //   - at the deadline it fails naming the nodes not installed yet.
 // New nodes joining later are the DaemonSets' business, not this step's.
 //
@@ -24,6 +26,7 @@
 //   KATA_DEPLOY_TIMEOUT_SECONDS    give up (and fail the up) after this long
 //   KATA_DEPLOY_INSTALLERS         fingerprint of the installer DaemonSets (not read: a change re-runs the step)
 // Optional:
+//   KATA_DEPLOY_STARTUP_TAINTS     JSON array of {key, effect?}: the taints the installers remove (default [])
 //   KATA_DEPLOY_INSTALL_ATTEMPTS   failures of one node's installer before the wait fails (default 2)
 //   KATA_DEPLOY_POLL_SECONDS       poll interval (default 5)
 import * as k8s from "@kubernetes/client-node";
@@ -39,6 +42,7 @@ import {
   loadKubeConfig,
   pollUntil,
   positiveNumber,
+  startupTaintsLeft,
 } from "./kube-wait.mjs";
 
 const env = process.env;
@@ -52,6 +56,10 @@ const isStringMap = (value) => typeof value === "object" && value !== null && !A
 const nodeSelector = jsonSetting(env, "KATA_DEPLOY_NODE_SELECTOR", {}, isStringMap, "a JSON object of label key to value");
 /** @type {k8s.V1Toleration[]} */
 const tolerations = jsonSetting(env, "KATA_DEPLOY_TOLERATIONS", [{ operator: "Exists" }], Array.isArray, "a JSON array of tolerations");
+/** @param {unknown} value @returns {value is { key: string; effect?: string }[]} */
+const isTaintList = (value) =>
+  Array.isArray(value) && value.every((item) => typeof item === "object" && item !== null && typeof item.key === "string" && (item.effect === undefined || typeof item.effect === "string"));
+const startupTaints = jsonSetting(env, "KATA_DEPLOY_STARTUP_TAINTS", [], isTaintList, "a JSON array of {key, effect?}");
 const timeoutSeconds = positiveNumber(env, "KATA_DEPLOY_TIMEOUT_SECONDS", 1200);
 const pollSeconds = positiveNumber(env, "KATA_DEPLOY_POLL_SECONDS", 5);
 const attempts = positiveNumber(env, "KATA_DEPLOY_INSTALL_ATTEMPTS", 2);
@@ -79,7 +87,9 @@ async function survey(core) {
       result.skipped.push(`${name}: ${verdict.skip}`);
       continue;
     }
-    if (node.metadata?.labels?.[kataRuntime] === "true") {
+    const labelled = node.metadata?.labels?.[kataRuntime] === "true";
+    const taintsLeft = labelled ? startupTaintsLeft(node, startupTaints) : [];
+    if (labelled && taintsLeft.length === 0) {
       result.installed.push(name);
       continue;
     }
@@ -90,7 +100,7 @@ async function survey(core) {
     );
     const { failures, latest } = containerFailures(pod?.status?.containerStatuses?.find((status) => status.name === "installer"));
     if (latest !== undefined && failures >= attempts) result.failed.push(`${name}: ${failureReason(latest)}`);
-    else result.pending.push(name);
+    else result.pending.push(taintsLeft.length === 0 ? name : `${name} (installed; startup taint ${taintsLeft.join(", ")} not removed yet)`);
   }
   return result;
 }
@@ -137,7 +147,7 @@ async function main() {
   }
   console.error(
     `kata-deploy: timed out after ${timeoutSeconds}s waiting for Kata on ${last.pending.length} node(s): ${last.pending.join(", ")} ` +
-      `(not labelled ${kataRuntime}=true). Check their installer pods (${pods}); raise installTimeout if the image pull is slow`,
+      `(not labelled ${kataRuntime}=true${startupTaints.length > 0 ? ", or a startup taint still on it" : ""}). Check their installer pods (${pods}); raise installTimeout if the image pull is slow`,
   );
   return 1;
 }

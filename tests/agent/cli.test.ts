@@ -35,6 +35,10 @@ const CORPUS: Refusal[] = [
   { name: "restart mode", args: (root) => install("crio", root, "--restart", "sometimes"), expect: [/--restart sometimes: must be one of none, systemd/] },
   { name: "relative prefix", args: (root) => install("crio", root, "--prefix", "opt/kata"), expect: [/--prefix opt\/kata: must be an absolute directory/] },
   { name: "bad label prefix", args: (root) => install("crio", root, "--label-prefix", "Not A Domain"), expect: [/--label-prefix Not A Domain/] },
+  // Startup taints (issue 12 point 5): checked before anything is installed.
+  { name: "startup taint with an unknown effect", args: (root) => install("crio", root, "--startup-taints", "example.com/kata-not-ready:NoRun"), expect: [/--startup-taints example\.com\/kata-not-ready:NoRun: entry "example\.com\/kata-not-ready:NoRun": effect "NoRun" is not one of NoSchedule, PreferNoSchedule, NoExecute/] },
+  { name: "startup taint key that is not a qualified name", args: (root) => install("crio", root, "--startup-taints", "Example.com/kata"), expect: [/--startup-taints Example\.com\/kata: entry "Example\.com\/kata": "Example\.com\/kata" is not a taint key/] },
+  { name: "startup taint listed twice", args: (root) => install("crio", root, "--startup-taints", "example.com/a,example.com/a:NoSchedule"), expect: [/entry "example\.com\/a:NoSchedule": overlaps an earlier entry for key example\.com\/a/] },
   {
     name: "malformed containerd TOML",
     files: { "/etc/containerd/config.toml": 'version = 2\n[plugins."io.containerd.grpc.v1.cri"\n' },

@@ -97,9 +97,10 @@ describe("adding an option: every place it must reach (docs/contributing.md)", (
     const agentDoc = read("docs/node-agent.md");
     const flags = new Set<string>();
     const env = new Set<string>();
-    // Every builder path that adds flags: both runtimes, every flavor, a snapshotter mapping.
+    // Every builder path that adds flags: both runtimes, every flavor, a snapshotter mapping, startup taints.
     for (const containerdFlavor of ["containerd", "k3s", "rke2"]) {
-      const opts: ManifestOptions = { ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor }), image: "registry.example.com/kata-deploy:test" };
+      const startupTaints = [{ key: "example.com/kata-not-ready" }];
+      const opts: ManifestOptions = { ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, startupTaints }), image: "registry.example.com/kata-deploy:test" };
       const all = buildAllManifests(opts);
       for (const ds of [...all.deploy, ...all.cleanup]) {
         for (const container of ds.spec.template.spec.containers) {

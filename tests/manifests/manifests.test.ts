@@ -223,6 +223,44 @@ describe("scheduling on real clusters", () => {
     for (const ds of [installer, cleanup, buildLabelerDaemonSet(opts)]) assert.equal(podSpec(ds).priorityClassName, undefined, `"" means no priority class (${ds.metadata.name})`);
   });
 
+  // Startup taints (issue 12 point 5): a new node carries one until its installer removes it.
+  describe("startupTaints", () => {
+    const pending: Taint = { key: "example.com/kata-not-ready", value: "true", effect: "NoSchedule" };
+    const pendingExecute: Taint = { key: "example.com/kata-not-ready", effect: "NoExecute" };
+
+    it("with narrowed tolerations the labeler and the installers still run on a node that carries one, and nowhere else tainted", () => {
+      const opts = options({ tolerations: [{ key: "nvidia.com/gpu", operator: "Exists" }], startupTaints: [{ key: pending.key, effect: "NoSchedule" }] });
+      // The labeler must run there first (the installer selects its container-runtime label), then the installer.
+      assert.equal(schedulable(buildLabelerDaemonSet(opts), {}, [pending]), true);
+      for (const runtime of ["containerd", "crio"] as const) {
+        const installer = buildInstallerDaemonSet(runtime, opts);
+        assert.equal(schedulable(installer, { [runtimeKey]: runtime }, [pending, gpu]), true, runtime);
+        assert.equal(schedulable(installer, { [runtimeKey]: runtime }, [pending, controlPlane]), false, `${runtime}: the user's choice still applies to other taints`);
+        assert.equal(schedulable(installer, { [runtimeKey]: runtime }, [pendingExecute]), false, `${runtime}: another effect of the key is not tolerated`);
+      }
+    });
+
+    it("a key without an effect is tolerated with every effect", () => {
+      const opts = options({ tolerations: [], startupTaints: [{ key: pending.key }] });
+      assert.equal(schedulable(buildInstallerDaemonSet("containerd", opts), { [runtimeKey]: "containerd" }, [pending, pendingExecute]), true);
+      assert.deepEqual(podSpec(buildLabelerDaemonSet(opts)).tolerations, [{ key: pending.key, operator: "Exists" }]);
+    });
+
+    // RBAC: none beyond the labels' patch on nodes; tests/agent/startup-taints.test.ts runs the agent under the
+    // component's own ClusterRole.
+    it("the installers pass them to the agent (install only: the preStop never adds them back); labeler and cleanup do not", async () => {
+      const opts = options({ startupTaints: [{ key: pending.key, effect: "NoSchedule" }, { key: "example.com/gpu-driver-pending" }] });
+      for (const runtime of ["containerd", "crio"] as const) {
+        const ds = buildInstallerDaemonSet(runtime, opts);
+        const command = container(ds).command ?? [];
+        assert.deepEqual(command.slice(-3), ["--startup-taints", "example.com/kata-not-ready:NoSchedule,example.com/gpu-driver-pending", "--daemon"], runtime);
+        assert.ok(!(container(ds).lifecycle?.preStop?.exec?.command ?? []).includes("--startup-taints"), `${runtime} preStop`);
+      }
+      for (const ds of [buildLabelerDaemonSet(opts), buildCleanupDaemonSet(opts)]) assert.ok(!(container(ds).command ?? []).includes("--startup-taints"), ds.metadata.name);
+      await assertValidManifests([...buildAllManifests(opts).deploy, ...buildAllManifests(opts).cleanup]);
+    });
+  });
+
   it("nodeSelector restricts labeler and installers alike, never the cleanup DaemonSet", () => {
     const sandbox = { "node-role.example.com/sandbox": "true" };
     const opts = options({ nodeSelector: sandbox });

@@ -75,6 +75,18 @@ describe("npm run render", () => {
     assert.deepEqual(spec.imagePullSecrets, [{ name: "regcred" }]);
   });
 
+  it("--startup-taints: the installers remove them and, with the labeler, tolerate them", () => {
+    const result = render(["--out", outDir, "--image", IMAGE, "--tolerations", "[]", "--runtimes", "containerd",
+      "--startup-taints", '[{"key":"example.com/kata-not-ready","effect":"NoSchedule"}]']);
+    assert.equal(result.status, 0, result.stderr);
+    const [labeler, installer] = readDocuments(path.join(outDir, "kata-deploy.yaml")) as { spec: { template: { spec: { tolerations: unknown[]; containers: { command: string[] }[] } } } }[];
+    const toleration = { key: "example.com/kata-not-ready", operator: "Exists", effect: "NoSchedule" };
+    assert.deepEqual(labeler.spec.template.spec.tolerations, [toleration]);
+    assert.deepEqual(installer.spec.template.spec.tolerations, [toleration]);
+    const command = installer.spec.template.spec.containers[0].command;
+    assert.deepEqual(command.slice(command.indexOf("--startup-taints"), command.indexOf("--startup-taints") + 2), ["--startup-taints", "example.com/kata-not-ready:NoSchedule"]);
+  });
+
   it("refuses bad options with the reason and writes nothing", () => {
     for (const [args, reason] of [
       [["--shims", "qemu,vmware"], /shims\[1\] is "vmware"; allowed values: qemu/],
@@ -83,6 +95,8 @@ describe("npm run render", () => {
       [["--node-selector", "sandbox"], /--node-selector sandbox: expected KEY=VALUE/],
       [["--tolerations", "[{operator: Exists}]"], /--tolerations: not JSON/],
       [["--tolerations", '[{"operator":"Equal"}]'], /tolerations\[0\].operator is "Equal" without a key/],
+      [["--startup-taints", "example.com/x:NoSchedule"], /--startup-taints: not JSON .*e\.g\. --startup-taints '\[\{"key":"example\.com\/kata-not-ready","effect":"NoSchedule"\}\]'/],
+      [["--startup-taints", '[{"key":"example.com/x","effect":"NoRun"}]'], /startupTaints\[0\].effect is "NoRun"; allowed values: NoSchedule, PreferNoSchedule, NoExecute/],
     ] as const) {
       const result = render(["--out", outDir, ...args]);
       assert.equal(result.status, 2, args.join(" "));

@@ -61,6 +61,7 @@ const SETTINGS: [string, KataSettingsInput][] = [
   ...CONTAINERD_FLAVORS.map((flavor): [string, KataSettingsInput] => [`containerd flavour ${flavor}`, { runtimes: ["containerd"], containerdFlavor: flavor }]),
   ["every known shim, the last as default, another label prefix", { shims: [...KNOWN_SHIMS], defaultShim: KNOWN_SHIMS.at(-1), labelPrefix: "kata.example.com" }],
   ["CRI-O only", { runtimes: ["crio"], shims: ["clh"] }],
+  ["startup taints, with and without an effect", { startupTaints: [{ key: "example.com/kata-not-ready", effect: "NoSchedule" }, { key: "gpu.example.com/driver-pending" }] }],
 ];
 
 function kubernetesInvocations(): Invocation[] {

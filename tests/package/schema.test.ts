@@ -102,6 +102,7 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       priorityClassName: "string",
       imagePullSecrets: "array<string>",
       resources: "ref:KataResources",
+      startupTaints: "array<ref:StartupTaint>",
     });
     assert.deepEqual(resource.requiredInputs, []);
     // `settings` (internal, with a number-or-string field) must not be an output.
@@ -149,6 +150,8 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       effect: "ref:TaintEffect",
       tolerationSeconds: "number",
     });
+    assert.deepEqual(objectType("StartupTaint"), { key: "string", effect: "ref:TaintEffect" });
+    assert.deepEqual(schema.types["kata-deploy:index:StartupTaint"].required, ["key"]);
     assert.deepEqual(objectType("KataResources"), { installer: "ref:ContainerResources", cleanup: "ref:ContainerResources", labeler: "ref:ContainerResources" });
     assert.deepEqual(objectType("ContainerResources"), { requests: "map<string>", limits: "map<string>" });
     assert.deepEqual(objectType("KataDockerRegistryAuth"), { address: "string", username: "string", password: "string" });

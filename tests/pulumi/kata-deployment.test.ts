@@ -252,6 +252,14 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["repeated imagePullSecrets", { imagePullSecrets: ["regcred", "regcred"] }, /imagePullSecrets\[1\] repeats "regcred"/],
       ["resources for an unknown container", { resources: { installers: {} } as KataDeploymentArgs["resources"] }, /resources.installers is not a container of the component; allowed keys: installer, cleanup, labeler/],
       ["bad resource quantity", { resources: { installer: { limits: { memory: "1 GB" } } } }, /resources.installer.limits.memory is "1 GB"; it must be a Kubernetes quantity/],
+      // Startup taints (issue 12 point 5).
+      ["startupTaints not a list", { startupTaints: "example.com/kata-not-ready" as unknown as [] }, /startupTaints is "example.com\/kata-not-ready"; it must be a list of taints, e.g. \[\{"key": "example.com\/kata-not-ready", "effect": "NoSchedule"\}\]/],
+      ["startup taint with an invalid key", { startupTaints: [{ key: "example.com/-pending" }] }, /startupTaints\[0\].key is "example.com\/-pending", not a valid taint key: its name must be 1-63 characters/],
+      ["startup taint with an unknown effect", { startupTaints: [{ key: "example.com/pending", effect: "NoRun" as "NoSchedule" }] }, /startupTaints\[0\].effect is "NoRun"; allowed values: NoSchedule, PreferNoSchedule, NoExecute/],
+      ["startup taint with a value", { startupTaints: [{ key: "example.com/pending", value: "true" } as { key: string }] }, /startupTaints\[0\].value is not used: a node holds one taint per key and effect, and that taint is removed whatever its value; drop value/],
+      ["startup taint Kubernetes manages", { startupTaints: [{ key: "node.kubernetes.io/not-ready" }] }, /startupTaints\[0\].key is "node.kubernetes.io\/not-ready", a taint in the kubernetes.io domain, which Kubernetes and its controllers set and remove themselves/],
+      ["startup taint listed twice", { startupTaints: [{ key: "example.com/pending", effect: "NoSchedule" }, { key: "example.com/pending", effect: "NoSchedule" }] }, /startupTaints\[1\] \(key "example.com\/pending", effect NoSchedule\) overlaps startupTaints\[0\] \(effect NoSchedule\); list each taint once/],
+      ["startup taint covered by a key-only entry", { startupTaints: [{ key: "example.com/pending" }, { key: "example.com/pending", effect: "NoExecute" }] }, /startupTaints\[1\] \(key "example.com\/pending", effect NoExecute\) overlaps startupTaints\[0\] \(every effect\)/],
       ["createPullSecret without a password", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "ci" }, createPullSecret: true } }, /imageBuild.createPullSecret is true but imageBuild.registry.password is not set/],
     ];
     for (const [label, args, message] of cases) {
@@ -293,6 +301,23 @@ describe("KataDeployment (under Pulumi mocks)", () => {
         assert.equal(spec.nodeSelector?.["pool.example.com/name"], ds.name === "kata-cleanup" ? undefined : "sandbox", ds.name);
         assert.deepEqual(await schemaProblems(ds.inputs), [], ds.name);
       }
+    });
+
+    it("startupTaints: the labeler and installers tolerate them on top of the user's tolerations, the installers remove them, the install wait selects and checks those nodes", async () => {
+      await deploy("kata", {
+        tolerations: [{ key: "nvidia.com/gpu", operator: "Exists" }],
+        startupTaints: [{ key: "example.com/kata-not-ready", effect: "NoSchedule" }],
+      });
+      const expected = [{ key: "nvidia.com/gpu", operator: "Exists" }, { key: "example.com/kata-not-ready", operator: "Exists", effect: "NoSchedule" }];
+      for (const ds of registrationsOfType(DAEMONSET)) {
+        assert.deepEqual(podSpecOf(ds).tolerations, ds.name === "kata-cleanup" ? [{ operator: "Exists" }] : expected, ds.name);
+        const command = (ds.inputs as { spec: { template: { spec: { containers: { command: string[] }[] } } } }).spec.template.spec.containers[0].command;
+        const flag = command.indexOf("--startup-taints");
+        assert.deepEqual(flag === -1 ? undefined : command[flag + 1], ds.name.startsWith("kata-installer-") ? "example.com/kata-not-ready:NoSchedule" : undefined, ds.name);
+      }
+      const environment = registrationNamed("kata-wait-for-installed-nodes").inputs.environment as Record<string, string>;
+      assert.deepEqual(JSON.parse(environment.KATA_DEPLOY_TOLERATIONS), expected, "the wait computes the installers' nodes with their tolerations");
+      assert.deepEqual(JSON.parse(environment.KATA_DEPLOY_STARTUP_TAINTS), [{ key: "example.com/kata-not-ready", effect: "NoSchedule" }]);
     });
 
     it("installers wait installTimeout for readiness on create and update; the others keep the provider's default", async () => {

@@ -125,6 +125,23 @@ describe("the kata-deploy program's scheduling and pull-credential config", () =
   });
 });
 
+describe("the kata-deploy program's startupTaints config (issue 12 point 5)", () => {
+  it("maps the structured key to the component: installers remove and tolerate them", async () => {
+    setStackConfig(
+      engineConfig({
+        "kata-deploy:image": "registry.example.com/kata-deploy@sha256:" + "ab".repeat(32),
+        "kata-deploy:tolerations": [],
+        "kata-deploy:startupTaints": [{ key: "example.com/kata-not-ready", effect: "NoSchedule" }],
+      }),
+      [],
+    );
+    await runProgram(path.join(REPO, "index.ts"));
+    const installer = (registrationNamed("kata-installer-containerd").inputs as unknown as { spec: { template: { spec: { tolerations?: unknown[]; containers: { command: string[] }[] } } } }).spec.template.spec;
+    assert.deepEqual(installer.tolerations, [{ key: "example.com/kata-not-ready", operator: "Exists", effect: "NoSchedule" }]);
+    assert.ok(installer.containers[0].command.join(" ").includes("--startup-taints example.com/kata-not-ready:NoSchedule"), installer.containers[0].command.join(" "));
+  });
+});
+
 describe("examples/consumer-stack (reusing KataDeployment from another stack)", () => {
   it("is the code sample docs/kubernetes.md shows", () => {
     const doc = fs.readFileSync(path.join(REPO, "docs/kubernetes.md"), "utf8");

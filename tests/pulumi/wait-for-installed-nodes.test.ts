@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { INSTALL_WAIT_SCRIPT } from "../../components/kataDeployment";
 import { runtimeFromVersion as agentRuntimeFromVersion } from "../../images/kata-deploy/agent/src/kube/labels";
+import { isStartupTaint as agentIsStartupTaint } from "../../images/kata-deploy/agent/src/kube/taints";
 import { KubeStandin, type KubeObject } from "../support/kube-standin";
 
 const P = "kata-containers.io";
@@ -140,6 +141,52 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
     assert.match(result.stderr, /the Kata install failed on 1 node\(s\): n2: kata-deploy: \/host\/etc\/crio\/crio\.conf\.d\/99-kata\.toml: permission denied; run the installer privileged\./);
     assert.doesNotMatch(result.stderr, /n1|n3/);
+  });
+
+  // Startup taints (issue 12 point 5): the tolerations the component passes include the startup taints'.
+  describe("startup taints", () => {
+    const pending = { key: "example.com/kata-not-ready", effect: "NoSchedule" };
+    const settings = {
+      KATA_DEPLOY_RUNTIMES: "containerd",
+      KATA_DEPLOY_TOLERATIONS: JSON.stringify([{ key: pending.key, operator: "Exists", effect: "NoSchedule" }]),
+      KATA_DEPLOY_STARTUP_TAINTS: JSON.stringify([pending]),
+    };
+
+    it("a new node that carries one is waited for, and done only once labelled installed and the taint is gone", async () => {
+      kube.putNode(node("new", "containerd://1.7.24", {}, [pending, { key: "example.com/other", effect: "PreferNoSchedule" }]));
+      const result = await runWait(settings, (lists) => {
+        if (lists === 2) label("new", { [`${P}/container-runtime`]: "containerd" });
+        if (lists === 4) label("new", { [`${P}/kata-runtime`]: "true" }); // installed; the taint is still there
+        if (lists === 8) {
+          const current = kube.node("new")!;
+          kube.putNode({ ...current, spec: { taints: [{ key: "example.com/other", effect: "PreferNoSchedule" }] } }); // the agent removed it
+        }
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(kube.requests.filter((r) => r.path === "/api/v1/nodes").length >= 8, "it waited for the taint to go");
+      assert.match(result.stdout, /waiting for Kata on 1 node\(s\): new \(installed; startup taint example\.com\/kata-not-ready:NoSchedule not removed yet\)/);
+      assert.match(result.stdout, /Kata is installed on every selected node \(1\): new/);
+    });
+
+    it("an installer that keeps failing to remove it fails the wait with the agent's reason", async () => {
+      kube.putNode(node("n1", "containerd://1.7.24", { [`${P}/container-runtime`]: "containerd", [`${P}/kata-runtime`]: "true" }, [pending]));
+      const reason = "kata-deploy: node n1: Kata is installed and labelled kata-containers.io/kata-runtime=true, but startup taint(s) example.com/kata-not-ready:NoSchedule were not removed: forbidden (HTTP 403)";
+      kube.apply(installerPod("n1", "containerd", { restartCount: 1, state: { terminated: { exitCode: 1, reason: "Error", message: `${reason}\n` } }, lastState: { terminated: { exitCode: 1, reason: "Error", message: reason } } }));
+      const result = await runWait(settings);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /the Kata install failed on 1 node\(s\): n1: kata-deploy: node n1: Kata is installed .* startup taint\(s\) example\.com\/kata-not-ready:NoSchedule were not removed/);
+    });
+
+    it("match taints exactly as the agent does (key, and effect unless none is given)", async () => {
+      const kubeWait = path.join(path.dirname(INSTALL_WAIT_SCRIPT), "kube-wait.mjs");
+      const { startupTaintsLeft } = (await import(kubeWait)) as { startupTaintsLeft: (n: KubeObject, m: { key: string; effect?: string }[]) => string[] };
+      const taints = [{ key: "a.example.com/x", effect: "NoSchedule" }, { key: "a.example.com/x", effect: "NoExecute" }, { key: "a.example.com/y", value: "v", effect: "PreferNoSchedule" }, { key: "x", effect: "NoSchedule" }];
+      for (const matchers of [[{ key: "a.example.com/x" }], [{ key: "a.example.com/x", effect: "NoExecute" }], [{ key: "a.example.com/y", effect: "NoSchedule" }], [{ key: "x" }, { key: "a.example.com/y" }], []]) {
+        const left = startupTaintsLeft(node("n", "containerd://1", {}, taints), matchers);
+        const agent = taints.filter((taint) => agentIsStartupTaint(taint, matchers as { key: string; effect?: "NoSchedule" }[])).map((taint) => `${taint.key}:${taint.effect}`);
+        assert.deepEqual(left, agent, JSON.stringify(matchers));
+      }
+    });
   });
 
   it("times out naming the nodes that never became ready, and how to look at them", async () => {

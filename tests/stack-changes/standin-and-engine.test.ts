@@ -9,6 +9,70 @@ import { KubeStandin, ruleAllows, type RequestAttributes } from "../support/kube
 import type { Registration } from "../support/pulumi-mocks";
 import { daemonSetCurrent } from "./sim-cluster";
 
+describe("API stand-in: patches as the API server applies them", () => {
+  // k8s.io/apiserver pkg/endpoints/handlers/patch.go (applyJSPatch with gopkg.in/evanphx/json-patch.v4),
+  // pkg/registry/generic/registry/store.go (Update: resourceVersion precondition), apimachinery
+  // pkg/api/errors/errors.go (NewGenericServerResponse, NewConflict), pkg/admission/plugin/policy/validating/dispatcher.go.
+  let kube: KubeStandin;
+  beforeEach(async () => {
+    kube = await KubeStandin.start();
+    kube.putNode({ metadata: { name: "n1" }, spec: { taints: [{ key: "a", effect: "NoSchedule" }, { key: "b", value: "x", effect: "NoExecute" }] } });
+  });
+  afterEach(() => kube.close());
+  const patch = async (contentType: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const response = await fetch(`${kube.url}/api/v1/nodes/n1`, {
+      method: "PATCH",
+      headers: { authorization: `Bearer standin-token-not-secret`, "content-type": contentType },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const version = (): string => String(kube.node("n1")!.metadata.resourceVersion);
+  const taints = (): unknown => (kube.node("n1")!.spec as { taints?: unknown }).taints;
+
+  it("a JSON patch whose test holds is applied, and the write gets a new resourceVersion", async () => {
+    const before = version();
+    const answer = await patch("application/json-patch+json", [
+      { op: "test", path: "/metadata/resourceVersion", value: before },
+      { op: "replace", path: "/spec/taints", value: [{ key: "b", value: "x", effect: "NoExecute" }] },
+    ]);
+    assert.equal(answer.status, 200);
+    assert.deepEqual(taints(), [{ key: "b", value: "x", effect: "NoExecute" }]);
+    assert.notEqual(version(), before);
+  });
+
+  it("a failed test (or a replace of a missing path) is a 422 with apimachinery's fixed message and nothing changes", async () => {
+    const expected = { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: "the server rejected our request due to an error in our request", reason: "Invalid", details: {}, code: 422 };
+    const stale = await patch("application/json-patch+json", [{ op: "test", path: "/metadata/resourceVersion", value: "0" }, { op: "remove", path: "/spec/taints" }]);
+    assert.deepEqual(stale, { status: 422, body: expected });
+    const missing = await patch("application/json-patch+json", [{ op: "replace", path: "/spec/podCIDR", value: "10.0.0.0/24" }]);
+    assert.deepEqual(missing, { status: 422, body: expected });
+    assert.equal((taints() as unknown[]).length, 2);
+  });
+
+  it("a patch that sets a stale resourceVersion is a 409 Conflict (the optimistic lock of store.go)", async () => {
+    const stale = version();
+    kube.putNode(kube.node("n1")!); // another write since
+    const answer = await patch("application/merge-patch+json", { metadata: { resourceVersion: stale, labels: { x: "y" } } });
+    assert.equal(answer.status, 409);
+    assert.deepEqual(answer.body, {
+      kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure",
+      message: 'Operation cannot be fulfilled on nodes "n1": the object has been modified; please apply your changes to the latest version and try again',
+      reason: "Conflict", details: { name: "n1", kind: "nodes" }, code: 409,
+    });
+  });
+
+  it("a ValidatingAdmissionPolicy denial is 422 Invalid by default (403 with reason Forbidden), worded as dispatcher.go words it", async () => {
+    kube.admissionPolicies.push({ name: "p", binding: "pb", validate: () => "no" });
+    const denied = await patch("application/merge-patch+json", { metadata: { labels: { x: "y" } } });
+    assert.equal(denied.status, 422);
+    assert.equal(denied.body.reason, "Invalid");
+    assert.equal(denied.body.message, `nodes "n1" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'pb' denied request: no`);
+    kube.admissionPolicies[0].reason = "Forbidden";
+    assert.equal((await patch("application/merge-patch+json", { metadata: { labels: { x: "y" } } })).status, 403);
+  });
+});
+
 describe("API stand-in: RBAC as the real authorizer decides", () => {
   const attrs = (a: Partial<RequestAttributes>): RequestAttributes => ({ verb: "get", group: "", resource: "nodes", subresource: "", namespace: "", name: "n1", ...a });
 

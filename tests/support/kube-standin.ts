@@ -15,7 +15,16 @@
 //   forbiddenMessage) wrapped by apimachinery's errors.NewForbidden.
 // - Objects: Nodes, Pods, Namespaces, ServiceAccounts, Secrets, DaemonSets, ClusterRoles,
 //   ClusterRoleBindings, Roles, RoleBindings, RuntimeClasses; get, list (labelSelector `k=v` and `k`
-//   terms), create, update (PUT), merge patch, delete. metadata.generation counts spec changes.
+//   terms), create, update (PUT), merge patch, JSON patch, delete. metadata.generation counts spec changes;
+//   every write gets a new metadata.resourceVersion.
+// - Patches as k8s.io/apiserver pkg/endpoints/handlers/patch.go applies them: a JSON patch (RFC 6902,
+//   `application/json-patch+json`, applied by gopkg.in/evanphx/json-patch.v4) that does not apply — a failed
+//   `test`, a path that is missing — is a 422 whose message is apimachinery's generic one (applyJSPatch →
+//   errors.NewGenericServerResponse drops the patch library's text); a patched object whose
+//   metadata.resourceVersion differs from the stored one is a 409 Conflict (pkg/registry/generic/registry/store.go
+//   Update, OptimisticLockErrorMsg). `admissionPolicies` stand for ValidatingAdmissionPolicies on patches
+//   (pkg/admission/plugin/policy/validating/dispatcher.go: 422 Invalid unless the policy gives another reason).
+//   `beforeWrite` lets a test change the cluster between a client's read and its write (a concurrent writer).
 // - The DaemonSet controller (`reconcileDaemonSets()`, called by a test's cluster loop): places one pod per
 //   node the DaemonSet should run on (nodeSelector, taints vs tolerations plus the tolerations the
 //   controller adds: pkg/controller/daemon/daemon_controller.go NodeShouldRunDaemonPod,
@@ -84,6 +93,108 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
     else result[key] = mergePatch(result[key], value);
   }
   return result;
+}
+
+/** A ValidatingAdmissionPolicy with its binding, as the API server evaluates it on a patch. */
+export interface AdmissionPolicy {
+  name: string;
+  binding: string;
+  /** The denial message (the failed validation's `message`), or undefined to admit. */
+  validate(request: { verb: string; resource: string; user: string }, oldObject: KubeObject, newObject: KubeObject): string | undefined;
+  /** Validation.reason; the API server's default is Invalid (HTTP 422). */
+  reason?: "Invalid" | "Forbidden";
+}
+
+/** A JSON Pointer (RFC 6901) as tokens: `/spec/taints/0` → ["spec", "taints", "0"]. */
+function pointerTokens(pointer: string): string[] {
+  if (pointer === "") return [];
+  if (!pointer.startsWith("/")) throw new Error(`bad pointer ${pointer}`);
+  return pointer.slice(1).split("/").map((token) => token.replace(/~1/g, "/").replace(/~0/g, "~"));
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  return JSON.stringify(sortedKeys(a)) === JSON.stringify(sortedKeys(b));
+}
+function sortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedKeys);
+  if (value !== null && typeof value === "object") return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortedKeys((value as Record<string, unknown>)[key])]));
+  return value;
+}
+
+/**
+ * RFC 6902 JSON patch (add, remove, replace, move, copy, test) on a copy of `document`; throws (message as
+ * evanphx/json-patch words it) when an operation does not apply. Like that library, `replace` and `remove`
+ * need the path to exist, and `test` compares values, not their serialisation.
+ */
+export function jsonPatch(document: unknown, operations: unknown): unknown {
+  if (!Array.isArray(operations)) throw new Error("a JSON patch is a list of operations");
+  let doc = clone(document);
+  const parentOf = (path: string): { container: unknown; key: string } => {
+    const tokens = pointerTokens(path);
+    if (tokens.length === 0) throw new Error(`unable to operate on the whole document at ${JSON.stringify(path)}`);
+    let container: unknown = doc;
+    for (const token of tokens.slice(0, -1)) {
+      container = container !== null && typeof container === "object" ? (container as Record<string, unknown>)[token] : undefined;
+      if (container === undefined) throw new Error(`doc is missing path: ${path}`);
+    }
+    return { container, key: tokens[tokens.length - 1] };
+  };
+  const read = (path: string): unknown => {
+    if (path === "") return doc;
+    const { container, key } = parentOf(path);
+    const value = Array.isArray(container) ? container[Number(key)] : (container as Record<string, unknown>)[key];
+    if (value === undefined) throw new Error(`doc is missing key: ${path}`);
+    return value;
+  };
+  const add = (path: string, value: unknown): void => {
+    if (path === "") {
+      doc = value;
+      return;
+    }
+    const { container, key } = parentOf(path);
+    if (Array.isArray(container)) {
+      const index = key === "-" ? container.length : Number(key);
+      if (!Number.isInteger(index) || index < 0 || index > container.length) throw new Error(`add operation does not apply: index out of bounds: ${path}`);
+      container.splice(index, 0, value);
+    } else (container as Record<string, unknown>)[key] = value;
+  };
+  const remove = (path: string): void => {
+    read(path);
+    const { container, key } = parentOf(path);
+    if (Array.isArray(container)) container.splice(Number(key), 1);
+    else delete (container as Record<string, unknown>)[key];
+  };
+  for (const operation of operations as { op?: string; path?: string; from?: string; value?: unknown }[]) {
+    const path = operation.path ?? "";
+    switch (operation.op) {
+      case "add":
+        add(path, clone(operation.value));
+        break;
+      case "remove":
+        remove(path);
+        break;
+      case "replace":
+        read(path);
+        remove(path);
+        add(path, clone(operation.value));
+        break;
+      case "move": {
+        const value = read(operation.from ?? "");
+        remove(operation.from ?? "");
+        add(path, value);
+        break;
+      }
+      case "copy":
+        add(path, clone(read(operation.from ?? "")));
+        break;
+      case "test":
+        if (!deepEqual(read(path), operation.value)) throw new Error(`testing value ${path} failed: test failed`);
+        break;
+      default:
+        throw new Error(`Unexpected kind: ${String(operation.op)}`);
+    }
+  }
+  return doc;
 }
 
 function clone<T>(value: T): T {
@@ -255,6 +366,10 @@ function scaled(value: unknown, total: number): number {
 
 export class KubeStandin {
   readonly requests: RecordedRequest[] = [];
+  /** Validating admission on patches (see the header). */
+  readonly admissionPolicies: AdmissionPolicy[] = [];
+  /** Called with each authorized write before the stand-in reads the stored object and applies it. */
+  beforeWrite: ((request: RecordedRequest) => void) | undefined;
   private readonly objects = new Map<string, KubeObject>();
   private readonly tokens = new Map<string, User>();
   private resourceVersion = 1;
@@ -613,6 +728,7 @@ export class KubeStandin {
     }
     if (subresource !== "" || isWatch) return failure(405, "MethodNotAllowed", `the stand-in does not serve ${verb} on ${qualified}${subresource ? `/${subresource}` : ""}`);
     const notFound = (): void => failure(404, "NotFound", `${qualified} "${name}" not found`, { name, ...(group ? { group } : {}), kind: resource });
+    if (request.method !== "GET") this.beforeWrite?.(request);
 
     if (!name) {
       if (request.method === "GET") {
@@ -630,11 +746,35 @@ export class KubeStandin {
     if (!existing) return notFound();
     if (request.method === "GET") return send(200, existing);
     if (request.method === "PATCH") {
-      if (request.contentType !== "application/merge-patch+json" && request.contentType !== "application/strategic-merge-patch+json") {
+      let patched: KubeObject;
+      if (request.contentType === "application/json-patch+json") {
+        try {
+          patched = jsonPatch(existing, request.body) as KubeObject;
+        } catch {
+          // applyJSPatch: errors.NewGenericServerResponse(422, "", GroupResource{}, "", err.Error(), 0, false),
+          // whose message for 422 is fixed (apimachinery pkg/api/errors/errors.go) and whose details are empty.
+          return send(422, { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: "the server rejected our request due to an error in our request", reason: "Invalid", details: {}, code: 422 });
+        }
+      } else if (request.contentType === "application/merge-patch+json" || request.contentType === "application/strategic-merge-patch+json") {
+        // RFC 7386 merge; for the metadata/labels maps both strategies agree.
+        patched = mergePatch(existing, request.body) as KubeObject;
+      } else {
         return failure(415, "UnsupportedMediaType", `unsupported patch type ${request.contentType}`);
       }
-      // RFC 7386 merge; for the metadata/labels maps both strategies agree.
-      return send(200, this.apply(mergePatch(existing, request.body) as KubeObject));
+      if (patched.metadata?.resourceVersion !== existing.metadata.resourceVersion) {
+        return failure(409, "Conflict", `Operation cannot be fulfilled on ${qualified} "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, ...(group ? { group } : {}), kind: resource });
+      }
+      for (const policy of this.admissionPolicies) {
+        const denial = policy.validate({ verb, resource, user: user.name }, existing, patched);
+        if (denial === undefined) continue;
+        const message = `ValidatingAdmissionPolicy '${policy.name}' with binding '${policy.binding}' denied request: ${denial}`;
+        const reason = policy.reason ?? "Invalid";
+        return send(reason === "Invalid" ? 422 : 403, {
+          kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: `${qualified} "${name}" is forbidden: ${message}`, reason,
+          details: { name, ...(group ? { group } : {}), kind: resource, causes: [{ message }] }, code: reason === "Invalid" ? 422 : 403,
+        });
+      }
+      return send(200, this.apply(patched));
     }
     if (request.method === "PUT") return send(200, this.apply({ ...(request.body as KubeObject), kind: type.kind }));
     if (request.method === "DELETE") {

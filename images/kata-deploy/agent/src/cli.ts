@@ -14,6 +14,8 @@ import {
   LABEL_PREFIX_PATTERN,
   RESTART_MODES,
   labelKeys as contractLabelKeys,
+  parseStartupTaints,
+  type StartupTaint,
 } from "../../../../components/contract";
 import type { ContainerdConfigVersion, ContainerdFlavor } from "./runtimes/containerd/layout";
 import type { DockerRuntimeForm } from "./runtimes/docker/config";
@@ -26,6 +28,7 @@ import { HostCommands } from "./host/commands";
 import { HostRoot } from "./host/files";
 import type { KubeClient } from "./kube/client";
 import { isRollout, runtimeFromVersion } from "./kube/labels";
+import { removeStartupTaints, taintName } from "./kube/taints";
 import * as log from "./report/log";
 import { buildRequest, parseSnapshotterMapping } from "./lifecycle/request";
 import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
@@ -35,6 +38,7 @@ const USAGE = `usage:
   kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
                         [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
+                        [--startup-taints KEY[:EFFECT],...]
   kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
   kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
   kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--containerd-flavor F] [--prefix DIR]
@@ -79,6 +83,44 @@ function labelKeys(values: Options): { runtimeLabel: string; kataLabel: string }
   const keys = contractLabelKeys(prefix);
   return { runtimeLabel: keys.containerRuntime, kataLabel: keys.kataRuntime };
 }
+
+// ---- startup taints (issue 12 point 5) ----------------------------------------------------------------------
+
+/** `--startup-taints`: the taints install removes from the node once Kata is installed and the node labelled. */
+function startupTaintsOf(values: Options): StartupTaint[] {
+  const text = values["startup-taints"];
+  if (text === undefined) return [];
+  const parsed = parseStartupTaints(text);
+  if ("problem" in parsed) throw new UserError(`--startup-taints ${text}: entry "${parsed.entry}": ${parsed.problem}; give KEY or KEY:EFFECT, comma-separated`);
+  return parsed.taints;
+}
+
+/**
+ * The install's last step: removes the startup taints from the node. A taint that stays keeps the node closed to
+ * every pod that does not tolerate it, although Kata is installed, so that is a failure of the install: the pod
+ * restarts and tries again, and the install wait reports the reason. Nothing is uninstalled for it.
+ */
+async function removeTaintsAfterInstall(client: KubeClient, node: string, startupTaints: readonly StartupTaint[], kataLabel: string): Promise<void> {
+  const outcome = await log.phase(`remove startup taints ${startupTaints.map(taintName).join(", ")} from node ${node}`, () => removeStartupTaints(client, node, startupTaints));
+  if (outcome.failed === undefined) {
+    log.info(outcome.removed.length === 0 ? `node ${node}: no startup taint to remove (already gone)` : `node ${node}: removed startup taint(s) ${outcome.removed.join(", ")}`);
+    return;
+  }
+  throw new UserError(
+    `node ${node}: Kata is installed and labelled ${kataLabel}=true, but startup taint(s) ${outcome.failed.join(", ")} were not removed: ${outcome.reason}; ` +
+      `the node stays closed to pods that do not tolerate them. Fix what refuses the change (RBAC: patch on nodes; an admission policy or webhook guarding node taints) ` +
+      `and the installer retries when it restarts, or remove them by hand: ${outcome.failed.map((name) => `kubectl taint node ${node} ${name}-`).join("; ")}`,
+  );
+}
+
+/** A failed label step leaves the startup taints too: say so, since the node then stays closed to workloads. */
+function withTaintsLeft(error: unknown, node: string, startupTaints: readonly StartupTaint[]): unknown {
+  if (!(error instanceof UserError) || startupTaints.length === 0) return error;
+  const names = startupTaints.map(taintName).join(", ");
+  return new UserError(`${error.message}; Kata is installed, but startup taint(s) ${names} stay on node ${node} until this succeeds (pods that do not tolerate them are not scheduled there)`);
+}
+
+// ---- end of startup taints ----------------------------------------------------------------------------------
 
 function restartOf(values: Options, fallback: "none" | "systemd" = "none"): "none" | "systemd" {
   return oneOf("restart", values.restart, RESTART_MODES, fallback);
@@ -126,14 +168,22 @@ async function runInstall(values: Options): Promise<void> {
   const prefix = prefixOf(values);
   const restart = restartOf(values);
   const { kataLabel } = labelKeys(values);
+  const startupTaints = startupTaintsOf(values);
   const kube = await kubeOf(values);
+  if (!kube && startupTaints.length > 0) log.warn("--startup-taints: no Kubernetes API (neither KUBECONFIG nor KUBERNETES_SERVICE_HOST is set), so no taint is removed");
   const host = restart === "systemd" ? new HostCommands(root) : undefined;
   const target: Target = { root, prefix, host };
   const adapter = await adapterFor(runtime, values, root, host);
   const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: parseSnapshotterMapping(process.env.SNAPSHOTTER_HANDLER_MAPPING), layouts: carriedLayouts });
   const outcome = await install(target, { adapter, request, artifactsKata, details: { ...adapter.details, shims, defaultShim } });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
-  if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true" }));
+  if (!kube) return;
+  try {
+    await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true" }));
+  } catch (error) {
+    throw withTaintsLeft(error, kube.node, startupTaints);
+  }
+  if (startupTaints.length > 0) await removeTaintsAfterInstall(kube.client, kube.node, startupTaints, kataLabel);
 }
 
 async function runUninstall(values: Options): Promise<void> {
