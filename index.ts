@@ -86,18 +86,25 @@ const args: KataDeploymentArgs = {
   maxUnavailable: config.get("maxUnavailable"),
   containerdFlavor: config.get("containerdFlavor") as KataDeploymentArgs["containerdFlavor"],
   runtimeClassOverhead: config.getObject<KataDeploymentArgs["runtimeClassOverhead"]>("runtimeClassOverhead"),
+  runtimeClassOverheadEnabled: config.getBoolean("runtimeClassOverheadEnabled"),
+  runtimeClassNodeSelector: config.getObject<KataDeploymentArgs["runtimeClassNodeSelector"]>("runtimeClassNodeSelector"),
   createDefaultRuntimeClass: config.getBoolean("createDefaultRuntimeClass"),
+  defaultRuntimeClassName: config.get("defaultRuntimeClassName"),
   cleanupTimeoutSeconds: config.getNumber("cleanupTimeoutSeconds"),
   installTimeout: config.get("installTimeout"),
   createNamespace: config.getBoolean("createNamespace"),
   // Structured values (maps and lists of objects): set with `pulumi config set --path` or in the stack file.
   nodeSelector: config.getObject<KataDeploymentArgs["nodeSelector"]>("nodeSelector"),
   tolerations: config.getObject<KataDeploymentArgs["tolerations"]>("tolerations"),
+  affinity: config.getObject<KataDeploymentArgs["affinity"]>("affinity"),
   resources: config.getObject<KataDeploymentArgs["resources"]>("resources"),
+  podLabels: config.getObject<KataDeploymentArgs["podLabels"]>("podLabels"),
+  podAnnotations: config.getObject<KataDeploymentArgs["podAnnotations"]>("podAnnotations"),
   priorityClassName: config.get("priorityClassName"),
   imagePullSecrets: config.getObject<string[]>("imagePullSecrets"),
   // A list of objects, e.g. `pulumi config set --path 'kata-deploy:startupTaints[0].key' example.com/kata-not-ready`.
   startupTaints: config.getObject<KataDeploymentArgs["startupTaints"]>("startupTaints"),
+  imagePullPolicy: config.get("imagePullPolicy") as KataDeploymentArgs["imagePullPolicy"],
   kubeconfig,
 };
 

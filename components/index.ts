@@ -19,5 +19,25 @@ export {
   DockerRuntimeForm,
   labelKeys,
 } from "./contract";
-export { KNOWN_SHIMS, SHIM_DEFAULT_OVERHEAD, TaintEffect, TolerationOperator } from "./settings";
-export type { ContainerResources, PodOverhead, StartupTaint, Toleration } from "./settings";
+export {
+  DEFAULT_RUNTIME_CLASS_NAME,
+  ImagePullPolicy,
+  KNOWN_SHIMS,
+  NodeSelectorOperator,
+  SHIM_DEFAULT_OVERHEAD,
+  SHIM_DEFAULT_RUNTIME_CLASS_NODE_SELECTOR,
+  TaintEffect,
+  TolerationOperator,
+} from "./settings";
+export type {
+  Affinity,
+  ContainerResources,
+  NodeAffinity,
+  NodeSelector,
+  NodeSelectorRequirement,
+  NodeSelectorTerm,
+  PodOverhead,
+  PreferredSchedulingTerm,
+  StartupTaint,
+  Toleration,
+} from "./settings";

@@ -35,10 +35,12 @@ import {
   schedulingTolerations,
 } from "./manifests";
 import {
+  Affinity,
   ContainerdFlavor,
   ContainerResources,
   ContainerRuntime,
   DEFAULT_CLEANUP_TIMEOUT_SECONDS,
+  ImagePullPolicy,
   KataSettings,
   ManifestOptions,
   StartupTaint,
@@ -51,7 +53,7 @@ import {
   kataBuildArgs,
   pathForState,
 } from "./imageBuild";
-import { SettingsGuard } from "./stack-changes";
+import { installerNodeAffinity, SettingsGuard } from "./stack-changes";
 import { normalizeSettings } from "./validation";
 
 export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
@@ -164,6 +166,8 @@ export interface KataOverheadArgs {
   memory?: string;
   /** Kubernetes quantity, e.g. `"500m"`. Defaults to upstream kata-deploy's value for the shim. */
   cpu?: string;
+  /** Whether the shim's RuntimeClass declares an overhead at all (`false`: none). Defaults to `runtimeClassOverheadEnabled`. */
+  enabled?: boolean;
 }
 
 /** The arguments of KataDeployment. All are optional except that either `image` or `imageBuild` is needed. */
@@ -201,10 +205,29 @@ export interface KataDeploymentArgs {
   maxUnavailable?: string;
   /** containerd distribution, which decides the config directory mounted: `containerd`, `k3s` or `rke2`. Defaults to `containerd`. */
   containerdFlavor?: ContainerdFlavor;
-  /** Per-shim RuntimeClass `overhead.podFixed` overrides, e.g. `{ qemu: { memory: "320Mi" } }`. Defaults to upstream kata-deploy's values. */
+  /**
+   * Per-shim RuntimeClass `overhead.podFixed` overrides, e.g. `{ qemu: { memory: "512Mi" } }`, or
+   * `{ fc: { enabled: false } }` for no overhead on `kata-fc`. Keys must be in `shims`. Defaults to upstream
+   * kata-deploy 4.1.0's figures (qemu 320Mi/250m, fc 130Mi/250m, ...).
+   */
   runtimeClassOverhead?: Record<string, KataOverheadArgs>;
-  /** Also create RuntimeClass `kata` for the default shim. Defaults to `true`. */
+  /**
+   * Whether the RuntimeClasses declare `overhead.podFixed` (the scheduler and the kubelet then count the
+   * sandbox's memory and CPU against each Kata pod); a shim's `runtimeClassOverhead.<shim>.enabled` overrides it.
+   * Defaults to `true`.
+   */
+  runtimeClassOverheadEnabled?: boolean;
+  /**
+   * Per-shim node labels the shim's RuntimeClass requires besides `<prefix>/kata-runtime=true` (its
+   * `scheduling.nodeSelector`), e.g. `{ "qemu-tdx": { "intel.feature.node.kubernetes.io/tdx": "true" } }`. A
+   * shim's entry replaces its default. Keys must be in `shims`. Defaults to upstream kata-deploy's:
+   * `{ "qemu-nvidia-gpu": { "nvidia.com/cc.ready.state": "false" } }`, none for the other shims.
+   */
+  runtimeClassNodeSelector?: Record<string, Record<string, string>>;
+  /** Also create RuntimeClass `defaultRuntimeClassName` for the default shim. Defaults to `true`. */
   createDefaultRuntimeClass?: boolean;
+  /** Name of the default shim's RuntimeClass (handler `kata-<defaultShim>`); must not be a `kata-<shim>` name. Defaults to `kata`. */
+  defaultRuntimeClassName?: string;
   /** How long `pulumi destroy` waits for every node to be cleaned before failing, in whole seconds. Defaults to `600`. */
   cleanupTimeoutSeconds?: number;
   /** How long `pulumi up` waits for the installers to be ready on every node (a Pulumi duration). Defaults to `"20m"`. */
@@ -244,6 +267,27 @@ export interface KataDeploymentArgs {
    * taints of every effect. Keys in the kubernetes.io and k8s.io domains are refused. Defaults to `[]`.
    */
   startupTaints?: StartupTaint[];
+  /**
+   * `imagePullPolicy` of every container: `Always`, `IfNotPresent` or `Never`. `Always` follows a moved tag but
+   * needs the registry at every pod start, also for the cleanup pods of `pulumi destroy`. Defaults to
+   * `IfNotPresent` (the built image is pinned by digest).
+   */
+  imagePullPolicy?: ImagePullPolicy;
+  /**
+   * Extra labels of every DaemonSet's pods (pod template only: a DaemonSet's selector is immutable and stays
+   * the component's own). `app.kubernetes.io/name` and `app.kubernetes.io/component` are the component's.
+   * Changing them rolls the pods out (Kata stays installed). Defaults to none.
+   */
+  podLabels?: Record<string, string>;
+  /** Annotations of every DaemonSet's pods. Changing them rolls the pods out (Kata stays installed). Defaults to none. */
+  podAnnotations?: Record<string, string>;
+  /**
+   * Node affinity of the labeler and the installers (ANDed with `nodeSelector`), e.g. nodes whose
+   * `node.kubernetes.io/instance-type` is `In` a list. Pod (anti-)affinity is refused. A required node affinity
+   * cannot be changed on a deployed stack (the installers' preStop tells a removal from a rollout by
+   * `nodeSelector` only), except removed: use `nodeSelector` for a selection that may change. Defaults to none.
+   */
+  affinity?: Affinity;
 }
 
 /**
@@ -303,7 +347,13 @@ export class KataDeployment extends pulumi.ComponentResource {
     // other child depends on it, so nothing changes before it has passed.
     const guard = new SettingsGuard(
       `${name}-settings`,
-      { namespace: settings.namespace, createNamespace: settings.createNamespace, labelPrefix: settings.labelPrefix, containerdFlavor: settings.containerdFlavor },
+      {
+        namespace: settings.namespace,
+        createNamespace: settings.createNamespace,
+        labelPrefix: settings.labelPrefix,
+        containerdFlavor: settings.containerdFlavor,
+        installerNodeAffinity: installerNodeAffinity(settings),
+      },
       { parent: this },
     );
     const child = { parent: this, dependsOn: [guard] };
@@ -436,6 +486,8 @@ export class KataDeployment extends pulumi.ComponentResource {
       KATA_DEPLOY_NODE_SELECTOR: JSON.stringify(settings.nodeSelector),
       // The labeler's and installers' tolerations: the user's plus those of the startup taints.
       KATA_DEPLOY_TOLERATIONS: JSON.stringify(schedulingTolerations(settings)),
+      // Only when set, so the stored environment of stacks without one is unchanged.
+      ...(installerNodeAffinity(settings) !== "" ? { KATA_DEPLOY_NODE_AFFINITY: installerNodeAffinity(settings) } : {}),
       KATA_DEPLOY_TIMEOUT_SECONDS: String(installTimeoutSeconds),
       KATA_DEPLOY_INSTALLERS: image.apply((ref) => installersFingerprint(settings.runtimes.map((runtime) => buildInstallerDaemonSet(runtime, { ...podSettings, image: ref })))),
     };

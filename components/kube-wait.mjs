@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 
 /**
- * @import { V1ContainerStateTerminated, V1ContainerStatus, V1Node, V1Taint, V1Toleration } from "@kubernetes/client-node"
+ * @import { V1ContainerStateTerminated, V1ContainerStatus, V1Node, V1NodeSelector, V1NodeSelectorRequirement, V1NodeSelectorTerm, V1Taint, V1Toleration } from "@kubernetes/client-node"
  * @typedef {{ lastError?: unknown }} PollState What pollUntil remembers of the last failed check.
  * @typedef {{ runtime: string; skip?: undefined } | { skip: string; runtime?: undefined }} InstallerVerdict
  */
@@ -141,16 +141,69 @@ export function toleratesTaint(toleration, taint) {
 }
 
 /**
- * Whether a DaemonSet pod with this nodeSelector and these tolerations is placed on the node, as the
- * DaemonSet controller decides it (pkg/controller/daemon/daemon_controller.go NodeShouldRunDaemonPod:
- * node selector/affinity, then the NoSchedule/NoExecute taints the pod does not tolerate).
+ * One node selector requirement against the node's labels (`matchExpressions`) or fields (`matchFields`:
+ * only metadata.name), as k8s.io/apimachinery pkg/labels (selector.go Requirement.Matches) evaluates it:
+ * NotIn and DoesNotExist match an absent key; Gt and Lt compare integers and never match an absent key or a
+ * value that is not one.
+ * @param {V1NodeSelectorRequirement} requirement @param {Record<string, string>} values label (or field) values by key
+ */
+function requirementMatches(requirement, values) {
+  const present = Object.hasOwn(values, requirement.key);
+  const value = values[requirement.key];
+  const wanted = requirement.values ?? [];
+  switch (requirement.operator) {
+    case "In":
+      return present && wanted.includes(value);
+    case "NotIn":
+      return !present || !wanted.includes(value);
+    case "Exists":
+      return present;
+    case "DoesNotExist":
+      return !present;
+    case "Gt":
+    case "Lt": {
+      if (!present || !/^[+-]?\d+$/.test(value) || wanted.length !== 1 || !/^[+-]?\d+$/.test(wanted[0])) return false;
+      const [have, limit] = [BigInt(value), BigInt(wanted[0])];
+      return requirement.operator === "Gt" ? have > limit : have < limit;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * A required node affinity against a node, as kubernetes staging/src/k8s.io/component-helpers/scheduling/
+ * corev1/nodeaffinity/nodeaffinity.go (LazyErrorNodeSelector.Match) evaluates it: the terms are ORed, a
+ * term's requirements ANDed, and a term with no requirement matches nothing.
+ * @param {V1Node} node @param {V1NodeSelector | undefined} required
+ */
+export function nodeAffinityMatches(node, required) {
+  if (required === undefined) return true;
+  const labels = node.metadata?.labels ?? {};
+  /** @type {Record<string, string>} */
+  const fields = node.metadata?.name ? { "metadata.name": node.metadata.name } : {};
+  return (required.nodeSelectorTerms ?? []).some((/** @type {V1NodeSelectorTerm} */ term) => {
+    const expressions = term.matchExpressions ?? [];
+    const matchFields = term.matchFields ?? [];
+    if (expressions.length === 0 && matchFields.length === 0) return false;
+    return expressions.every((requirement) => requirementMatches(requirement, labels)) && matchFields.every((requirement) => requirementMatches(requirement, fields));
+  });
+}
+
+/**
+ * Whether a DaemonSet pod with this nodeSelector, required node affinity and these tolerations is placed on
+ * the node, as the DaemonSet controller decides it (pkg/controller/daemon/daemon_controller.go
+ * NodeShouldRunDaemonPod: node selector and required node affinity, then the NoSchedule/NoExecute taints the
+ * pod does not tolerate).
  * @param {V1Node} node
  * @param {Record<string, string> | undefined} nodeSelector
  * @param {V1Toleration[] | undefined} tolerations
+ * @param {V1NodeSelector} [nodeAffinity] the required node affinity
  */
-export function daemonPodFits(node, nodeSelector, tolerations) {
+export function daemonPodFits(node, nodeSelector, tolerations, nodeAffinity) {
   const labels = node.metadata?.labels ?? {};
   if (!Object.entries(nodeSelector ?? {}).every(([key, value]) => labels[key] === value)) return false;
+  if (!nodeAffinityMatches(node, nodeAffinity)) return false;
   const all = [...(tolerations ?? []), ...DAEMON_POD_TOLERATIONS];
   return (node.spec?.taints ?? [])
     .filter((taint) => taint.effect === "NoSchedule" || taint.effect === "NoExecute")
@@ -158,17 +211,17 @@ export function daemonPodFits(node, nodeSelector, tolerations) {
 }
 
 /**
- * The installer a node gets, or why it gets none. The labeler runs where the user's nodeSelector and
- * tolerations allow and labels `<prefix>/container-runtime` from the node's runtime version; installer
- * `<runtime>` selects the user's nodeSelector plus that label. A node not labelled yet is judged by the
- * label the labeler will give it.
+ * The installer a node gets, or why it gets none. The labeler runs where the user's nodeSelector, node
+ * affinity and tolerations allow and labels `<prefix>/container-runtime` from the node's runtime version;
+ * installer `<runtime>` selects the same plus that label. A node not labelled yet is judged by the label the
+ * labeler will give it.
  * Returns { runtime } (selected), { skip: reason } (reported, not waited for), or undefined (not ours).
  * @param {V1Node} node
- * @param {{ prefix: string; runtimes: string[]; nodeSelector?: Record<string, string>; tolerations?: V1Toleration[] }} selection
+ * @param {{ prefix: string; runtimes: string[]; nodeSelector?: Record<string, string>; tolerations?: V1Toleration[]; nodeAffinity?: V1NodeSelector }} selection
  * @returns {InstallerVerdict | undefined}
  */
-export function installerFor(node, { prefix, runtimes, nodeSelector, tolerations }) {
-  if (!daemonPodFits(node, nodeSelector, tolerations)) return undefined;
+export function installerFor(node, { prefix, runtimes, nodeSelector, tolerations, nodeAffinity }) {
+  if (!daemonPodFits(node, nodeSelector, tolerations, nodeAffinity)) return undefined;
   const labelled = node.metadata?.labels?.[labelKeysFor(prefix).containerRuntime];
   const version = node.status?.nodeInfo?.containerRuntimeVersion;
   const runtime = labelled ?? runtimeFromVersion(version);

@@ -61,7 +61,6 @@ export const NAMES = {
   installer: (runtime: ContainerRuntime): string => `kata-installer-${runtime}`,
   cleanup: "kata-cleanup",
   runtimeClass: (shim: string): string => `kata-${shim}`,
-  defaultRuntimeClass: "kata",
   /** The image pull Secret the component creates from the push credentials (`imageBuild.createPullSecret`). */
   registryPullSecret: "kata-deploy-registry",
 } as const;
@@ -163,8 +162,11 @@ function hostMount(
   };
 }
 
+/** The settings every DaemonSet's pods share. */
+type PodSettings = Pick<KataSettings, "namespace" | "priorityClassName" | "imagePullSecrets" | "podLabels" | "podAnnotations">;
+
 /** Pod fields every DaemonSet shares: scheduling priority and the credentials to pull the image. */
-function commonPodFields(settings: Pick<KataSettings, "priorityClassName" | "imagePullSecrets">): Pick<IPodSpec, "priorityClassName" | "imagePullSecrets"> {
+function commonPodFields(settings: PodSettings): Pick<IPodSpec, "priorityClassName" | "imagePullSecrets"> {
   // Empty settings are left out rather than emitted as "" or [], so the objects read as a user would write them.
   return {
     ...(settings.priorityClassName ? { priorityClassName: settings.priorityClassName } : {}),
@@ -201,14 +203,30 @@ const startupTaintArgs = (settings: Pick<KataSettings, "startupTaints">): string
 
 // ---- end of startup taints ----------------------------------------------------------------------------------
 
+/**
+ * Node affinity for the labeler and the installers (never the cleanup DaemonSet, which must reach every node
+ * an installer touched); left out when there is none, so the objects read as a user would write them.
+ */
+function affinityField(settings: Pick<KataSettings, "affinity">): Pick<IPodSpec, "affinity"> {
+  return settings.affinity?.nodeAffinity ? { affinity: structuredClone(settings.affinity) } : {};
+}
+
 function daemonSet(
   name: string,
   component: string,
-  settings: Pick<KataSettings, "namespace" | "priorityClassName" | "imagePullSecrets">,
+  settings: PodSettings,
   podSpec: IPodSpec,
   updateStrategy?: NonNullable<IDaemonSet["spec"]>["updateStrategy"],
 ): DaemonSetManifest {
   const labels = labelsFor(component);
+  // The user's pod labels go into the pod template only, never into `spec.selector`: the selector is
+  // immutable (kubernetes pkg/registry/apps/daemonset/strategy.go ValidateUpdate: "disallow mutation of selector"), so a selector that followed
+  // them would make every change of podLabels a delete-and-recreate of the DaemonSet. The component's own
+  // labels come last (validation refuses user keys that collide with them).
+  const podMetadata = {
+    labels: { ...settings.podLabels, ...labels },
+    ...(Object.keys(settings.podAnnotations).length > 0 ? { annotations: { ...settings.podAnnotations } } : {}),
+  };
   return {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
@@ -216,7 +234,7 @@ function daemonSet(
     spec: {
       selector: { matchLabels: { ...labels } },
       ...(updateStrategy ? { updateStrategy } : {}),
-      template: { metadata: { labels: { ...labels } }, spec: { ...podSpec, ...commonPodFields(settings) } },
+      template: { metadata: podMetadata, spec: { ...podSpec, ...commonPodFields(settings) } },
     },
   };
 }
@@ -232,7 +250,7 @@ export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest 
   const container: IContainer = {
     name: "runtime-labeler",
     image: opts.image,
-    imagePullPolicy: "IfNotPresent",
+    imagePullPolicy: opts.imagePullPolicy,
     command: [KATA_DEPLOY, "label", "--label-prefix", opts.labelPrefix, "--daemon"],
     env: [nodeNameEnv],
     resources: structuredClone(opts.resources.labeler),
@@ -249,6 +267,7 @@ export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest 
     serviceAccountName: NAMES.serviceAccount,
     // The same nodes as the installers: a node the labeler skips gets no installer either.
     ...(Object.keys(opts.nodeSelector).length > 0 ? { nodeSelector: { ...opts.nodeSelector } } : {}),
+    ...affinityField(opts),
     tolerations: schedulingTolerations(opts),
     containers: [container],
   });
@@ -274,7 +293,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
   const container: IContainer = {
     name: "installer",
     image: opts.image,
-    imagePullPolicy: "IfNotPresent",
+    imagePullPolicy: opts.imagePullPolicy,
     command: [
       KATA_DEPLOY, "install",
       "--runtime", runtime,
@@ -330,6 +349,9 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       // A plain nodeSelector (not affinity): the preStop compares it with the node's labels to tell a
       // rollout from a removal, so a node the user's selector stops matching is uninstalled.
       nodeSelector: { ...opts.nodeSelector, [labelKeys(opts.labelPrefix).containerRuntime]: runtime },
+      // The agent's preStop reads only nodeSelector; changing a required node affinity on a deployed stack is
+      // therefore refused by the settings guard (components/stack-changes.ts).
+      ...affinityField(opts),
       tolerations: schedulingTolerations(opts),
       terminationGracePeriodSeconds: INSTALLER_TERMINATION_GRACE_SECONDS,
       containers: [container],
@@ -349,7 +371,7 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
   const container: IContainer = {
     name: "cleanup",
     image: opts.image,
-    imagePullPolicy: "IfNotPresent",
+    imagePullPolicy: opts.imagePullPolicy,
     command: [
       KATA_DEPLOY, "reset",
       "--host-root", HOST_ROOT,
@@ -378,21 +400,31 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
   });
 }
 
-/** `kata-<shim>` per shim (handler = name), plus the optional alias `kata` for the default shim. */
+/**
+ * `kata-<shim>` per shim (handler = name), plus the optional alias `defaultRuntimeClassName` (handler
+ * `kata-<defaultShim>`, the default shim's overhead and scheduling), as upstream's chart renders them
+ * (4.1.0 helm-chart/kata-deploy/templates/runtimeclasses.yaml). Pods naming one are scheduled only onto
+ * nodes labelled `<prefix>/kata-runtime=true` plus the shim's own node labels (`scheduling.nodeSelector`,
+ * merged into the pod's nodeSelector by the RuntimeClass admission plugin), and are charged the shim's
+ * `overhead.podFixed` unless overhead is switched off.
+ */
 export function buildRuntimeClasses(
-  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClassOverhead" | "createDefaultRuntimeClass">,
+  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName">,
 ): RuntimeClassManifest[] {
-  const nodeSelector = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
-  const runtimeClass = (name: string, shim: string): RuntimeClassManifest => ({
-    apiVersion: "node.k8s.io/v1",
-    kind: "RuntimeClass",
-    metadata: { name, labels: labelsFor("runtimeclass") },
-    handler: NAMES.runtimeClass(shim),
-    overhead: { podFixed: { ...settings.runtimeClassOverhead[shim] } },
-    scheduling: { nodeSelector: { ...nodeSelector } },
-  });
+  const installed = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
+  const runtimeClass = (name: string, shim: string): RuntimeClassManifest => {
+    const { overhead, nodeSelector } = settings.runtimeClasses[shim];
+    return {
+      apiVersion: "node.k8s.io/v1",
+      kind: "RuntimeClass",
+      metadata: { name, labels: labelsFor("runtimeclass") },
+      handler: NAMES.runtimeClass(shim),
+      ...(overhead !== undefined ? { overhead: { podFixed: { ...overhead } } } : {}),
+      scheduling: { nodeSelector: { ...installed, ...nodeSelector } },
+    };
+  };
   const classes = settings.shims.map((shim) => runtimeClass(NAMES.runtimeClass(shim), shim));
-  if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(NAMES.defaultRuntimeClass, settings.defaultShim));
+  if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(settings.defaultRuntimeClassName, settings.defaultShim));
   return classes;
 }
 

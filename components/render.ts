@@ -40,8 +40,11 @@ export function renderManifests(opts: ManifestOptions): Record<string, string> {
 
 const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes containerd,crio] [--shims qemu,fc]
   [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor containerd|k3s|rke2]
-  [--max-unavailable N|N%] [--without-default-runtime-class] [--node-selector KEY=VALUE,...]
-  [--tolerations JSON] [--priority-class-name NAME|""] [--image-pull-secrets NAME,...] [--startup-taints JSON]`;
+  [--max-unavailable N|N%] [--without-default-runtime-class] [--default-runtime-class-name NAME]
+  [--runtime-class-overhead JSON] [--without-runtime-class-overhead] [--runtime-class-node-selector JSON]
+  [--node-selector KEY=VALUE,...] [--tolerations JSON] [--affinity JSON] [--priority-class-name NAME|""]
+  [--image-pull-secrets NAME,...] [--image-pull-policy Always|IfNotPresent|Never] [--pod-labels KEY=VALUE,...]
+  [--pod-annotations JSON] [--startup-taints JSON]`;
 
 const csv = (value: string | undefined): string[] | undefined =>
   value === undefined ? undefined : value.split(",").map((item) => item.trim()).filter(Boolean);
@@ -84,11 +87,19 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       "containerd-flavor": { type: "string" },
       "max-unavailable": { type: "string" },
       "without-default-runtime-class": { type: "boolean" },
+      "default-runtime-class-name": { type: "string" },
+      "runtime-class-overhead": { type: "string" },
+      "without-runtime-class-overhead": { type: "boolean" },
+      "runtime-class-node-selector": { type: "string" },
       "node-selector": { type: "string" },
       tolerations: { type: "string" },
+      affinity: { type: "string" },
       "priority-class-name": { type: "string" },
       "image-pull-secrets": { type: "string" },
       "startup-taints": { type: "string" },
+      "image-pull-policy": { type: "string" },
+      "pod-labels": { type: "string" },
+      "pod-annotations": { type: "string" },
     },
   });
   const maxUnavailable = values["max-unavailable"];
@@ -101,13 +112,22 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     containerdFlavor: values["containerd-flavor"],
     maxUnavailable: maxUnavailable !== undefined && /^\d+$/.test(maxUnavailable) ? Number(maxUnavailable) : maxUnavailable,
     createDefaultRuntimeClass: values["without-default-runtime-class"] ? false : undefined,
+    defaultRuntimeClassName: values["default-runtime-class-name"],
+    runtimeClassOverheadEnabled: values["without-runtime-class-overhead"] ? false : undefined,
     nodeSelector: keyValues("node-selector", values["node-selector"]),
     // Checked field by field by normalizeSettings, which names the bad one.
+    runtimeClassOverhead: json("runtime-class-overhead", values["runtime-class-overhead"]) as KataSettingsInput["runtimeClassOverhead"],
+    runtimeClassNodeSelector: json("runtime-class-node-selector", values["runtime-class-node-selector"]) as KataSettingsInput["runtimeClassNodeSelector"],
     tolerations: json("tolerations", values.tolerations) as KataSettingsInput["tolerations"],
+    affinity: json("affinity", values.affinity) as KataSettingsInput["affinity"],
     priorityClassName: values["priority-class-name"],
     imagePullSecrets: csv(values["image-pull-secrets"]),
     // The component's argument shape, e.g. '[{"key":"example.com/kata-not-ready","effect":"NoSchedule"}]'.
     startupTaints: json("startup-taints", values["startup-taints"], '[{"key":"example.com/kata-not-ready","effect":"NoSchedule"}]') as KataSettingsInput["startupTaints"],
+    imagePullPolicy: values["image-pull-policy"],
+    podLabels: keyValues("pod-labels", values["pod-labels"]),
+    // Annotation values may hold commas and '=', so JSON rather than KEY=VALUE pairs.
+    podAnnotations: json("pod-annotations", values["pod-annotations"], '{"example.com/owner":"platform"}') as KataSettingsInput["podAnnotations"],
   };
   return {
     outDir: values.out ?? DEFAULT_RENDER_DIR,

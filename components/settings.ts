@@ -35,28 +35,46 @@ export interface PodOverhead {
 }
 
 /**
- * Kata shims this project knows, each with the sandbox overhead that upstream kata-deploy's RuntimeClasses
- * declare for it (a VM's kernel, agent and hypervisor; TEEs and GPU passthrough need far more memory).
+ * Kata shims this project knows, each with the sandbox overhead (a VM's kernel, agent and hypervisor) that
+ * upstream kata-deploy's RuntimeClasses declare for it by default: kata-containers/kata-containers
+ * tools/packaging/kata-deploy/helm-chart/kata-deploy/templates/runtimeclasses.yaml at tag 4.1.0
+ * ("kata-deploy.runtimeClassConfigs"). The QEMU shims use 320Mi there: on aarch64 QEMU's own footprint is
+ * ~160Mi, and with sandbox_cgroup_only the VMM runs inside the pod's cgroup. Upstream writes one CPU as
+ * "1.0"; "1" is the same quantity in the form the API server stores, so a refresh shows no drift.
+ * `qemu-sev` and `cloud-hypervisor` are 3.x shims that 4.1.0 no longer has; their figures are from the
+ * 3.x RuntimeClass files (tools/packaging/kata-deploy/runtimeclasses/kata-qemu-sev.yaml at 3.17.0,
+ * kata-cloud-hypervisor.yaml at 3.20.0).
  */
 export const SHIM_DEFAULT_OVERHEAD: Readonly<Record<string, PodOverhead>> = {
-  qemu: { memory: "160Mi", cpu: "250m" },
-  "qemu-runtime-rs": { memory: "160Mi", cpu: "250m" },
+  qemu: { memory: "320Mi", cpu: "250m" },
+  "qemu-runtime-rs": { memory: "320Mi", cpu: "250m" },
   "qemu-coco-dev": { memory: "160Mi", cpu: "250m" },
   "qemu-tdx": { memory: "2048Mi", cpu: "1" },
   "qemu-snp": { memory: "2048Mi", cpu: "1" },
   "qemu-sev": { memory: "2048Mi", cpu: "1" },
-  "qemu-se": { memory: "2048Mi", cpu: "1" },
-  "qemu-nvidia-gpu": { memory: "4096Mi", cpu: "1" },
+  "qemu-se": { memory: "1024Mi", cpu: "1" },
+  "qemu-nvidia-gpu": { memory: "10240Mi", cpu: "1" },
   fc: { memory: "130Mi", cpu: "250m" },
   clh: { memory: "130Mi", cpu: "250m" },
   "cloud-hypervisor": { memory: "130Mi", cpu: "250m" },
   dragonball: { memory: "130Mi", cpu: "250m" },
   stratovirt: { memory: "130Mi", cpu: "250m" },
 };
+/**
+ * Node labels a shim's RuntimeClass requires by default besides `<prefix>/kata-runtime=true`: upstream's
+ * default values (4.1.0 helm-chart/kata-deploy/values.yaml `shims.<shim>.runtimeClass.nodeSelector`; the
+ * label is set by NVIDIA's gpu-operator, "false" meaning the GPU is not in confidential-computing mode).
+ * A shim's entry in `runtimeClassNodeSelector` replaces its default.
+ */
+export const SHIM_DEFAULT_RUNTIME_CLASS_NODE_SELECTOR: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  "qemu-nvidia-gpu": { "nvidia.com/cc.ready.state": "false" },
+};
 export const KNOWN_SHIMS: readonly string[] = Object.keys(SHIM_DEFAULT_OVERHEAD);
 
 export const DEFAULT_RUNTIMES: readonly ContainerRuntime[] = ["containerd", "crio"];
 export const DEFAULT_SHIMS: readonly string[] = ["qemu", "fc"];
+/** Name of the RuntimeClass for the default shim (upstream's `runtimeClasses.defaultName`). */
+export const DEFAULT_RUNTIME_CLASS_NAME = "kata";
 /** Namespace the component creates when none is given. */
 export const DEFAULT_NAMESPACE = "kata-deploy";
 /** One node at a time: an installer restarts the node's container runtime. */
@@ -130,6 +148,98 @@ export const DEFAULT_RESOURCES: Readonly<Record<ResourceTarget, ContainerResourc
   labeler: { requests: { cpu: "10m", memory: "64Mi" } },
 };
 
+/** When the kubelet pulls a container's image (Kubernetes `imagePullPolicy`). */
+export const ImagePullPolicy = {
+  /** Every time a container starts (a moved tag is followed; the registry must be reachable, also at destroy). */
+  Always: "Always",
+  /** Only when the node does not have the image yet (right for an image pinned by digest). */
+  IfNotPresent: "IfNotPresent",
+  /** Never: the image must already be on the node. */
+  Never: "Never",
+} as const;
+export type ImagePullPolicy = (typeof ImagePullPolicy)[keyof typeof ImagePullPolicy];
+export const IMAGE_PULL_POLICIES: readonly ImagePullPolicy[] = Object.values(ImagePullPolicy);
+/** The component's images are pinned by digest when it builds them, so a node pulls each at most once. */
+export const DEFAULT_IMAGE_PULL_POLICY: ImagePullPolicy = "IfNotPresent";
+
+/** How a node selector requirement compares a node label (or field) with its values. */
+export const NodeSelectorOperator = {
+  /** The label's value is one of `values`. */
+  In: "In",
+  /** The label is absent or its value is none of `values`. */
+  NotIn: "NotIn",
+  /** The label is present (no `values`). */
+  Exists: "Exists",
+  /** The label is absent (no `values`). */
+  DoesNotExist: "DoesNotExist",
+  /** The label's value, an integer, is greater than the one value given. */
+  Gt: "Gt",
+  /** The label's value, an integer, is less than the one value given. */
+  Lt: "Lt",
+} as const;
+export type NodeSelectorOperator = (typeof NodeSelectorOperator)[keyof typeof NodeSelectorOperator];
+export const NODE_SELECTOR_OPERATORS: readonly NodeSelectorOperator[] = Object.values(NodeSelectorOperator);
+
+/** One condition on a node label (`matchExpressions`) or on the node's name (`matchFields`, key `metadata.name`). */
+export interface NodeSelectorRequirement {
+  /** A node label key, or `metadata.name` in `matchFields`. Required. */
+  key: string;
+  /** `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt` or `Lt` (`matchFields`: `In` or `NotIn`). Required. */
+  operator: NodeSelectorOperator;
+  /** Values to compare with: none for `Exists`/`DoesNotExist`, one integer for `Gt`/`Lt`, one name in `matchFields`. Defaults to none. */
+  values?: string[];
+}
+
+/** Requirements that must all hold (an empty term matches no node, so one is refused). */
+export interface NodeSelectorTerm {
+  /** Conditions on node labels. Defaults to none. */
+  matchExpressions?: NodeSelectorRequirement[];
+  /** Conditions on node fields (only `metadata.name`). Defaults to none. */
+  matchFields?: NodeSelectorRequirement[];
+}
+
+/** Node selector terms, of which at least one must match (they are ORed). */
+export interface NodeSelector {
+  /** At least one term. Required. */
+  nodeSelectorTerms: NodeSelectorTerm[];
+}
+
+/** A preference for nodes matching a term, weighed against the other preferences. */
+export interface PreferredSchedulingTerm {
+  /** 1 to 100. Required. */
+  weight: number;
+  /** The nodes preferred. Required. */
+  preference: NodeSelectorTerm;
+}
+
+/** The Kubernetes `NodeAffinity` of a pod. */
+export interface NodeAffinity {
+  /** Nodes the pod may run on (terms ORed), next to `nodeSelector` (ANDed with it). Defaults to none (every node). */
+  requiredDuringSchedulingIgnoredDuringExecution?: NodeSelector;
+  /**
+   * Preferences; they do not restrict which nodes a DaemonSet runs on (each pod is bound to its node), so
+   * they change nothing for the component's pods and are passed on for parity with upstream's chart. Defaults to none.
+   */
+  preferredDuringSchedulingIgnoredDuringExecution?: PreferredSchedulingTerm[];
+}
+
+/**
+ * The pod affinity the component accepts: node affinity only. Pod (anti-)affinity is refused: an installer
+ * kept off its node by another pod can neither install Kata there nor, on removal, uninstall it.
+ */
+export interface Affinity {
+  /** Node affinity of the labeler and the installers. Defaults to none. */
+  nodeAffinity?: NodeAffinity;
+}
+
+/** What one shim's RuntimeClass (and the default RuntimeClass when it is that shim) declares. */
+export interface ShimRuntimeClass {
+  /** `overhead.podFixed`; undefined: the RuntimeClass declares no overhead. */
+  overhead?: PodOverhead;
+  /** Node labels required in `scheduling.nodeSelector` besides `<prefix>/kata-runtime=true`. */
+  nodeSelector: Record<string, string>;
+}
+
 /** Everything the manifests depend on except the image, validated and with defaults applied. */
 export interface KataSettings {
   runtimes: ContainerRuntime[];
@@ -143,10 +253,12 @@ export interface KataSettings {
   /** Installer rolling-update budget: a positive integer or a percentage such as "25%". */
   maxUnavailable: number | string;
   containerdFlavor: ContainerdFlavor;
-  /** Overhead of each shim in `shims`. */
-  runtimeClassOverhead: Record<string, PodOverhead>;
-  /** Also create RuntimeClass `kata`, an alias of `kata-<defaultShim>`. */
+  /** Overhead and scheduling of each shim's RuntimeClass, for every shim in `shims`. */
+  runtimeClasses: Record<string, ShimRuntimeClass>;
+  /** Also create RuntimeClass `defaultRuntimeClassName`, an alias of `kata-<defaultShim>`. */
   createDefaultRuntimeClass: boolean;
+  /** Name of the default shim's alias RuntimeClass. */
+  defaultRuntimeClassName: string;
   /**
    * Extra node labels that restrict where Kata goes (labeler and installers); `{}`: every node. The cleanup
    * DaemonSet ignores it on purpose: it must reach every node an installer touched, even one the selector
@@ -166,6 +278,14 @@ export interface KataSettings {
    * installers tolerate them on top of `tolerations`, or they would never run on the tainted node.
    */
   startupTaints: StartupTaint[];
+  /** imagePullPolicy of every container. */
+  imagePullPolicy: ImagePullPolicy;
+  /** Extra labels of every DaemonSet's pods (never in a DaemonSet's selector, which is immutable). */
+  podLabels: Record<string, string>;
+  /** Annotations of every DaemonSet's pods. */
+  podAnnotations: Record<string, string>;
+  /** Node affinity of the labeler and the installers (never the cleanup DaemonSet); undefined: none. */
+  affinity?: Affinity;
 }
 
 /** What the pure builders need: the settings plus the image every DaemonSet runs. */

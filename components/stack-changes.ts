@@ -15,9 +15,15 @@
 //   namespace) or, when the component stops creating the namespace, the namespace is deleted after the
 //   program with every DaemonSet still in it; the ServiceAccount the preStop hooks authenticate with is
 //   deleted with them, so uninstalls are refused (401) and Kata stays on nodes with no owner.
-// Every other setting (runtimes, shims, defaultShim, image, nodeSelector, tolerations, resources, ...) is
-// safe and tested so.
+// - installerNodeAffinity (affinity.nodeAffinity's required terms): the DaemonSet controller honours it
+//   (kubernetes pkg/controller/daemon NodeShouldRunDaemonPod), but the installers' preStop tells a removal
+//   from a rollout by the DaemonSet's nodeSelector alone (images/kata-deploy/agent/src/kube/labels.ts
+//   isRollout): a node a changed affinity leaves out would keep Kata with no installer. Removing it only
+//   widens the selection, which is safe; so is a change of the preferred terms (no effect on a DaemonSet).
+// Every other setting (runtimes, shims, defaultShim, image, nodeSelector, tolerations, resources, pod labels
+// and annotations, imagePullPolicy, RuntimeClass overhead and scheduling, ...) is safe and tested so.
 import * as pulumi from "@pulumi/pulumi";
+import type { KataSettings } from "./settings";
 
 /** The settings whose change is refused, as recorded by the guard. */
 export interface GuardedSettings {
@@ -25,6 +31,14 @@ export interface GuardedSettings {
   createNamespace: boolean;
   labelPrefix: string;
   containerdFlavor: string;
+  /** JSON of the installers' required node affinity (`affinity.nodeAffinity.requiredDuringScheduling...`), "" for none. */
+  installerNodeAffinity: string;
+}
+
+/** The guarded form of the installers' required node affinity: its JSON, or "" when there is none. */
+export function installerNodeAffinity(settings: Pick<KataSettings, "affinity">): string {
+  const required = settings.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
+  return required === undefined ? "" : JSON.stringify(required);
 }
 
 const WHY: Record<keyof GuardedSettings, string> = {
@@ -32,7 +46,17 @@ const WHY: Record<keyof GuardedSettings, string> = {
   createNamespace: "deleting or adopting the namespace would delete or collide with the DaemonSets in it",
   labelPrefix: "nodes labelled with the old prefix would never be cleaned",
   containerdFlavor: "Kata would stay configured in the old flavor's containerd config with no owner",
+  installerNodeAffinity:
+    "the installers' preStop tells a removal from a rollout by nodeSelector only, so nodes the new affinity leaves out would keep Kata with no owner; select with nodeSelector instead, or remove the required affinity (that only widens)",
 };
+
+/**
+ * What the state of a stack deployed before a setting was guarded stands for: no required node affinity (the
+ * component had none). Other settings missing from an old state are not compared.
+ */
+const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installerNodeAffinity: "" };
+/** Changes of a guarded setting that are safe anyway: dropping the required node affinity only widens the selection. */
+const SAFE_NEW_VALUE: Partial<GuardedSettings> = { installerNodeAffinity: "" };
 
 /**
  * One line per refused change (empty: the change is safe), each naming the setting, the old and new value,
@@ -42,10 +66,13 @@ export function unsafeSettingChanges(olds: Partial<GuardedSettings> | undefined,
   if (olds === undefined) return [];
   const problems: string[] = [];
   for (const key of Object.keys(WHY) as (keyof GuardedSettings)[]) {
-    if (olds[key] === undefined || olds[key] === news[key]) continue;
+    const old = olds[key] ?? RECORDED_BEFORE_GUARDED[key];
+    if (old === undefined || old === news[key] || SAFE_NEW_VALUE[key] === news[key]) continue;
+    const name = key === "installerNodeAffinity" ? "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution" : key;
+    const shown = (value: unknown): string => (key === "installerNodeAffinity" ? (value === "" ? "none" : String(value)) : JSON.stringify(value));
     problems.push(
-      `KataDeployment: ${key} changed from ${JSON.stringify(olds[key])} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
-        `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${key}`,
+      `KataDeployment: ${name} changed from ${shown(old)} to ${shown(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
+        `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${name}`,
     );
   }
   return problems;

@@ -2,27 +2,37 @@
 // and what is allowed. Runs before any child resource is registered, so a bad argument changes nothing.
 import * as pulumi from "@pulumi/pulumi";
 import {
+  Affinity,
   CONTAINERD_FLAVORS,
   CONTAINER_RUNTIMES,
   ContainerdFlavor,
   ContainerResources,
   ContainerRuntime,
+  DEFAULT_IMAGE_PULL_POLICY,
   DEFAULT_LABEL_PREFIX,
   DEFAULT_PRIORITY_CLASS_NAME,
   DEFAULT_RESOURCES,
   DEFAULT_MAX_UNAVAILABLE,
   DEFAULT_NAMESPACE,
+  DEFAULT_RUNTIME_CLASS_NAME,
   DEFAULT_RUNTIMES,
   DEFAULT_SHIMS,
+  IMAGE_PULL_POLICIES,
+  ImagePullPolicy,
   KataSettings,
   KNOWN_SHIMS,
   labelKeys,
+  NODE_SELECTOR_OPERATORS,
+  NodeSelectorOperator,
+  NodeSelectorTerm,
   PodOverhead,
   RESOURCE_NAMES,
   RESOURCE_TARGETS,
   ResourceTarget,
   SHIM_DEFAULT_OVERHEAD,
   StartupTaint,
+  SHIM_DEFAULT_RUNTIME_CLASS_NODE_SELECTOR,
+  ShimRuntimeClass,
   TAINT_EFFECTS,
   TOLERATE_EVERYTHING,
   Toleration,
@@ -41,8 +51,11 @@ export interface KataSettingsInput {
   labelPrefix?: string;
   maxUnavailable?: number | string;
   containerdFlavor?: string;
-  runtimeClassOverhead?: Readonly<Record<string, Partial<PodOverhead>>>;
+  runtimeClassOverhead?: Readonly<Record<string, Partial<PodOverhead> & { enabled?: boolean }>>;
+  runtimeClassOverheadEnabled?: boolean;
+  runtimeClassNodeSelector?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   createDefaultRuntimeClass?: boolean;
+  defaultRuntimeClassName?: string;
   createNamespace?: boolean;
   nodeSelector?: Readonly<Record<string, string>>;
   tolerations?: readonly Toleration[];
@@ -50,18 +63,30 @@ export interface KataSettingsInput {
   imagePullSecrets?: readonly string[];
   resources?: Readonly<Partial<Record<string, ContainerResources>>>;
   startupTaints?: readonly StartupTaint[];
+  imagePullPolicy?: string;
+  podLabels?: Readonly<Record<string, string>>;
+  podAnnotations?: Readonly<Record<string, string>>;
+  affinity?: Affinity;
 }
 
 /** Namespaces Kubernetes itself owns: the component may deploy into them but never creates or deletes them. */
 export const SYSTEM_NAMESPACES: readonly string[] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 /** Label-key prefixes reserved for Kubernetes core components (and their subdomains). */
 const RESERVED_LABEL_PREFIXES = ["kubernetes.io", "k8s.io"];
+/** Pod labels the component sets itself: its DaemonSets' selectors and the wait steps' pod lookups use them. */
+const COMPONENT_POD_LABELS = ["app.kubernetes.io/name", "app.kubernetes.io/component"];
+/** The API server's limit on all of an object's annotations together (apimachinery ValidateAnnotationsSize). */
+const TOTAL_ANNOTATION_BYTES = 256 * 1024;
 
 // RFC 1123 label / subdomain, as Kubernetes validates names and label-key prefixes.
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-// The pattern the Kubernetes OpenAPI schema gives for resource.Quantity.
-const QUANTITY = /^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/;
+// A non-negative resource.Quantity as the API server parses it (kubernetes/apimachinery pkg/api/resource/
+// quantity.go, ParseQuantity's grammar: <number><suffix>, number "1", "1.5", "1." or ".5", suffix a binary SI
+// (Ki..Ei), a decimal SI (m, "", k, M, G, T, P, E) or a decimal exponent (e3, E-2)). The OpenAPI schema's
+// pattern is looser ("1.2.3" passes it, the API server refuses it). Requests, limits and RuntimeClass
+// overhead must not be negative (core validation ValidateResourceQuantityValue).
+const QUANTITY = /^\+?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
 const PERCENT = /^([1-9][0-9]?|100)%$/;
 // The name part of a label key, and a non-empty label value (Kubernetes' qualified-name rules).
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
@@ -69,6 +94,14 @@ const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 /** A DNS subdomain as Kubernetes validates it: at most 253 characters, each dot-separated label at most 63. */
 function isDnsSubdomain(value: unknown): value is string {
   return typeof value === "string" && value.length <= 253 && DNS_SUBDOMAIN.test(value) && value.split(".").every((label) => label.length <= 63);
+}
+
+/** Why `value` is not a valid label value, or undefined when it is (an empty value is valid). */
+function labelValueProblem(value: unknown): string | undefined {
+  if (typeof value !== "string" || value.length > 63 || (value !== "" && !LABEL_NAME.test(value))) {
+    return "a label value is at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+  }
+  return undefined;
 }
 
 /** Why `key` is not a valid label key ([prefix/]name), or undefined when it is. */
@@ -138,26 +171,20 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     fail("containerdFlavor", `is ${quote(containerdFlavor)}; ${allowed(CONTAINERD_FLAVORS)}`);
   }
 
-  const runtimeClassOverhead: Record<string, PodOverhead> = {};
-  for (const shim of shims) runtimeClassOverhead[shim] = { ...SHIM_DEFAULT_OVERHEAD[shim] };
-  for (const [shim, overhead] of Object.entries(input.runtimeClassOverhead ?? {})) {
-    if (!shims.includes(shim)) {
-      fail(`runtimeClassOverhead.${shim}`, `names a shim that is not in shims; allowed keys: ${shims.join(", ")}`);
-    }
-    for (const [resourceName, quantity] of Object.entries(overhead ?? {})) {
-      if (resourceName !== "memory" && resourceName !== "cpu") {
-        fail(`runtimeClassOverhead.${shim}.${resourceName}`, "is not a known resource; allowed keys: memory, cpu");
-      }
-      if (typeof quantity !== "string" || !QUANTITY.test(quantity)) {
-        fail(`runtimeClassOverhead.${shim}.${resourceName}`, `is ${quote(quantity)}; it must be a Kubernetes quantity such as "160Mi" or "250m"`);
-      }
-      runtimeClassOverhead[shim][resourceName as keyof PodOverhead] = quantity as string;
-    }
-  }
+  const runtimeClasses = normalizeRuntimeClasses(input, shims, labelKeys(labelPrefix).kataRuntime, fail);
 
   const createDefaultRuntimeClass = input.createDefaultRuntimeClass ?? true;
   if (typeof createDefaultRuntimeClass !== "boolean") {
     fail("createDefaultRuntimeClass", `is ${quote(createDefaultRuntimeClass)}; allowed values: true, false`);
+  }
+  const defaultRuntimeClassName = input.defaultRuntimeClassName ?? DEFAULT_RUNTIME_CLASS_NAME;
+  // RuntimeClass names are DNS subdomains (kubernetes pkg/apis/node/validation ValidateRuntimeClass).
+  if (!isDnsSubdomain(defaultRuntimeClassName)) {
+    fail("defaultRuntimeClassName", `is ${quote(defaultRuntimeClassName)}; it must be a DNS subdomain such as ${quote(DEFAULT_RUNTIME_CLASS_NAME)} (lowercase letters, digits, '-' and '.')`);
+  }
+  const clash = shims.find((shim) => `kata-${shim}` === defaultRuntimeClassName);
+  if (clash !== undefined) {
+    fail("defaultRuntimeClassName", `is ${quote(defaultRuntimeClassName)}, the name of shim ${clash}'s own RuntimeClass; choose another name (default ${quote(DEFAULT_RUNTIME_CLASS_NAME)})`);
   }
 
   const ownLabels = Object.values(labelKeys(labelPrefix));
@@ -169,9 +196,8 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     const problem = labelKeyProblem(key);
     if (problem !== undefined) fail(`nodeSelector[${quote(key)}]`, `is not a valid label key: ${problem}`);
     if (ownLabels.includes(key)) fail(`nodeSelector[${quote(key)}]`, "is a label the component manages itself; select on another label");
-    if (typeof value !== "string" || value.length > 63 || (value !== "" && !LABEL_NAME.test(value))) {
-      fail(`nodeSelector[${quote(key)}]`, `has value ${quote(value)}; a label value is at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit`);
-    }
+    const valueProblem = labelValueProblem(value);
+    if (valueProblem !== undefined) fail(`nodeSelector[${quote(key)}]`, `has value ${quote(value)}; ${valueProblem}`);
   }
 
   const tolerations = normalizeTolerations(input.tolerations ?? TOLERATE_EVERYTHING, fail);
@@ -191,6 +217,18 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   const resources = normalizeResources(input.resources ?? {}, fail);
 
   const startupTaints = normalizeStartupTaints(input.startupTaints ?? [], fail);
+  const imagePullPolicy = input.imagePullPolicy ?? DEFAULT_IMAGE_PULL_POLICY;
+  if (!(IMAGE_PULL_POLICIES as readonly string[]).includes(imagePullPolicy)) {
+    fail("imagePullPolicy", `is ${quote(imagePullPolicy)}; ${allowed(IMAGE_PULL_POLICIES)}`);
+  }
+  const podLabels = normalizeLabels("podLabels", input.podLabels ?? {}, fail);
+  for (const key of Object.keys(podLabels)) {
+    if (COMPONENT_POD_LABELS.includes(key)) {
+      fail(`podLabels[${quote(key)}]`, `is a label the component sets on its pods itself (its DaemonSets select their pods by ${COMPONENT_POD_LABELS.join(" and ")}); use another key`);
+    }
+  }
+  const podAnnotations = normalizeAnnotations(input.podAnnotations ?? {}, fail);
+  const affinity = normalizeAffinity(input.affinity, fail);
 
   return {
     runtimes: runtimes as ContainerRuntime[],
@@ -201,18 +239,200 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     labelPrefix,
     maxUnavailable,
     containerdFlavor: containerdFlavor as ContainerdFlavor,
-    runtimeClassOverhead,
+    runtimeClasses,
     createDefaultRuntimeClass,
+    defaultRuntimeClassName,
     nodeSelector: { ...nodeSelector },
     tolerations,
     priorityClassName,
     imagePullSecrets: [...imagePullSecrets],
     resources,
     startupTaints,
+    imagePullPolicy: imagePullPolicy as ImagePullPolicy,
+    podLabels,
+    podAnnotations,
+    ...(affinity !== undefined ? { affinity } : {}),
   };
 }
 
 type Fail = (field: string, problem: string) => never;
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/**
+ * Each shim's RuntimeClass: overhead (upstream's default figures, merged with `runtimeClassOverhead`, unless
+ * switched off globally or per shim) and the node labels it requires (upstream's per-shim default, or the
+ * shim's entry in `runtimeClassNodeSelector`, which replaces it).
+ */
+function normalizeRuntimeClasses(input: KataSettingsInput, shims: readonly string[], kataRuntimeLabel: string, fail: Fail): Record<string, ShimRuntimeClass> {
+  const enabledGlobally = input.runtimeClassOverheadEnabled ?? true;
+  if (typeof enabledGlobally !== "boolean") fail("runtimeClassOverheadEnabled", `is ${quote(enabledGlobally)}; allowed values: true, false`);
+  const overrides: unknown = input.runtimeClassOverhead ?? {};
+  if (!isPlainObject(overrides)) return fail("runtimeClassOverhead", `is ${quote(overrides)}; it must map shims to {memory, cpu, enabled}, e.g. {"qemu": {"memory": "512Mi"}}`);
+  const selectors: unknown = input.runtimeClassNodeSelector ?? {};
+  if (!isPlainObject(selectors)) return fail("runtimeClassNodeSelector", `is ${quote(selectors)}; it must map shims to node labels, e.g. {"qemu-tdx": {"intel.feature.node.kubernetes.io/tdx": "true"}}`);
+  for (const [field, given] of [["runtimeClassOverhead", overrides], ["runtimeClassNodeSelector", selectors]] as const) {
+    for (const shim of Object.keys(given)) {
+      if (!shims.includes(shim)) fail(`${field}.${shim}`, `names a shim that is not in shims; allowed keys: ${shims.join(", ")}`);
+    }
+  }
+
+  const classes: Record<string, ShimRuntimeClass> = {};
+  for (const shim of shims) {
+    const override: unknown = overrides[shim] ?? {};
+    if (!isPlainObject(override)) return fail(`runtimeClassOverhead.${shim}`, `is ${quote(override)}; it must be {memory?, cpu?, enabled?}`);
+    const overhead: PodOverhead = { ...SHIM_DEFAULT_OVERHEAD[shim] };
+    for (const [key, value] of Object.entries(override)) {
+      const field = `runtimeClassOverhead.${shim}.${key}`;
+      if (key === "enabled") {
+        if (typeof value !== "boolean") fail(field, `is ${quote(value)}; allowed values: true, false`);
+        continue;
+      }
+      if (key !== "memory" && key !== "cpu") fail(field, "is not a known field; allowed keys: memory, cpu, enabled");
+      if (typeof value !== "string" || !QUANTITY.test(value)) fail(field, `is ${quote(value)}; it must be a non-negative Kubernetes quantity such as "320Mi" or "250m"`);
+      overhead[key as keyof PodOverhead] = value as string;
+    }
+    const enabled = (override.enabled as boolean | undefined) ?? enabledGlobally;
+    const figures = Object.keys(override).filter((key) => key !== "enabled");
+    if (!enabled && figures.length > 0) {
+      const switchedOff = override.enabled === false ? `runtimeClassOverhead.${shim}.enabled is false` : "runtimeClassOverheadEnabled is false";
+      fail(`runtimeClassOverhead.${shim}.${figures[0]}`, `is set, but ${switchedOff}, so kata-${shim} declares no overhead; remove the figure, or set runtimeClassOverhead.${shim}.enabled to true`);
+    }
+
+    const nodeSelector = selectors[shim] ?? SHIM_DEFAULT_RUNTIME_CLASS_NODE_SELECTOR[shim] ?? {};
+    const field = `runtimeClassNodeSelector.${shim}`;
+    const labels = normalizeLabels(field, nodeSelector, fail);
+    if (kataRuntimeLabel in labels) {
+      fail(`${field}[${quote(kataRuntimeLabel)}]`, `is the label the component requires itself (nodes where Kata is installed); select on another label`);
+    }
+    classes[shim] = { ...(enabled ? { overhead } : {}), nodeSelector: labels };
+  }
+  return classes;
+}
+
+/** A map of label keys to values, each checked as the API server checks labels (names the field and the fix). */
+function normalizeLabels(field: string, value: unknown, fail: Fail): Record<string, string> {
+  if (!isPlainObject(value)) return fail(field, `is ${quote(value)}; it must be a map of label keys to values, e.g. {"team.example.com/name": "platform"}`);
+  for (const [key, labelValue] of Object.entries(value)) {
+    const problem = labelKeyProblem(key);
+    if (problem !== undefined) fail(`${field}[${quote(key)}]`, `is not a valid label key: ${problem}`);
+    const valueProblem = labelValueProblem(labelValue);
+    if (valueProblem !== undefined) fail(`${field}[${quote(key)}]`, `has value ${quote(labelValue)}; ${valueProblem}`);
+  }
+  return { ...(value as Record<string, string>) };
+}
+
+/** Annotations as the API server checks them (kubernetes/apimachinery pkg/api/validation ValidateAnnotations): qualified-name keys, string values, 256 KiB in all. */
+function normalizeAnnotations(value: unknown, fail: Fail): Record<string, string> {
+  if (!isPlainObject(value)) return fail("podAnnotations", `is ${quote(value)}; it must be a map of annotation keys to string values, e.g. {"example.com/owner": "platform"}`);
+  let bytes = 0;
+  for (const [key, annotation] of Object.entries(value)) {
+    // The API server checks the lowercased key, so upper-case letters in the prefix are allowed here.
+    const problem = labelKeyProblem(key.toLowerCase());
+    if (problem !== undefined) fail(`podAnnotations[${quote(key)}]`, `is not a valid annotation key: ${problem}`);
+    if (typeof annotation !== "string") fail(`podAnnotations[${quote(key)}]`, `has value ${quote(annotation)}; annotation values are strings (quote numbers and booleans)`);
+    bytes += Buffer.byteLength(key) + Buffer.byteLength(annotation as string);
+  }
+  if (bytes > TOTAL_ANNOTATION_BYTES) fail("podAnnotations", `total ${bytes} bytes; the API server allows at most ${TOTAL_ANNOTATION_BYTES} bytes of annotations per object`);
+  return { ...(value as Record<string, string>) };
+}
+
+/**
+ * Node affinity only, checked as the API server checks it (kubernetes pkg/apis/core/validation
+ * ValidateNodeSelector, ValidateNodeSelectorRequirement, ValidateNodeFieldSelectorRequirement,
+ * ValidatePreferredSchedulingTerms). Pod (anti-)affinity is refused: the DaemonSet controller ignores it
+ * (pkg/controller/daemon NodeShouldRunDaemonPod checks node selector, node affinity and taints) but the
+ * scheduler enforces it, so an installer pod another pod keeps off its node stays Pending there: it never
+ * installs, and when the DaemonSet is deleted a Pending pod has no preStop to uninstall a node it ran on before.
+ */
+function normalizeAffinity(value: unknown, fail: Fail): Affinity | undefined {
+  if (value === undefined) return undefined;
+  if (!isPlainObject(value)) return fail("affinity", `is ${quote(value)}; it must be {nodeAffinity: {...}}`);
+  for (const key of Object.keys(value)) {
+    if (key === "podAffinity" || key === "podAntiAffinity") {
+      fail(`affinity.${key}`, "is not offered: an installer pod another pod keeps off its node can neither install Kata there nor uninstall it on removal; choose nodes with nodeSelector or affinity.nodeAffinity");
+    }
+    if (key !== "nodeAffinity") fail(`affinity.${key}`, "is not an affinity field; allowed keys: nodeAffinity");
+  }
+  if (value.nodeAffinity === undefined) return undefined;
+  const nodeAffinity = value.nodeAffinity;
+  if (!isPlainObject(nodeAffinity)) return fail("affinity.nodeAffinity", `is ${quote(nodeAffinity)}; it must be {requiredDuringSchedulingIgnoredDuringExecution?, preferredDuringSchedulingIgnoredDuringExecution?}`);
+  const required = "requiredDuringSchedulingIgnoredDuringExecution";
+  const preferred = "preferredDuringSchedulingIgnoredDuringExecution";
+  for (const key of Object.keys(nodeAffinity)) {
+    if (key !== required && key !== preferred) fail(`affinity.nodeAffinity.${key}`, `is not a node affinity field; allowed keys: ${required}, ${preferred}`);
+  }
+  const result: NonNullable<Affinity["nodeAffinity"]> = {};
+  const requiredValue = nodeAffinity[required];
+  if (requiredValue !== undefined) {
+    const field = `affinity.nodeAffinity.${required}`;
+    if (!isPlainObject(requiredValue) || Object.keys(requiredValue).some((key) => key !== "nodeSelectorTerms")) {
+      return fail(field, `is ${quote(requiredValue)}; it must be {nodeSelectorTerms: [...]}`);
+    }
+    const terms = requiredValue.nodeSelectorTerms;
+    if (!Array.isArray(terms) || terms.length === 0) fail(`${field}.nodeSelectorTerms`, "must list at least one term (Kubernetes refuses an empty list); remove the required affinity to select every node");
+    result[required] = { nodeSelectorTerms: (terms as unknown[]).map((term, index) => normalizeNodeSelectorTerm(`${field}.nodeSelectorTerms[${index}]`, term, fail)) };
+  }
+  const preferredValue = nodeAffinity[preferred];
+  if (preferredValue !== undefined) {
+    const field = `affinity.nodeAffinity.${preferred}`;
+    if (!Array.isArray(preferredValue)) return fail(field, `is ${quote(preferredValue)}; it must be a list of {weight, preference}`);
+    result[preferred] = preferredValue.map((item: unknown, index) => {
+      const at = `${field}[${index}]`;
+      if (!isPlainObject(item)) return fail(at, `is ${quote(item)}; it must be {weight, preference}`);
+      for (const key of Object.keys(item)) if (key !== "weight" && key !== "preference") fail(`${at}.${key}`, "is not a field; allowed keys: weight, preference");
+      const weight = item.weight;
+      if (typeof weight !== "number" || !Number.isInteger(weight) || weight < 1 || weight > 100) fail(`${at}.weight`, `is ${quote(weight)}; it must be a whole number from 1 to 100`);
+      return { weight: weight as number, preference: normalizeNodeSelectorTerm(`${at}.preference`, item.preference, fail) };
+    });
+  }
+  return Object.keys(result).length > 0 ? { nodeAffinity: result } : undefined;
+}
+
+/** One node selector term: at least one requirement; labels as label keys and values, fields only `metadata.name`. */
+function normalizeNodeSelectorTerm(field: string, value: unknown, fail: Fail): NodeSelectorTerm {
+  if (!isPlainObject(value)) return fail(field, `is ${quote(value)}; it must be {matchExpressions?, matchFields?}`);
+  for (const key of Object.keys(value)) if (key !== "matchExpressions" && key !== "matchFields") fail(`${field}.${key}`, "is not a node selector term field; allowed keys: matchExpressions, matchFields");
+  const term: NodeSelectorTerm = {};
+  for (const kind of ["matchExpressions", "matchFields"] as const) {
+    const list = value[kind];
+    if (list === undefined) continue;
+    if (!Array.isArray(list)) return fail(`${field}.${kind}`, `is ${quote(list)}; it must be a list of {key, operator, values}`);
+    term[kind] = list.map((item: unknown, index) => {
+      const at = `${field}.${kind}[${index}]`;
+      if (!isPlainObject(item)) return fail(at, `is ${quote(item)}; it must be {key, operator, values?}`);
+      for (const key of Object.keys(item)) if (!["key", "operator", "values"].includes(key)) fail(`${at}.${key}`, "is not a requirement field; allowed keys: key, operator, values");
+      const { key, operator, values } = item;
+      if (values !== undefined && (!Array.isArray(values) || values.some((v) => typeof v !== "string"))) fail(`${at}.values`, `is ${quote(values)}; it must be a list of strings`);
+      const valueList = (values ?? []) as string[];
+      if (kind === "matchFields") {
+        if (key !== "metadata.name") fail(`${at}.key`, `is ${quote(key)}; the only node field Kubernetes selects on is "metadata.name"`);
+        if (operator !== "In" && operator !== "NotIn") fail(`${at}.operator`, `is ${quote(operator)}; allowed values for a field: In, NotIn`);
+        if (valueList.length !== 1) fail(`${at}.values`, "must hold exactly one node name for a field requirement");
+        if (!isDnsSubdomain(valueList[0])) fail(`${at}.values[0]`, `is ${quote(valueList[0])}; a node name is a DNS subdomain`);
+      } else {
+        const problem = typeof key === "string" ? labelKeyProblem(key) : "it is not a string";
+        if (problem !== undefined) fail(`${at}.key`, `is ${quote(key)}, not a valid label key: ${problem}`);
+        if (!(NODE_SELECTOR_OPERATORS as readonly unknown[]).includes(operator)) fail(`${at}.operator`, `is ${quote(operator)}; ${allowed(NODE_SELECTOR_OPERATORS)}`);
+        if ((operator === "In" || operator === "NotIn") && valueList.length === 0) fail(`${at}.values`, `must hold at least one value for operator ${quote(operator)}`);
+        if ((operator === "Exists" || operator === "DoesNotExist") && valueList.length > 0) fail(`${at}.values`, `must be empty for operator ${quote(operator)}`);
+        if (operator === "Gt" || operator === "Lt") {
+          if (valueList.length !== 1 || !/^[+-]?\d+$/.test(valueList[0])) fail(`${at}.values`, `must hold exactly one integer for operator ${quote(operator)}`);
+        }
+        valueList.forEach((labelValue, valueIndex) => {
+          const valueProblem = labelValueProblem(labelValue);
+          if (valueProblem !== undefined) fail(`${at}.values[${valueIndex}]`, `is ${quote(labelValue)}; ${valueProblem}`);
+        });
+      }
+      return { key: key as string, operator: operator as NodeSelectorOperator, ...(values !== undefined ? { values: [...valueList] } : {}) };
+    });
+  }
+  // An empty term matches no node (component-helpers nodeaffinity NewLazyErrorNodeSelector skips it).
+  if ((term.matchExpressions?.length ?? 0) + (term.matchFields?.length ?? 0) === 0) {
+    fail(field, "has no requirement, so it matches no node; give it matchExpressions or matchFields, or remove it");
+  }
+  return term;
+}
 
 /** Checks each toleration the way the API server would, so a mistake shows at preview, not as a failed rollout. */
 function normalizeTolerations(value: unknown, fail: Fail): Toleration[] {

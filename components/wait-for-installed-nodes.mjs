@@ -6,7 +6,7 @@
 // installer that selects no node yet (the labeler has not labelled any) counts as ready at once for
 // Pulumi (kstatus: desiredNumberScheduled 0 is Current). Instead it waits until every node the installers
 // select carries `<prefix>/kata-runtime=true` (the agent sets it after a complete install):
-//   - a node is selected when the user's nodeSelector and tolerations admit it and its runtime (label, or
+//   - a node is selected when the user's nodeSelector, node affinity and tolerations admit it and its runtime (label, or
 //     the label the labeler will set from status.nodeInfo.containerRuntimeVersion) has an installer;
 //     other nodes are reported and skipped;
 //   - a node whose installer container failed KATA_DEPLOY_INSTALL_ATTEMPTS times fails the wait, naming the
@@ -23,6 +23,7 @@
 //   KATA_DEPLOY_RUNTIMES           comma-separated runtimes that have an installer
 //   KATA_DEPLOY_NODE_SELECTOR      JSON object: the user's nodeSelector ({} for none)
 //   KATA_DEPLOY_TOLERATIONS        JSON array: the installers' tolerations
+//   KATA_DEPLOY_NODE_AFFINITY      JSON object: the installers' required node affinity ({nodeSelectorTerms}); unset: none
 //   KATA_DEPLOY_TIMEOUT_SECONDS    give up (and fail the up) after this long
 //   KATA_DEPLOY_INSTALLERS         fingerprint of the installer DaemonSets (not read: a change re-runs the step)
 // Optional:
@@ -60,6 +61,10 @@ const tolerations = jsonSetting(env, "KATA_DEPLOY_TOLERATIONS", [{ operator: "Ex
 const isTaintList = (value) =>
   Array.isArray(value) && value.every((item) => typeof item === "object" && item !== null && typeof item.key === "string" && (item.effect === undefined || typeof item.effect === "string"));
 const startupTaints = jsonSetting(env, "KATA_DEPLOY_STARTUP_TAINTS", [], isTaintList, "a JSON array of {key, effect?}");
+/** @param {unknown} value @returns {value is k8s.V1NodeSelector | undefined} */
+const isNodeSelector = (value) => value === undefined || (typeof value === "object" && value !== null && Array.isArray(/** @type {{ nodeSelectorTerms?: unknown }} */ (value).nodeSelectorTerms));
+/** @type {k8s.V1NodeSelector | undefined} */
+const nodeAffinity = jsonSetting(env, "KATA_DEPLOY_NODE_AFFINITY", undefined, isNodeSelector, 'a JSON object {"nodeSelectorTerms": [...]}');
 const timeoutSeconds = positiveNumber(env, "KATA_DEPLOY_TIMEOUT_SECONDS", 1200);
 const pollSeconds = positiveNumber(env, "KATA_DEPLOY_POLL_SECONDS", 5);
 const attempts = positiveNumber(env, "KATA_DEPLOY_INSTALL_ATTEMPTS", 2);
@@ -81,7 +86,7 @@ async function survey(core) {
   const result = { installed: [], pending: [], failed: [], skipped: [] };
   for (const node of nodes) {
     const name = node.metadata?.name ?? "?";
-    const verdict = installerFor(node, { prefix, runtimes, nodeSelector, tolerations });
+    const verdict = installerFor(node, { prefix, runtimes, nodeSelector, tolerations, nodeAffinity });
     if (verdict === undefined) continue;
     if (verdict.skip !== undefined) {
       result.skipped.push(`${name}: ${verdict.skip}`);

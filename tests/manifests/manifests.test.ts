@@ -9,7 +9,7 @@ import {
   buildRuntimeClasses,
   DaemonSetManifest,
 } from "../../components/manifests";
-import { ManifestOptions } from "../../components/settings";
+import { KNOWN_SHIMS, ManifestOptions } from "../../components/settings";
 import { isRollout } from "../../images/kata-deploy/agent/src/kube/labels";
 import { normalizeSettings } from "../../components/validation";
 import { assertValidManifests, schemaProblems } from "../support/k8s-schema";
@@ -173,11 +173,153 @@ describe("manifest builders", () => {
       classes.map((rc) => [rc.metadata.name, rc.handler, rc.overhead?.podFixed, rc.scheduling?.nodeSelector]),
       [
         ["kata-fc", "kata-fc", { memory: "200Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
-        ["kata-qemu", "kata-qemu", { memory: "160Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
-        ["kata", "kata-qemu", { memory: "160Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
+        // qemu's figures: upstream kata-deploy 4.1.0's (see "RuntimeClass and pod parity" below).
+        ["kata-qemu", "kata-qemu", { memory: "320Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
+        ["kata", "kata-qemu", { memory: "320Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true" }],
       ],
     );
     assert.deepEqual(buildRuntimeClasses(normalizeSettings({ createDefaultRuntimeClass: false })).map((rc) => rc.metadata.name), ["kata-qemu", "kata-fc"]);
+  });
+});
+
+describe("RuntimeClass and pod parity with upstream kata-deploy's Helm chart 4.1.0 (issue 12 point 7)", () => {
+  // Upstream's default overhead per shim, copied from kata-containers/kata-containers
+  // tools/packaging/kata-deploy/helm-chart/kata-deploy/templates/runtimeclasses.yaml at tag 4.1.0
+  // ("kata-deploy.runtimeClassConfigs"), for the shims this project knows; the two 3.x shims 4.1.0 dropped
+  // from tools/packaging/kata-deploy/runtimeclasses/kata-qemu-sev.yaml (3.17.0) and kata-cloud-hypervisor.yaml (3.20.0).
+  const UPSTREAM_OVERHEAD: Record<string, { memory: string; cpu: string }> = {
+    clh: { memory: "130Mi", cpu: "250m" },
+    dragonball: { memory: "130Mi", cpu: "250m" },
+    fc: { memory: "130Mi", cpu: "250m" },
+    qemu: { memory: "320Mi", cpu: "250m" },
+    "qemu-coco-dev": { memory: "160Mi", cpu: "250m" },
+    "qemu-runtime-rs": { memory: "320Mi", cpu: "250m" },
+    "qemu-se": { memory: "1024Mi", cpu: "1.0" },
+    "qemu-snp": { memory: "2048Mi", cpu: "1.0" },
+    "qemu-tdx": { memory: "2048Mi", cpu: "1.0" },
+    "qemu-nvidia-gpu": { memory: "10240Mi", cpu: "1.0" },
+    stratovirt: { memory: "130Mi", cpu: "250m" },
+    "qemu-sev": { memory: "2048Mi", cpu: "1.0" },
+    "cloud-hypervisor": { memory: "130Mi", cpu: "250m" },
+  };
+  /** A quantity's value (Kubernetes suffixes m, Ki..Pi, k..P), so "1.0" and "1" compare equal, as the API server stores them. */
+  const quantity = (text: string): number => {
+    const match = /^([0-9.]+)(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/.exec(text);
+    assert.ok(match, `${text} is a quantity`);
+    const scale: Record<string, number> = { m: 1e-3, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15 };
+    return Number(match[1]) * (match[2] ? scale[match[2]] : 1);
+  };
+  const kataRuntime = "kata-containers.io/kata-runtime";
+  const byName = (classes: ReturnType<typeof buildRuntimeClasses>) => Object.fromEntries(classes.map((rc) => [rc.metadata.name, rc]));
+
+  it("by default each shim's RuntimeClass declares upstream kata-deploy 4.1.0's overhead", async () => {
+    assert.deepEqual([...KNOWN_SHIMS].sort(), Object.keys(UPSTREAM_OVERHEAD).sort(), "a figure for every shim this project knows");
+    const classes = buildRuntimeClasses(normalizeSettings({ shims: [...KNOWN_SHIMS] }));
+    for (const shim of KNOWN_SHIMS) {
+      const podFixed = byName(classes)[`kata-${shim}`].overhead?.podFixed as Record<string, string> | undefined;
+      assert.ok(podFixed, `kata-${shim} declares an overhead`);
+      assert.deepEqual(Object.keys(podFixed).sort(), ["cpu", "memory"], shim);
+      for (const resource of ["memory", "cpu"] as const) {
+        assert.equal(quantity(podFixed[resource]), quantity(UPSTREAM_OVERHEAD[shim][resource]), `kata-${shim} ${resource}: ${podFixed[resource]}`);
+      }
+    }
+    await assertValidManifests(classes);
+  });
+
+  it("overhead can be switched off for every RuntimeClass, or per shim; a RuntimeClass without overhead is valid", async () => {
+    const none = buildRuntimeClasses(normalizeSettings({ runtimeClassOverheadEnabled: false }));
+    assert.deepEqual(none.map((rc) => [rc.metadata.name, rc.overhead]), [["kata-qemu", undefined], ["kata-fc", undefined], ["kata", undefined]]);
+    assert.ok(none.every((rc) => !("overhead" in rc)), "no empty overhead object either");
+    await assertValidManifests(none);
+
+    const fcOff = byName(buildRuntimeClasses(normalizeSettings({ runtimeClassOverhead: { fc: { enabled: false } } })));
+    assert.equal(fcOff["kata-fc"].overhead, undefined);
+    assert.deepEqual(fcOff["kata-qemu"].overhead, { podFixed: { memory: "320Mi", cpu: "250m" } });
+
+    // Switched off globally, back on for one shim (upstream: runtimeClasses.overheadEnabled + shims.<s>.runtimeClass.overheadEnabled).
+    const onlyQemu = byName(buildRuntimeClasses(normalizeSettings({ runtimeClassOverheadEnabled: false, runtimeClassOverhead: { qemu: { enabled: true, memory: "512Mi" } } })));
+    assert.deepEqual(onlyQemu["kata-qemu"].overhead, { podFixed: { memory: "512Mi", cpu: "250m" } });
+    assert.deepEqual(onlyQemu.kata.overhead, { podFixed: { memory: "512Mi", cpu: "250m" } }, "the default class follows its shim");
+    assert.equal(onlyQemu["kata-fc"].overhead, undefined);
+  });
+
+  it("a shim's node labels are required next to the kata-runtime label, in its own class and in the default class", async () => {
+    const tdx = { "intel.feature.node.kubernetes.io/tdx": "true" };
+    const classes = byName(buildRuntimeClasses(normalizeSettings({ shims: ["qemu-tdx", "fc"], runtimeClassNodeSelector: { "qemu-tdx": tdx } })));
+    assert.deepEqual(classes["kata-qemu-tdx"].scheduling, { nodeSelector: { [kataRuntime]: "true", ...tdx } });
+    assert.deepEqual(classes.kata.scheduling, { nodeSelector: { [kataRuntime]: "true", ...tdx } }, "kata is qemu-tdx (the default shim)");
+    assert.deepEqual(classes["kata-fc"].scheduling, { nodeSelector: { [kataRuntime]: "true" } });
+    await assertValidManifests(Object.values(classes));
+
+    const prefixed = buildRuntimeClasses(normalizeSettings({ labelPrefix: "example.com", runtimeClassNodeSelector: { fc: { "kata-containers.io/container-runtime": "containerd" } } }));
+    assert.deepEqual(byName(prefixed)["kata-fc"].scheduling?.nodeSelector, { "example.com/kata-runtime": "true", "kata-containers.io/container-runtime": "containerd" });
+  });
+
+  it("qemu-nvidia-gpu requires upstream's gpu-operator label by default; an entry of its own replaces it", () => {
+    // 4.1.0 values.yaml shims.qemu-nvidia-gpu.runtimeClass.nodeSelector.
+    const gpu = (settings: Parameters<typeof normalizeSettings>[0]) => byName(buildRuntimeClasses(normalizeSettings({ shims: ["qemu-nvidia-gpu"], ...settings })))["kata-qemu-nvidia-gpu"].scheduling?.nodeSelector;
+    assert.deepEqual(gpu({}), { [kataRuntime]: "true", "nvidia.com/cc.ready.state": "false" });
+    assert.deepEqual(gpu({ runtimeClassNodeSelector: { "qemu-nvidia-gpu": {} } }), { [kataRuntime]: "true" });
+    assert.deepEqual(gpu({ runtimeClassNodeSelector: { "qemu-nvidia-gpu": { "pool.example.com/gpu": "a100" } } }), { [kataRuntime]: "true", "pool.example.com/gpu": "a100" });
+  });
+
+  it("defaultRuntimeClassName names the default shim's class; its handler stays kata-<defaultShim>", () => {
+    const classes = buildRuntimeClasses(normalizeSettings({ shims: ["qemu", "fc"], defaultShim: "fc", defaultRuntimeClassName: "sandboxed" }));
+    assert.deepEqual(classes.map((rc) => [rc.metadata.name, rc.handler]), [["kata-qemu", "kata-qemu"], ["kata-fc", "kata-fc"], ["sandboxed", "kata-fc"]]);
+    assert.deepEqual(buildRuntimeClasses(normalizeSettings({ createDefaultRuntimeClass: false, defaultRuntimeClassName: "sandboxed" })).map((rc) => rc.metadata.name), ["kata-qemu", "kata-fc"]);
+  });
+
+  it("podLabels and podAnnotations reach every DaemonSet's pods and never a selector", async () => {
+    const podLabels = { "team.example.com/name": "platform", tier: "node" };
+    const podAnnotations = { "example.com/owner": "platform, infra", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false" };
+    const plain = options();
+    const labelled = options({ podLabels, podAnnotations });
+    const daemonSets = (opts: ManifestOptions) => [...buildAllManifests(opts).deploy, ...buildAllManifests(opts).cleanup];
+    for (const [before, after] of daemonSets(plain).map((ds, i) => [ds, daemonSets(labelled)[i]] as const)) {
+      const name = after.metadata.name;
+      // The selector is immutable in the API: it must not change, or every change would replace the DaemonSet.
+      assert.deepEqual(after.spec.selector, before.spec.selector, `${name}: selector unchanged`);
+      assert.deepEqual(after.metadata.labels, before.metadata.labels, `${name}: the DaemonSet's own labels unchanged`);
+      assert.deepEqual(after.spec.template.metadata?.labels, { ...podLabels, ...before.spec.template.metadata?.labels }, `${name}: pod labels`);
+      assert.deepEqual(after.spec.template.metadata?.annotations, podAnnotations, `${name}: pod annotations`);
+      assert.equal(before.spec.template.metadata?.annotations, undefined, `${name}: no annotations unless asked for`);
+      // The selector still picks this DaemonSet's pods only (the user's labels are common to all of them).
+      for (const other of daemonSets(labelled)) {
+        const selects = Object.entries(after.spec.selector.matchLabels ?? {}).every(([key, value]) => other.spec.template.metadata?.labels?.[key] === value);
+        assert.equal(selects, other.metadata.name === name, `${name} selecting ${other.metadata.name}'s pods`);
+      }
+    }
+    await assertValidManifests(daemonSets(labelled));
+  });
+
+  it("imagePullPolicy applies to every container (IfNotPresent unless set)", () => {
+    const policies = (opts: ManifestOptions) => [...buildAllManifests(opts).deploy, ...buildAllManifests(opts).cleanup].map((ds) => container(ds).imagePullPolicy);
+    assert.deepEqual(policies(options()), ["IfNotPresent", "IfNotPresent", "IfNotPresent", "IfNotPresent"]);
+    assert.deepEqual(policies(options({ imagePullPolicy: "Always" })), ["Always", "Always", "Always", "Always"]);
+  });
+
+  it("affinity.nodeAffinity goes to the labeler and the installers, never to the cleanup DaemonSet", async () => {
+    const affinity = {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [
+            { matchExpressions: [{ key: "node.kubernetes.io/instance-type", operator: "In" as const, values: ["m7i.metal-24xl", "c7i.metal-24xl"] }] },
+            { matchFields: [{ key: "metadata.name", operator: "In" as const, values: ["node-7"] }] },
+          ],
+        },
+        preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 10, preference: { matchExpressions: [{ key: "pool.example.com/cores", operator: "Gt" as const, values: ["64"] }] } }],
+      },
+    };
+    const opts = options({ affinity, nodeSelector: { "pool.example.com/name": "sandbox" } });
+    assert.deepEqual(podSpec(buildLabelerDaemonSet(opts)).affinity, affinity);
+    for (const runtime of ["containerd", "crio"] as const) {
+      const installer = podSpec(buildInstallerDaemonSet(runtime, opts));
+      assert.deepEqual(installer.affinity, affinity, runtime);
+      assert.deepEqual(installer.nodeSelector, { "pool.example.com/name": "sandbox", "kata-containers.io/container-runtime": runtime }, "both apply (ANDed)");
+    }
+    assert.equal(podSpec(buildCleanupDaemonSet(opts)).affinity, undefined);
+    assert.equal(podSpec(buildInstallerDaemonSet("crio", options())).affinity, undefined, "none unless asked for");
+    await assertValidManifests(allObjects(opts));
   });
 });
 

@@ -5,6 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseAllDocuments } from "yaml";
 import { buildAllManifests } from "../../components/manifests";
+import { parseRenderArgs } from "../../components/render";
 import { normalizeSettings } from "../../components/validation";
 import { assertValidManifests } from "../support/k8s-schema";
 
@@ -85,6 +86,44 @@ describe("npm run render", () => {
     assert.deepEqual(installer.spec.template.spec.tolerations, [toleration]);
     const command = installer.spec.template.spec.containers[0].command;
     assert.deepEqual(command.slice(command.indexOf("--startup-taints"), command.indexOf("--startup-taints") + 2), ["--startup-taints", "example.com/kata-not-ready:NoSchedule"]);
+  });
+
+  it("passes RuntimeClass and pod options through (issue 12 point 7)", async () => {
+    const affinity = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "pool.example.com/kata", operator: "Exists" }] }] } } };
+    const result = render(["--out", outDir, "--image", IMAGE, "--default-runtime-class-name", "sandboxed", "--without-runtime-class-overhead",
+      "--runtime-class-overhead", '{"fc":{"enabled":true,"memory":"256Mi"}}', "--runtime-class-node-selector", '{"qemu":{"pool.example.com/vm":"yes"}}',
+      "--image-pull-policy", "Always", "--pod-labels", "team.example.com/name=platform", "--pod-annotations", '{"example.com/owner":"a, b=c"}',
+      "--affinity", JSON.stringify(affinity)]);
+    assert.equal(result.status, 0, result.stderr);
+    const classes = readDocuments(path.join(outDir, "runtimeclasses.yaml")) as { metadata: { name: string }; handler: string; overhead?: unknown; scheduling: { nodeSelector: Record<string, string> } }[];
+    assert.deepEqual(classes.map((rc) => [rc.metadata.name, rc.handler, rc.overhead, rc.scheduling.nodeSelector]), [
+      ["kata-qemu", "kata-qemu", undefined, { "kata-containers.io/kata-runtime": "true", "pool.example.com/vm": "yes" }],
+      ["kata-fc", "kata-fc", { podFixed: { memory: "256Mi", cpu: "250m" } }, { "kata-containers.io/kata-runtime": "true" }],
+      ["sandboxed", "kata-qemu", undefined, { "kata-containers.io/kata-runtime": "true", "pool.example.com/vm": "yes" }],
+    ]);
+    type Pod = { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: { affinity?: unknown; containers: { imagePullPolicy: string }[] } };
+    const daemonSets = ["kata-deploy.yaml", "kata-cleanup.yaml"].flatMap((file) => readDocuments(path.join(outDir, file))) as { metadata: { name: string }; spec: { template: Pod } }[];
+    for (const ds of daemonSets) {
+      const pod = ds.spec.template;
+      assert.equal(pod.metadata.labels["team.example.com/name"], "platform", ds.metadata.name);
+      assert.deepEqual(pod.metadata.annotations, { "example.com/owner": "a, b=c" }, ds.metadata.name);
+      assert.equal(pod.spec.containers[0].imagePullPolicy, "Always", ds.metadata.name);
+      assert.deepEqual(pod.spec.affinity, ds.metadata.name === "kata-cleanup" ? undefined : affinity, ds.metadata.name);
+    }
+    await assertValidManifests([...classes, ...daemonSets]);
+  });
+
+  it("refuses bad RuntimeClass and pod options, naming the option (parsed in-process: the refusal path is the same)", () => {
+    for (const [args, reason] of [
+      [["--image-pull-policy", "always"], /imagePullPolicy is "always"; allowed values: Always, IfNotPresent, Never/],
+      [["--pod-annotations", "owner=me"], /--pod-annotations: not JSON/],
+      [["--pod-labels", "team"], /--pod-labels team: expected KEY=VALUE/],
+      [["--affinity", '{"podAntiAffinity":{}}'], /affinity.podAntiAffinity is not offered/],
+      [["--runtime-class-node-selector", '{"clh":{"a":"b"}}'], /runtimeClassNodeSelector.clh names a shim that is not in shims/],
+      [["--default-runtime-class-name", "kata-fc"], /defaultRuntimeClassName is "kata-fc", the name of shim fc's own RuntimeClass/],
+    ] as const) {
+      assert.throws(() => parseRenderArgs([...args]), reason, args.join(" "));
+    }
   });
 
   it("refuses bad options with the reason and writes nothing", () => {

@@ -93,7 +93,10 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       maxUnavailable: "string",
       containerdFlavor: "ref:ContainerdFlavor",
       runtimeClassOverhead: "map<ref:KataOverheadArgs>",
+      runtimeClassOverheadEnabled: "boolean",
+      runtimeClassNodeSelector: "map<map<string>>",
       createDefaultRuntimeClass: "boolean",
+      defaultRuntimeClassName: "string",
       cleanupTimeoutSeconds: "number",
       installTimeout: "string",
       createNamespace: "boolean",
@@ -103,6 +106,10 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       imagePullSecrets: "array<string>",
       resources: "ref:KataResources",
       startupTaints: "array<ref:StartupTaint>",
+      imagePullPolicy: "ref:ImagePullPolicy",
+      podLabels: "map<string>",
+      podAnnotations: "map<string>",
+      affinity: "ref:Affinity",
     });
     assert.deepEqual(resource.requiredInputs, []);
     // `settings` (internal, with a number-or-string field) must not be an output.
@@ -142,7 +149,18 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
     });
     assert.deepEqual(schema.types["kata-deploy:index:KataImageBuildArgs"].required, ["repository"]);
     assert.deepEqual(objectType("KataRegistryArgs"), { server: "string", username: "string", password: "string" });
-    assert.deepEqual(objectType("KataOverheadArgs"), { memory: "string", cpu: "string" });
+    assert.deepEqual(objectType("KataOverheadArgs"), { memory: "string", cpu: "string", enabled: "boolean" });
+    assert.deepEqual(objectType("Affinity"), { nodeAffinity: "ref:NodeAffinity" });
+    assert.deepEqual(objectType("NodeAffinity"), {
+      requiredDuringSchedulingIgnoredDuringExecution: "ref:NodeSelector",
+      preferredDuringSchedulingIgnoredDuringExecution: "array<ref:PreferredSchedulingTerm>",
+    });
+    assert.deepEqual(objectType("NodeSelector"), { nodeSelectorTerms: "array<ref:NodeSelectorTerm>" });
+    assert.deepEqual(schema.types["kata-deploy:index:NodeSelector"].required, ["nodeSelectorTerms"]);
+    assert.deepEqual(objectType("NodeSelectorTerm"), { matchExpressions: "array<ref:NodeSelectorRequirement>", matchFields: "array<ref:NodeSelectorRequirement>" });
+    assert.deepEqual(objectType("NodeSelectorRequirement"), { key: "string", operator: "ref:NodeSelectorOperator", values: "array<string>" });
+    assert.deepEqual(schema.types["kata-deploy:index:NodeSelectorRequirement"].required, ["key", "operator"]);
+    assert.deepEqual(objectType("PreferredSchedulingTerm"), { weight: "number", preference: "ref:NodeSelectorTerm" });
     assert.deepEqual(objectType("Toleration"), {
       key: "string",
       operator: "ref:TolerationOperator",
@@ -160,6 +178,9 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
     assert.deepEqual(enumValues("TolerationOperator"), ["Exists", "Equal"]);
     assert.deepEqual(enumValues("TaintEffect"), ["NoSchedule", "PreferNoSchedule", "NoExecute"]);
     assert.deepEqual(enumValues("DockerRuntimeForm"), ["auto", "shim-v2", "runc"]);
+    assert.deepEqual(enumValues("ImagePullPolicy"), ["Always", "IfNotPresent", "Never"]);
+    // Sorted: the analyzer's member order for this enum is not the declaration order.
+    assert.deepEqual(enumValues("NodeSelectorOperator").sort(), ["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"]);
   });
 
   it("documents every argument, each ending with its default (or saying it is required)", () => {

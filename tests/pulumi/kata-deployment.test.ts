@@ -3,7 +3,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { KataDeployment, KataDeploymentArgs } from "../../components";
+import { KataDeployment, KataDeploymentArgs, KataOverheadArgs } from "../../components";
+import { guardProvider, GuardedSettings, unsafeSettingChanges } from "../../components/stack-changes";
 import { schemaProblems } from "../support/k8s-schema";
 import {
   Registration,
@@ -235,7 +236,36 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["bad percentage", { maxUnavailable: "150%" }, /maxUnavailable is "150%"/],
       ["unknown containerd flavor", { containerdFlavor: "k0s" as "k3s" }, /containerdFlavor is "k0s"; allowed values: containerd, k3s, rke2/],
       ["overhead for a shim not deployed", { runtimeClassOverhead: { clh: { memory: "1Gi" } } }, /runtimeClassOverhead.clh names a shim that is not in shims; allowed keys: qemu, fc/],
-      ["bad overhead quantity", { runtimeClassOverhead: { qemu: { memory: "lots" } } }, /runtimeClassOverhead.qemu.memory is "lots"; it must be a Kubernetes quantity/],
+      ["bad overhead quantity", { runtimeClassOverhead: { qemu: { memory: "lots" } } }, /runtimeClassOverhead.qemu.memory is "lots"; it must be a non-negative Kubernetes quantity/],
+      // The OpenAPI schema's Quantity pattern lets these through; the API server's ParseQuantity does not.
+      ["malformed overhead number", { runtimeClassOverhead: { qemu: { cpu: "1.2.3" } } }, /runtimeClassOverhead.qemu.cpu is "1.2.3"; it must be a non-negative Kubernetes quantity/],
+      ["negative overhead", { runtimeClassOverhead: { fc: { memory: "-130Mi" } } }, /runtimeClassOverhead.fc.memory is "-130Mi"; it must be a non-negative Kubernetes quantity/],
+      ["negative resource request", { resources: { labeler: { requests: { cpu: "-10m" } } } }, /resources.labeler.requests.cpu is "-10m"; it must be a Kubernetes quantity/],
+      ["unknown overhead field", { runtimeClassOverhead: { qemu: { memroy: "1Gi" } as unknown as KataOverheadArgs } }, /runtimeClassOverhead.qemu.memroy is not a known field; allowed keys: memory, cpu, enabled/],
+      ["overhead on/off not a boolean", { runtimeClassOverhead: { qemu: { enabled: "no" as unknown as boolean } } }, /runtimeClassOverhead.qemu.enabled is "no"; allowed values: true, false/],
+      ["an overhead figure while overhead is off", { runtimeClassOverheadEnabled: false, runtimeClassOverhead: { qemu: { memory: "512Mi" } } }, /runtimeClassOverhead.qemu.memory is set, but runtimeClassOverheadEnabled is false, so kata-qemu declares no overhead; remove the figure, or set runtimeClassOverhead.qemu.enabled to true/],
+      ["an overhead figure for a shim switched off", { runtimeClassOverhead: { fc: { enabled: false, cpu: "1" } } }, /runtimeClassOverhead.fc.cpu is set, but runtimeClassOverhead.fc.enabled is false/],
+      ["RuntimeClass node labels for a shim not deployed", { runtimeClassNodeSelector: { clh: { a: "b" } } }, /runtimeClassNodeSelector.clh names a shim that is not in shims; allowed keys: qemu, fc/],
+      ["RuntimeClass node label with an invalid key", { runtimeClassNodeSelector: { qemu: { "tdx/": "true" } } }, /runtimeClassNodeSelector.qemu\["tdx\/"\] is not a valid label key/],
+      ["RuntimeClass node label with an invalid value", { runtimeClassNodeSelector: { qemu: { tdx: "yes please" } } }, /runtimeClassNodeSelector.qemu\["tdx"\] has value "yes please"; a label value is at most 63/],
+      ["RuntimeClass node label on the component's own key", { runtimeClassNodeSelector: { fc: { "kata-containers.io/kata-runtime": "false" } } }, /runtimeClassNodeSelector.fc\["kata-containers.io\/kata-runtime"\] is the label the component requires itself/],
+      ["default RuntimeClass name not a DNS subdomain", { defaultRuntimeClassName: "Kata" }, /defaultRuntimeClassName is "Kata"; it must be a DNS subdomain/],
+      ["default RuntimeClass name of a shim's class", { defaultRuntimeClassName: "kata-qemu" }, /defaultRuntimeClassName is "kata-qemu", the name of shim qemu's own RuntimeClass; choose another name/],
+      ["unknown imagePullPolicy", { imagePullPolicy: "always" as "Always" }, /imagePullPolicy is "always"; allowed values: Always, IfNotPresent, Never/],
+      ["pod label with an invalid key", { podLabels: { "team name": "a" } }, /podLabels\["team name"\] is not a valid label key/],
+      ["pod label with an invalid value", { podLabels: { team: "platform/infra" } }, /podLabels\["team"\] has value "platform\/infra"/],
+      ["pod label the component sets itself", { podLabels: { "app.kubernetes.io/component": "kata" } }, /podLabels\["app.kubernetes.io\/component"\] is a label the component sets on its pods itself/],
+      ["pod annotation with an invalid key", { podAnnotations: { "example.com/": "x" } }, /podAnnotations\["example.com\/"\] is not a valid annotation key/],
+      ["pod annotation that is not a string", { podAnnotations: { "prometheus.io/scrape": false as unknown as string } }, /podAnnotations\["prometheus.io\/scrape"\] has value false; annotation values are strings/],
+      ["pod annotations over the API server's size limit", { podAnnotations: { big: "x".repeat(256 * 1024) } }, /podAnnotations total 262147 bytes; the API server allows at most 262144 bytes/],
+      ["pod anti-affinity", { affinity: { podAntiAffinity: {} } as KataDeploymentArgs["affinity"] }, /affinity.podAntiAffinity is not offered: an installer pod another pod keeps off its node can neither install Kata there nor uninstall it/],
+      ["required node affinity without terms", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [] } } } }, /requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms must list at least one term/],
+      ["an empty node selector term", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{}] } } } }, /nodeSelectorTerms\[0\] has no requirement, so it matches no node/],
+      ["unknown node selector operator", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "a", operator: "Equals" as "In", values: ["b"] }] }] } } } }, /matchExpressions\[0\].operator is "Equals"; allowed values: In, NotIn, Exists, DoesNotExist, Gt, Lt/],
+      ["In without values", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "a", operator: "In" }] }] } } } }, /matchExpressions\[0\].values must hold at least one value for operator "In"/],
+      ["Gt with a value that is not an integer", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "cores", operator: "Gt", values: ["many"] }] }] } } } }, /matchExpressions\[0\].values must hold exactly one integer for operator "Gt"/],
+      ["a node field other than metadata.name", { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchFields: [{ key: "spec.unschedulable", operator: "In", values: ["false"] }] }] } } } }, /matchFields\[0\].key is "spec.unschedulable"; the only node field Kubernetes selects on is "metadata.name"/],
+      ["a preferred term weighing 0", { affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 0, preference: { matchExpressions: [{ key: "a", operator: "Exists" }] } }] } } }, /preferredDuringSchedulingIgnoredDuringExecution\[0\].weight is 0; it must be a whole number from 1 to 100/],
       ["bad namespace", { namespace: "Kata_NS" }, /namespace is "Kata_NS"; it must be a DNS label/],
       ["bad cleanup timeout", { cleanupTimeoutSeconds: 0 }, /cleanupTimeoutSeconds is 0; allowed values: a whole number of seconds >= 1/],
       ["label prefix in the reserved kubernetes.io domain", { labelPrefix: "kata.kubernetes.io" }, /labelPrefix is "kata.kubernetes.io"; the kubernetes.io domain is reserved/],
@@ -320,6 +350,55 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       assert.deepEqual(JSON.parse(environment.KATA_DEPLOY_STARTUP_TAINTS), [{ key: "example.com/kata-not-ready", effect: "NoSchedule" }]);
     });
 
+    it("passes RuntimeClass and pod settings to the RuntimeClasses, DaemonSets, install wait and settings guard it registers (issue 12 point 7)", async () => {
+      const required = { nodeSelectorTerms: [{ matchExpressions: [{ key: "pool.example.com/kata", operator: "In" as const, values: ["yes"] }] }] };
+      const component = await deploy("kata", {
+        defaultRuntimeClassName: "sandboxed",
+        runtimeClassOverhead: { fc: { enabled: false } },
+        runtimeClassNodeSelector: { qemu: { "pool.example.com/vm": "large" } },
+        podLabels: { "team.example.com/name": "platform" },
+        podAnnotations: { "example.com/owner": "platform" },
+        imagePullPolicy: "Always",
+        affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: required } },
+      });
+      await deploy("plain");
+
+      type RuntimeClassInputs = { metadata: { name: string }; handler: string; overhead?: { podFixed: Record<string, string> }; scheduling: { nodeSelector: Record<string, string> } };
+      const classes = registrationsOfType("kubernetes:node.k8s.io/v1:RuntimeClass").filter((r) => r.name.startsWith("kata-"));
+      assert.deepEqual(
+        classes.map((r) => r.inputs as unknown as RuntimeClassInputs).map((rc) => [rc.metadata.name, rc.handler, rc.overhead?.podFixed, rc.scheduling.nodeSelector]).sort(),
+        [
+          ["kata-fc", "kata-fc", undefined, { "kata-containers.io/kata-runtime": "true" }],
+          ["kata-qemu", "kata-qemu", { memory: "320Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true", "pool.example.com/vm": "large" }],
+          ["sandboxed", "kata-qemu", { memory: "320Mi", cpu: "250m" }, { "kata-containers.io/kata-runtime": "true", "pool.example.com/vm": "large" }],
+        ],
+      );
+      for (const rc of classes) {
+        assert.deepEqual(rc.options.replaceOnChanges, ["handler"], `${rc.name}: only the immutable handler replaces it`);
+        assert.deepEqual(await schemaProblems(rc.inputs), [], rc.name);
+      }
+      assert.deepEqual(await valueOf(component.runtimeClassNames), ["kata-qemu", "kata-fc", "sandboxed"]);
+
+      type DaemonSetInputs = { spec: { selector: unknown; template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: { affinity?: unknown; containers: { imagePullPolicy: string }[] } } } };
+      for (const ds of registrationsOfType(DAEMONSET).filter((r) => r.name.startsWith("kata-"))) {
+        const inputs = ds.inputs as unknown as DaemonSetInputs;
+        const plain = registrationNamed(ds.name.replace(/^kata-/, "plain-")).inputs as unknown as DaemonSetInputs;
+        assert.deepEqual(inputs.spec.selector, plain.spec.selector, `${ds.name}: the (immutable) selector is the same as without pod labels`);
+        assert.equal(inputs.spec.template.metadata.labels["team.example.com/name"], "platform", ds.name);
+        assert.deepEqual(inputs.spec.template.metadata.annotations, { "example.com/owner": "platform" }, ds.name);
+        assert.deepEqual(inputs.spec.template.spec.containers.map((c) => c.imagePullPolicy), ["Always"], ds.name);
+        assert.deepEqual(inputs.spec.template.spec.affinity, ds.name === "kata-cleanup" ? undefined : { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: required } }, ds.name);
+        assert.deepEqual(await schemaProblems(ds.inputs), [], ds.name);
+      }
+
+      // The install wait waits for the nodes the affinity selects, and only when there is one does it get the variable.
+      const environment = (name: string) => registrationNamed(`${name}-wait-for-installed-nodes`).inputs.environment as Record<string, string>;
+      assert.equal(environment("kata").KATA_DEPLOY_NODE_AFFINITY, JSON.stringify(required));
+      assert.equal("KATA_DEPLOY_NODE_AFFINITY" in environment("plain"), false);
+      assert.equal(registrationNamed("kata-settings").inputs.installerNodeAffinity, JSON.stringify(required));
+      assert.equal(registrationNamed("plain-settings").inputs.installerNodeAffinity, "");
+    });
+
     it("installers wait installTimeout for readiness on create and update; the others keep the provider's default", async () => {
       await deploy("kata", { installTimeout: "45m" });
       for (const ds of registrationsOfType(DAEMONSET)) {
@@ -398,6 +477,30 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       assert.deepEqual(changed, ["environment"]);
       assert.ok(!changed.some((key) => REPLACING_INPUTS.includes(key)));
       assert.deepEqual(after.options.replaceOnChanges, before.options.replaceOnChanges);
+    });
+  });
+
+  describe("the settings guard and node affinity (the installers' preStop reads only nodeSelector)", () => {
+    const recorded: GuardedSettings = { namespace: "kata-deploy", createNamespace: true, labelPrefix: "kata-containers.io", containerdFlavor: "containerd", installerNodeAffinity: "" };
+    const required = JSON.stringify({ nodeSelectorTerms: [{ matchExpressions: [{ key: "pool.example.com/kata", operator: "Exists" }] }] });
+    const other = JSON.stringify({ nodeSelectorTerms: [{ matchExpressions: [{ key: "pool.example.com/kata", operator: "In", values: ["a"] }] }] });
+
+    it("refuses adding or changing a required node affinity on a deployed stack, naming the setting and the way out", () => {
+      const [added] = unsafeSettingChanges(recorded, { ...recorded, installerNodeAffinity: required });
+      assert.match(added, /^KataDeployment: affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution changed from none to \{"nodeSelectorTerms".*which cannot be applied in place \(the installers' preStop tells a removal from a rollout by nodeSelector only/);
+      assert.match(added, /select with nodeSelector instead, or remove the required affinity .*run `pulumi destroy` .* first/);
+      assert.equal(unsafeSettingChanges({ ...recorded, installerNodeAffinity: required }, { ...recorded, installerNodeAffinity: other }).length, 1, "changed");
+    });
+
+    it("lets removing it (a wider selection) and keeping it through; a stack recorded before the setting existed had none", async () => {
+      assert.deepEqual(unsafeSettingChanges({ ...recorded, installerNodeAffinity: required }, recorded), []);
+      assert.deepEqual(unsafeSettingChanges({ ...recorded, installerNodeAffinity: required }, { ...recorded, installerNodeAffinity: required }), []);
+      const { installerNodeAffinity: _absent, ...before } = recorded;
+      assert.deepEqual(unsafeSettingChanges(before, recorded), [], "an old state and no affinity: nothing changed");
+      assert.equal(unsafeSettingChanges(before, { ...recorded, installerNodeAffinity: required }).length, 1, "an old state had no affinity: adding one narrows");
+      // Through the dynamic provider's check, as `pulumi preview` runs it.
+      const check = await guardProvider.check!(before, { ...recorded, installerNodeAffinity: required });
+      assert.equal(check.failures?.length, 1);
     });
   });
 

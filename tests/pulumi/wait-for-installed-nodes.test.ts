@@ -127,6 +127,58 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
     assert.match(result.stdout, /installed on every selected node \(2\): sandbox, cordoned|installed on every selected node \(2\): cordoned, sandbox/);
   });
 
+  it("skips nodes the installers' required node affinity leaves out (affinity.nodeAffinity)", async () => {
+    kube.putNode(node("metal", "containerd://1.7.24", { "node.kubernetes.io/instance-type": "m7i.metal-24xl", [`${P}/kata-runtime`]: "true" }));
+    kube.putNode(node("virtual", "containerd://1.7.24", { "node.kubernetes.io/instance-type": "m7i.large" }));
+    kube.putNode(node("named", "cri-o://1.29.1", { [`${P}/kata-runtime`]: "true" }));
+    // Two terms, ORed: a metal instance type, or the node named "named".
+    const affinity = {
+      nodeSelectorTerms: [
+        { matchExpressions: [{ key: "node.kubernetes.io/instance-type", operator: "In", values: ["m7i.metal-24xl"] }] },
+        { matchFields: [{ key: "metadata.name", operator: "In", values: ["named"] }] },
+      ],
+    };
+    const result = await runWait({ KATA_DEPLOY_NODE_AFFINITY: JSON.stringify(affinity), KATA_DEPLOY_TIMEOUT_SECONDS: "5" });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /installed on every selected node \(2\): (metal, named|named, metal)/);
+    assert.doesNotMatch(result.stdout, /virtual/);
+    const malformed = await runWait({ KATA_DEPLOY_NODE_AFFINITY: "[]" });
+    assert.equal(malformed.code, 2);
+    assert.match(malformed.stderr, /KATA_DEPLOY_NODE_AFFINITY=\[\] is not a JSON object \{"nodeSelectorTerms": \[\.\.\.\]\}/);
+  });
+
+  it("evaluates a required node affinity as Kubernetes does", async () => {
+    // Expected results from the Kubernetes semantics, not from this code: k8s.io/apimachinery pkg/labels
+    // selector.go Requirement.Matches (NotIn and DoesNotExist match an absent key; Gt/Lt compare integers and
+    // never match an absent or non-integer label) and component-helpers nodeaffinity.go (terms ORed, an
+    // empty term matches nothing, matchFields on metadata.name).
+    const kubeWait = path.join(path.dirname(INSTALL_WAIT_SCRIPT), "kube-wait.mjs");
+    type Requirement = { key: string; operator: string; values?: string[] };
+    type Term = { matchExpressions?: Requirement[]; matchFields?: Requirement[] };
+    const { nodeAffinityMatches } = (await import(kubeWait)) as { nodeAffinityMatches: (node: unknown, required: { nodeSelectorTerms: Term[] } | undefined) => boolean };
+    const at = (labels: Record<string, string>, name = "n1") => ({ metadata: { name, labels } });
+    const one = (requirement: Requirement): { nodeSelectorTerms: Term[] } => ({ nodeSelectorTerms: [{ matchExpressions: [requirement] }] });
+    const cases: [string, { nodeSelectorTerms: Term[] } | undefined, Record<string, string>, boolean][] = [
+      ["no affinity", undefined, {}, true],
+      ["In, value listed", one({ key: "zone", operator: "In", values: ["a", "b"] }), { zone: "b" }, true],
+      ["In, key absent", one({ key: "zone", operator: "In", values: ["a"] }), {}, false],
+      ["NotIn, key absent", one({ key: "zone", operator: "NotIn", values: ["a"] }), {}, true],
+      ["NotIn, value listed", one({ key: "zone", operator: "NotIn", values: ["a"] }), { zone: "a" }, false],
+      ["Exists with an empty value", one({ key: "gpu", operator: "Exists" }), { gpu: "" }, true],
+      ["DoesNotExist, present", one({ key: "gpu", operator: "DoesNotExist" }), { gpu: "x" }, false],
+      ["Gt, integers compared as numbers", one({ key: "cores", operator: "Gt", values: ["8"] }), { cores: "64" }, true],
+      ["Gt, equal", one({ key: "cores", operator: "Gt", values: ["64"] }), { cores: "64" }, false],
+      ["Lt, not an integer", one({ key: "cores", operator: "Lt", values: ["8"] }), { cores: "four" }, false],
+      ["Lt, key absent", one({ key: "cores", operator: "Lt", values: ["8"] }), {}, false],
+      ["requirements of a term ANDed", { nodeSelectorTerms: [{ matchExpressions: [{ key: "a", operator: "Exists" }, { key: "b", operator: "Exists" }] }] }, { a: "1" }, false],
+      ["terms ORed", { nodeSelectorTerms: [{ matchExpressions: [{ key: "a", operator: "Exists" }] }, { matchExpressions: [{ key: "b", operator: "Exists" }] }] }, { b: "1" }, true],
+      ["an empty term matches nothing", { nodeSelectorTerms: [{}] }, { a: "1" }, false],
+      ["matchFields on the node's name", { nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "NotIn", values: ["n1"] }] }] }, {}, false],
+      ["a label named metadata.name is not the field", { nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "In", values: ["x"] }] }] }, { "metadata.name": "x" }, false],
+    ];
+    for (const [what, required, labels, expected] of cases) assert.equal(nodeAffinityMatches(at(labels), required), expected, what);
+  });
+
   it("fails naming each failed node and the agent's one-line reason from the container's termination message", async () => {
     kube.putNode(node("n1", "containerd://1.7.24", { [`${P}/container-runtime`]: "containerd" }));
     kube.putNode(node("n2", "cri-o://1.29.1", { [`${P}/container-runtime`]: "crio" }));

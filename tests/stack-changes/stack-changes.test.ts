@@ -147,6 +147,27 @@ const SCENARIOS: Scenario[] = [
     to: { nodeSelector: { pool: "a" } },
     keep: ["c1"],
   },
+  {
+    title: "podLabels, podAnnotations and imagePullPolicy changed: every DaemonSet rolls out in place (its selector is unchanged) and Kata stays",
+    to: { podLabels: { "team.example.com/name": "platform" }, podAnnotations: { "example.com/owner": "platform" }, imagePullPolicy: "Always" },
+    keep: ["c1", "r1"],
+    after: (cluster, steps) => {
+      const daemonSetSteps = describeSteps(steps).filter((step) => /kata-(installer|runtime-labeler|cleanup)/.test(step));
+      assert.deepEqual(daemonSetSteps.filter((step) => !step.startsWith("update ")), [], daemonSetSteps.join("; "));
+      for (const pod of cluster.kube.list("Pod")) assert.equal(pod.metadata.labels?.["team.example.com/name"], "platform", pod.metadata.name);
+    },
+  },
+  {
+    title: "RuntimeClass overhead switched off and a shim's node labels added: the RuntimeClasses are updated in place, nodes keep Kata",
+    to: { runtimeClassOverheadEnabled: false, runtimeClassNodeSelector: { qemu: { pool: "a" } } },
+    keep: ["c1", "r1"],
+    after: (cluster, steps) => {
+      assert.deepEqual(describeSteps(steps).filter((step) => step.includes("runtimeclass") && !step.startsWith("same")).sort(), ["update kata-runtimeclass-kata", "update kata-runtimeclass-kata-fc", "update kata-runtimeclass-kata-qemu"]);
+      const classes = Object.fromEntries(cluster.kube.list("RuntimeClass").map((rc) => [rc.metadata.name, rc as unknown as { overhead?: unknown; scheduling: { nodeSelector: Record<string, string> } }]));
+      assert.deepEqual(Object.values(classes).map((rc) => rc.overhead), [undefined, undefined, undefined]);
+      assert.deepEqual(classes["kata-qemu"].scheduling.nodeSelector, { [`${P}/kata-runtime`]: "true", pool: "a" });
+    },
+  },
 ];
 
 /** The recorded registrations of a forked cluster's state: the same, with the kubeconfig pointing at the fork. */
@@ -220,6 +241,11 @@ describe("stack changes, played in the engine's order against the agent and the 
       [{ namespace: "kata-deploy", createNamespace: false }, /createNamespace changed from true to false/],
       [{ labelPrefix: "example.com" }, /labelPrefix changed from "kata-containers\.io" to "example\.com"/],
       [{ containerdFlavor: "k3s" }, /containerdFlavor changed from "containerd" to "k3s"/],
+      // The installers' preStop reads only nodeSelector: the node the affinity leaves out would keep Kata.
+      [
+        { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "pool", operator: "In", values: ["a"] }] }] } } } },
+        /affinity\.nodeAffinity\.requiredDuringSchedulingIgnoredDuringExecution changed from none to/,
+      ],
     ];
     for (const [args, message] of refused) {
       const news = await program(cluster, args);
