@@ -95,7 +95,7 @@ function flockDescriptor(fd: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const child = spawn("flock", ["--exclusive", "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
     let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.on("error", (error) => resolve(error.message));
     child.on("close", (code, signal) => {
       if (code === 0) return resolve(undefined);

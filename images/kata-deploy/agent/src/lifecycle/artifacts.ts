@@ -30,44 +30,94 @@ const LARGE_COPY_CONCURRENCY = Math.max(1, Math.min(4, os.availableParallelism()
 /** Small files copied between two yields to the event loop (so finished large copies get renamed). */
 const SMALL_FILES_PER_TURN = 64;
 const PROGRESS_EVERY_MS = 2000;
+/**
+ * Where Kata's build installs a release (upstream PREFIX, the root of the release tarball's opt/kata):
+ * an absolute symlink in a release points here. The image keeps such links verbatim
+ * (images/kata-deploy/release/select.mjs, RELEASE_PREFIX).
+ */
+const RELEASE_PREFIX = "/opt/kata";
 
 interface SourceFile {
   rel: string;
   stats: fs.Stats;
+  /** access(R_OK) already said yes in this run (checkReadable). */
+  checkedReadable?: boolean;
 }
 
-interface SourceTree {
+/** A symlink of the release and the target the installed copy gets. */
+export interface ReleaseLink {
+  rel: string;
+  /** The target as the release has it (readlink). */
+  target: string;
+  /** The target we install: an absolute link into the tree made relative, anything else as is. */
+  installed: string;
+  /** It leads out of the release tree (an absolute path elsewhere, or `..` above the tree's root). */
+  outside: boolean;
+}
+
+export interface ReleaseTree {
   dirs: { rel: string; mode: number }[];
   files: SourceFile[];
-  symlinks: { rel: string; target: string }[];
+  symlinks: ReleaseLink[];
 }
 
-function walk(root: string): SourceTree {
-  const tree: SourceTree = { dirs: [], files: [], symlinks: [] };
-  const visit = (relDir: string): void => {
-    const entries = fs.readdirSync(path.join(root, relDir), { withFileTypes: true });
+/**
+ * The target to install for a release symlink at `rel` (relative to the tree's root) pointing at
+ * `target`. An absolute target inside the tree — under Kata's own prefix /opt/kata or under the
+ * release directory itself (the image's /opt/kata-artifacts/opt/kata) — would dangle on the host (or
+ * point at another prefix's files), so it becomes the relative path from the link to the same entry:
+ * valid wherever the tree is installed and under any host root. A target outside the tree is kept.
+ * `treeRoots`: absolute paths that name the tree's root.
+ */
+export function installedLinkTarget(rel: string, target: string, treeRoots: readonly string[]): { installed: string; outside: boolean } {
+  const linkDir = path.posix.dirname(rel);
+  if (path.posix.isAbsolute(target)) {
+    const normalized = path.posix.normalize(target).replace(/(.)\/+$/, "$1");
+    for (const root of treeRoots) {
+      if (normalized !== root && !normalized.startsWith(`${root}/`)) continue;
+      const inTree = normalized.slice(root.length + 1);
+      // path.posix.relative resolves both against the same working directory: only their difference counts.
+      return { installed: path.posix.relative(`/${linkDir}`, `/${inTree}`) || ".", outside: false };
+    }
+    return { installed: target, outside: true };
+  }
+  const resolved = path.posix.normalize(path.posix.join(linkDir, target));
+  return { installed: target, outside: resolved === ".." || resolved.startsWith("../") };
+}
+
+function walk(root: string, treeRoots: readonly string[]): ReleaseTree {
+  const tree: ReleaseTree = { dirs: [], files: [], symlinks: [] };
+  const visit = (relDir: string, absDir: string): void => {
+    const entries = fs.readdirSync(absDir, { withFileTypes: true });
     for (const entry of entries) {
       const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`;
-      const abs = path.join(root, rel);
+      const abs = `${absDir}/${entry.name}`;
       if (entry.isSymbolicLink()) {
-        tree.symlinks.push({ rel, target: fs.readlinkSync(abs) });
+        const target = fs.readlinkSync(abs);
+        tree.symlinks.push({ rel, target, ...installedLinkTarget(rel, target, treeRoots) });
       } else if (entry.isDirectory()) {
         tree.dirs.push({ rel, mode: fs.statSync(abs).mode & 0o7777 });
-        visit(rel);
+        visit(rel, abs);
       } else if (entry.isFile()) {
         tree.files.push({ rel, stats: fs.lstatSync(abs) });
       }
       // Sockets, fifos and devices do not belong in a release tree; they are not copied.
     }
   };
-  visit("");
+  visit("", root);
   return tree;
 }
 
-function walkSource(sourceDir: string): SourceTree {
-  let tree: SourceTree;
+/**
+ * Reads the release tree (`--artifacts`'s opt/kata) once: its directories, files with their lstat, and
+ * symlinks with the targets to install. Refuses a missing, unreadable or empty tree.
+ */
+export function scanRelease(sourceDir: string): ReleaseTree {
+  let tree: ReleaseTree;
   try {
-    tree = walk(sourceDir);
+    const root = path.resolve(sourceDir);
+    const treeRoots = [...new Set([RELEASE_PREFIX, root, fs.realpathSync(root)])];
+    tree = walk(root, treeRoots);
   } catch (error) {
     if (errnoCode(error) === "ENOENT") throw new UserError(`${sourceDir}: not found; --artifacts must contain the release tree (opt/kata/...)`);
     if (errnoCode(error) === "EACCES" || errnoCode(error) === "EPERM") throw new UserError(`${sourceDir}: cannot read the release tree (${(error as Error).message}); make --artifacts readable by the agent`);
@@ -77,44 +127,29 @@ function walkSource(sourceDir: string): SourceTree {
   return tree;
 }
 
-const FOREIGN_SHOWN = 3;
+/** Whether the record was made from a source file with these size, mtime and mode. */
+function sameSource(record: InstalledFile | null | undefined, source: fs.Stats): boolean {
+  return record !== null && record !== undefined && record.sourceSize === source.size && record.sourceMtimeMs === source.mtimeMs && record.mode === (source.mode & 0o7777);
+}
 
 /**
- * What can be checked before anything is copied: every release file is readable, and no entry the
- * release would write is already in the prefix without being ours (a hand-installed Kata, a firmware
- * file, a user's symlink where the release has a directory). Those are refused, not overwritten: the
- * agent never replaces or deletes what it did not create. Directories that exist are shared, not taken.
+ * Refuses a release file the agent cannot read, before anything is copied: every file that a run may
+ * copy, that is all but those `installed` records as copied from the same unchanged source (an intact
+ * copy of those is not read again; one that needs re-copying is checked under the lock, before the copy).
  */
-export function checkArtifacts(sourceDir: string, destDir: string | undefined, previous: ArtifactsState | undefined): SourceTree {
-  const tree = walkSource(sourceDir);
-  for (const file of tree.files) {
+export function checkReadable(sourceDir: string, files: readonly SourceFile[], installed: ArtifactsState | undefined): void {
+  for (const file of files) {
+    if (file.checkedReadable === true || sameSource(installed?.files[file.rel], file.stats)) continue;
     try {
       fs.accessSync(path.join(sourceDir, file.rel), fs.constants.R_OK);
     } catch (error) {
       throw new UserError(`${path.join(sourceDir, file.rel)}: cannot be read (${errnoCode(error)}); make --artifacts readable by the agent and run again`);
     }
+    file.checkedReadable = true;
   }
-  if (destDir === undefined || !fs.existsSync(destDir)) return tree;
-  const ours = previous ?? { files: {}, symlinks: {}, dirs: [] };
-  const foreign: string[] = [];
-  const check = (rel: string, kind: "file" | "symlink" | "dir"): void => {
-    const existing = lstatOrUndefined(path.join(destDir, rel));
-    if (existing === undefined) return;
-    if (kind === "dir" && existing.isDirectory()) return; // a directory is shared, never removed unless we made it
-    if (rel in ours.files || rel in ours.symlinks || ours.dirs.includes(rel)) return;
-    foreign.push(`${rel} (${existing.isDirectory() ? "a directory" : existing.isSymbolicLink() ? "a symlink" : "a file"})`);
-  };
-  for (const dir of tree.dirs) check(dir.rel, "dir");
-  for (const file of tree.files) check(file.rel, "file");
-  for (const link of tree.symlinks) check(link.rel, "symlink");
-  if (foreign.length > 0) {
-    const more = foreign.length > FOREIGN_SHOWN ? ` and ${foreign.length - FOREIGN_SHOWN} more` : "";
-    throw new UserError(
-      `${destDir}: holds ${foreign.slice(0, FOREIGN_SHOWN).join(", ")}${more} that kata-deploy did not install, where the release has its own; kata-deploy does not overwrite or delete files it did not create: move them away (or remove the hand-installed Kata) and run again`,
-    );
-  }
-  return tree;
 }
+
+const FOREIGN_SHOWN = 3;
 
 function lstatOrUndefined(file: string): fs.Stats | undefined {
   try {
@@ -126,18 +161,19 @@ function lstatOrUndefined(file: string): fs.Stats | undefined {
   }
 }
 
+/**
+ * Unchanged since we installed it: the source has the size, mtime and mode the copy was made from,
+ * and the installed file is still the inode we wrote, with its size and ctime (any write, chmod, chown
+ * or replacement changes the ctime, which cannot be set back).
+ */
 function stillOurs(record: InstalledFile | null | undefined, source: fs.Stats, installed: fs.Stats | undefined): boolean {
   return (
-    record !== null &&
-    record !== undefined &&
+    sameSource(record, source) &&
     installed !== undefined &&
     installed.isFile() &&
-    record.sourceSize === source.size &&
-    record.sourceMtimeMs === source.mtimeMs &&
-    record.mode === (source.mode & 0o7777) &&
-    record.ino === installed.ino &&
-    record.ctimeMs === installed.ctimeMs &&
-    record.size === installed.size
+    (record as InstalledFile).ino === installed.ino &&
+    (record as InstalledFile).ctimeMs === installed.ctimeMs &&
+    (record as InstalledFile).size === installed.size
   );
 }
 
@@ -219,46 +255,66 @@ export interface InstallResult {
 }
 
 /**
- * Installs `sourceDir` (the release's `opt/kata`) into `destDir`. `journal` is called with the set of
- * entries about to be written before any of them is touched, so an interrupted run is resumable.
+ * Installs the release tree `tree` (scanned from `sourceDir`, the release's `opt/kata`) into `destDir`.
+ * `journal` is called with the set of entries about to be written before any of them is touched, so an
+ * interrupted run is resumable.
  */
 export async function installArtifacts(
   sourceDir: string,
   destDir: string,
+  tree: ReleaseTree,
   previous: ArtifactsState,
   journal: (state: ArtifactsState) => Promise<void>,
 ): Promise<InstallResult> {
-  // Under the lock, the authoritative check: nothing that is not ours is in the way.
-  const tree = checkArtifacts(sourceDir, destDir, previous);
-
+  // Under the lock, the authoritative look at the prefix, one lstat per entry: nothing that is not ours
+  // is in the way (refused, see below), and which of our files are still the copies we made.
+  const foreign: string[] = [];
+  const notOurs = (rel: string, existing: fs.Stats): void => {
+    if (rel in previous.files || rel in previous.symlinks || previous.dirs.includes(rel)) return;
+    foreign.push(`${rel} (${existing.isDirectory() ? "a directory" : existing.isSymbolicLink() ? "a symlink" : "a file"})`);
+  };
   const createdDirs = new Set(previous.dirs);
-  /** Directories made by this run: empty, so nothing in them needs looking up. */
+  /** Directories this run makes: empty, so nothing in them needs looking up. */
   const madeNow = new Set<string>();
   // Recorded (journalled below) before they are made: a kill in between must not leave a directory
   // no record names, or uninstall would leave it behind.
-  const toMake: { dir: SourceTree["dirs"][number]; replace: boolean }[] = [];
+  const toMake: { dir: ReleaseTree["dirs"][number]; replace: boolean }[] = [];
   for (const dir of tree.dirs) {
-    const existing = lstatOrUndefined(path.join(destDir, dir.rel));
-    if (existing === undefined || !existing.isDirectory()) {
-      // Not a directory: our own stale file or link where the new release has a directory: replaced.
-      toMake.push({ dir, replace: existing !== undefined });
-      createdDirs.add(dir.rel);
-      madeNow.add(dir.rel);
-    }
+    // Parents come before their children in the walk.
+    const existing = madeNow.has(path.posix.dirname(dir.rel)) ? undefined : lstatOrUndefined(path.join(destDir, dir.rel));
+    if (existing?.isDirectory()) continue; // a directory is shared, never removed unless we made it
+    if (existing !== undefined) notOurs(dir.rel, existing);
+    // Not a directory: our own stale file or link where the new release has a directory: replaced.
+    toMake.push({ dir, replace: existing !== undefined });
+    createdDirs.add(dir.rel);
+    madeNow.add(dir.rel);
   }
   const toCopy: SourceFile[] = [];
   const files: Record<string, InstalledFile | null> = { ...previous.files };
   for (const file of tree.files) {
-    const parent = path.posix.dirname(file.rel);
-    const installed = madeNow.has(parent) ? undefined : lstatOrUndefined(path.join(destDir, file.rel));
+    const installed = madeNow.has(path.posix.dirname(file.rel)) ? undefined : lstatOrUndefined(path.join(destDir, file.rel));
+    if (installed !== undefined) notOurs(file.rel, installed);
     if (!stillOurs(previous.files[file.rel], file.stats, installed)) {
       toCopy.push(file);
       files[file.rel] = null;
     }
   }
+  for (const link of tree.symlinks) {
+    const existing = madeNow.has(path.posix.dirname(link.rel)) ? undefined : lstatOrUndefined(path.join(destDir, link.rel));
+    if (existing !== undefined) notOurs(link.rel, existing);
+  }
+  if (foreign.length > 0) {
+    const more = foreign.length > FOREIGN_SHOWN ? ` and ${foreign.length - FOREIGN_SHOWN} more` : "";
+    throw new UserError(
+      `${destDir}: holds ${foreign.slice(0, FOREIGN_SHOWN).join(", ")}${more} that kata-deploy did not install, where the release has its own; kata-deploy does not overwrite or delete files it did not create: move them away (or remove the hand-installed Kata) and run again`,
+    );
+  }
+  // Files the check before the lock did not look at (their copies seemed intact then): readable too.
+  checkReadable(sourceDir, toCopy, undefined);
+
   const symlinks = { ...previous.symlinks };
-  for (const link of tree.symlinks) symlinks[link.rel] = link.target;
-  const linksChanged = tree.symlinks.some((link) => previous.symlinks[link.rel] !== link.target);
+  for (const link of tree.symlinks) symlinks[link.rel] = link.installed;
+  const linksChanged = tree.symlinks.some((link) => previous.symlinks[link.rel] !== link.installed);
   const dirsChanged = createdDirs.size !== previous.dirs.length;
   // Journal what is about to be written (nothing to journal on a no-op re-install).
   if (toCopy.length > 0 || linksChanged || dirsChanged) await journal({ files, symlinks, dirs: [...createdDirs] });
@@ -299,11 +355,14 @@ export async function installArtifacts(
   for (const link of tree.symlinks) {
     const dest = path.join(destDir, link.rel);
     const existing = lstatOrUndefined(dest);
-    if (existing?.isSymbolicLink() && fs.readlinkSync(dest) === link.target) continue;
+    // The installed target, re-pointed or not, is what the link is compared with: ours and unchanged.
+    if (existing?.isSymbolicLink() && fs.readlinkSync(dest) === link.installed) continue;
     if (existing?.isDirectory()) throw new UserError(`${dest}: is a directory where the release has a symlink; remove it`);
+    if (link.installed !== link.target) log.info(`artifacts: ${link.rel} -> ${link.target} points into the release tree; installed as ${link.rel} -> ${link.installed}`);
+    else if (link.outside) log.notice(`artifacts: ${link.rel} -> ${link.target} points outside the release tree; installed as it is (it resolves on the host, not in the release)`);
     const temp = tempPathFor(dest);
     await fsp.rm(temp, { force: true });
-    await fsp.symlink(link.target, temp);
+    await fsp.symlink(link.installed, temp);
     await fsp.rename(temp, dest);
     written.push(dest);
   }

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "../runtimes/types";
 import { RuntimeRestartError, UserError } from "../report/errors";
-import { checkArtifacts, installArtifacts, removeArtifacts } from "./artifacts";
+import { checkReadable, installArtifacts, removeArtifacts, scanRelease, type ReleaseTree } from "./artifacts";
 import { assertWritable, readHostFile, sha256, type HostFile, type HostRoot } from "../host/files";
 import type { HostCommands } from "../host/commands";
 import { acquireHostLock } from "../host/lock";
@@ -264,13 +264,15 @@ export async function install(target: Target, options: InstallOptions): Promise<
   assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
   const recorded = loadState(root, prefix);
   if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
-  // The release must be readable. (Foreign files in the prefix are checked under the lock, before
-  // anything is copied: another agent may be installing there right now.)
-  checkArtifacts(options.artifactsKata, undefined, undefined);
+  // The release is read once, here, and must be readable where it will be copied. (Foreign files in
+  // the prefix are checked under the lock, before anything is copied: another agent may be installing
+  // there right now.)
+  const release = scanRelease(options.artifactsKata);
+  checkReadable(options.artifactsKata, release.files, recorded?.artifacts);
   return withLockedState(target, true, async (loaded) => {
     const state = loaded as AgentState;
     try {
-      return await installLocked(target, options, state, prefix);
+      return await installLocked(target, options, state, prefix, release);
     } catch (error) {
       await undoFailedFreshInstall(root, state, prefix);
       throw error;
@@ -294,17 +296,17 @@ async function undoFailedFreshInstall(root: HostRoot, state: AgentState, prefix:
   }
 }
 
-async function installLocked(target: Target, options: InstallOptions, state: AgentState, prefix: string): Promise<InstallOutcome> {
+async function installLocked(target: Target, options: InstallOptions, state: AgentState, prefix: string, release: ReleaseTree): Promise<InstallOutcome> {
   const { root } = target;
   const { adapter } = options;
   {
     const prefixLocal = root.local(prefix);
     const savedAs = fs.existsSync(root.local(stateFileHostPath(prefix))) ? JSON.stringify(state) : undefined;
     // Under the lock, before anything is copied: another install may have configured the runtime meanwhile.
-    planInstallConfig(target, options, state.runtimes[adapter.runtime]);
+    const plannedBeforeCopy = planInstallConfig(target, options, state.runtimes[adapter.runtime]);
 
     const copied = await log.phase("artifacts", async () => {
-      const result = await installArtifacts(options.artifactsKata, prefixLocal, state.artifacts, async (journal) => {
+      const result = await installArtifacts(options.artifactsKata, prefixLocal, release, state.artifacts, async (journal) => {
         state.artifacts = journal;
         // Not fsynced: the syncfs that makes the artifacts durable makes this record durable with them.
         await saveState(root, state, false);
@@ -315,7 +317,9 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
     });
 
     const previous = state.runtimes[adapter.runtime];
-    const { writes, recordAfter, notices } = await log.phase(`plan ${adapter.runtime} config`, async () => planInstallConfig(target, options, previous));
+    // Planned again after a copy (which can take a while: someone may have edited a config meanwhile);
+    // when nothing was copied, the plan made a moment ago under the lock still holds.
+    const { writes, recordAfter, notices } = await log.phase(`plan ${adapter.runtime} config`, async () => (copied.changed ? planInstallConfig(target, options, previous) : plannedBeforeCopy));
     for (const notice of notices) log.notice(`${adapter.runtime} config: ${notice}`);
 
     // Directories this run creates for config files; removed again if the run is undone.
