@@ -2,15 +2,19 @@
 // release-like tree (>= 300 MB, a few large images/kernels, ~2,000 small files) on the same file system.
 // Built to give the same answer on a busy machine:
 //   - at least 7 rounds (BENCH_RUNS, default 9); each round measures everything once, and the order of
-//     `cp` and the agent alternates between rounds, so drift and page-cache effects hit both alike;
+//     `cp` and the agent(s) is reversed every other round, so drift and page-cache effects hit all alike;
 //   - every figure is a median with its spread (min, quartiles, max); the ratios are medians of the
 //     per-round ratios (paired within a round, so a load spike moves numerator and denominator together),
-//     with the median start-up subtracted; the no-op's share is also given by CPU time, which a busy
-//     machine inflates far less than wall time;
+//     with the median start-up subtracted; the no-op's share is also given by CPU time (again per round),
+//     which a busy machine inflates far less than wall time;
 //   - the agent's process start-up (`status` on an empty host: Node + parsing the bundle) is measured on
 //     its own and subtracted, so the ratios describe the install work itself;
 //   - the machine's load (1-minute load average per round) and the CPU time of the agent runs are printed,
 //     so a reader can tell a quiet run from a busy one.
+// BENCH_BASELINE_BUNDLE=<other kata-deploy.cjs> measures a second bundle (e.g. main's, built in a temp
+// clone) in the same rounds, interleaved with the first, and prints both: a before/after comparison
+// under the same load. BENCH_NODE=<node binary> runs the agent with another Node (default: the one
+// running the bench), e.g. Debian's nodejs 20 as the image ships it.
 // Goals (issue 13): install work <= 1.15 x (cp -a + sync); no-op re-install <= 0.10 of a fresh install.
 // Exit status 0 whatever the figures: it measures, it does not gate CI.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -21,6 +25,8 @@ import { AGENT_BUNDLE as BUILT_BUNDLE } from "../support/build-agent";
 import { makeKataArtifacts, RELEASE_LIKE } from "../support/kata-artifacts";
 
 const AGENT_BUNDLE = process.env.KATA_DEPLOY_TEST_BUNDLE ?? BUILT_BUNDLE;
+const BASELINE_BUNDLE = process.env.BENCH_BASELINE_BUNDLE || undefined;
+const NODE = process.env.BENCH_NODE || process.execPath;
 const MIN_RUNS = 7;
 const RUNS = Math.max(MIN_RUNS, Number(process.env.BENCH_RUNS ?? "9"));
 const GOAL_INSTALL = 1.15;
@@ -57,8 +63,8 @@ const median = (values: number[]): number => quantile(values, 0.5);
 const spread = (values: number[], digits: number): string =>
   `min ${values.reduce((a, b) => Math.min(a, b)).toFixed(digits)}, q1 ${quantile(values, 0.25).toFixed(digits)}, q3 ${quantile(values, 0.75).toFixed(digits)}, max ${values.reduce((a, b) => Math.max(a, b)).toFixed(digits)}`;
 
-function agent(args: string[]): void {
-  const result = spawnSync(process.execPath, [AGENT_BUNDLE, ...args], { encoding: "utf8", env: { ...process.env, KUBECONFIG: "", KUBERNETES_SERVICE_HOST: "" } });
+function runAgent(bundle: string, args: string[]): void {
+  const result = spawnSync(NODE, [bundle, ...args], { encoding: "utf8", env: { ...process.env, KUBECONFIG: "", KUBERNETES_SERVICE_HOST: "" } });
   if (result.status !== 0) throw new Error(`agent ${args.join(" ")} failed:\n${result.stderr}`);
 }
 
@@ -74,27 +80,61 @@ function treeBytes(dir: string): { bytes: number; files: number } {
   return { bytes, files };
 }
 
+/** One bundle's samples, one per round each. */
+interface AgentRuns {
+  label: string;
+  bundle: string;
+  startup: Sample[];
+  install: Sample[];
+  noop: Sample[];
+}
+
+function report(agent: AgentRuns, cp: Sample[]): { install: number; noop: number } {
+  const wall = (samples: Sample[]): number[] => samples.map((sample) => sample.wall);
+  const cpu = (samples: Sample[]): number[] => samples.map((sample) => sample.cpu);
+  const row = (label: string, samples: Sample[]): void =>
+    console.log(`  ${label.padEnd(40)} median ${median(wall(samples)).toFixed(3)} s (${spread(wall(samples), 3)}); CPU ${median(cpu(samples)).toFixed(3)} s (${spread(cpu(samples), 3)})`);
+  console.log(`${agent.label}: ${agent.bundle} (${(fs.statSync(agent.bundle).size / 1024).toFixed(0)} KiB)`);
+  row("agent start-up (status, empty host)", agent.startup);
+  row("kata-deploy install (fresh)", agent.install);
+  row("kata-deploy install (no-op re-install)", agent.noop);
+  // Start-up is subtracted as its median: one round's start-up sample is as noisy as the no-op itself.
+  const s = median(wall(agent.startup));
+  const sc = median(cpu(agent.startup));
+  const installRatio = agent.install.map((sample, round) => (sample.wall - s) / cp[round].wall);
+  const noopRatio = agent.noop.map((sample, round) => (sample.wall - s) / (agent.install[round].wall - s));
+  const noopCpuRatio = agent.noop.map((sample, round) => (sample.cpu - sc) / (agent.install[round].cpu - sc));
+  const i = median(installRatio);
+  const n = median(noopRatio);
+  // A round below zero means the start-up's own noise exceeds the work measured: no verdict then.
+  const verdict = (value: number, goal: number, rounds: number[]): string =>
+    Math.min(...rounds) < 0 ? `goal <= ${goal}: not measurable at this load (start-up noise exceeds the work; see the CPU line)` : value <= goal ? `goal <= ${goal}: met` : `goal <= ${goal}: NOT met`;
+  console.log(`  install / (cp -a + sync), excluding start-up:  ${i.toFixed(3)} (${spread(installRatio, 3)}); ${verdict(i, GOAL_INSTALL, installRatio)}; including start-up ${(median(wall(agent.install)) / median(wall(cp))).toFixed(3)}`);
+  console.log(`  no-op re-install / fresh, excluding start-up:  ${n.toFixed(3)} (${spread(noopRatio, 3)}); ${verdict(n, GOAL_NOOP, noopRatio)}; including start-up ${(median(wall(agent.noop)) / median(wall(agent.install))).toFixed(3)}`);
+  // CPU time hardly moves with the machine's load (wall time waits for the CPU): the no-op's share by CPU.
+  const nc = median(noopCpuRatio);
+  console.log(`  no-op re-install / fresh by CPU time, excluding start-up CPU: ${nc.toFixed(3)} (${spread(noopCpuRatio, 3)}); ${nc <= GOAL_NOOP ? "met" : "NOT met"} by CPU`);
+  return { install: i, noop: n };
+}
+
 function main(): void {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "kata-bench-"));
   try {
     const artifacts = makeKataArtifacts(path.join(work, "artifacts"), RELEASE_LIKE);
     const { bytes, files } = treeBytes(path.join(artifacts, "opt/kata"));
     const fsType = execFileSync("df", ["--output=fstype", work], { encoding: "utf8" }).split("\n")[1].trim();
-    console.log(`tree: ${(bytes / (1 << 20)).toFixed(0)} MiB in ${files} files on ${fsType}; ${RUNS} rounds, cp and agent order alternating`);
-    console.log(`bundle: ${AGENT_BUNDLE} (${(fs.statSync(AGENT_BUNDLE).size / 1024).toFixed(0)} KiB); node ${process.version}; ${os.availableParallelism()} CPUs`);
+    const nodeVersion = execFileSync(NODE, ["--version"], { encoding: "utf8" }).trim();
+    const agents: AgentRuns[] = [{ label: BASELINE_BUNDLE === undefined ? "agent" : "this bundle", bundle: AGENT_BUNDLE, startup: [], install: [], noop: [] }];
+    if (BASELINE_BUNDLE !== undefined) agents.push({ label: "baseline bundle", bundle: BASELINE_BUNDLE, startup: [], install: [], noop: [] });
+    console.log(`tree: ${(bytes / (1 << 20)).toFixed(0)} MiB in ${files} files on ${fsType}; ${RUNS} rounds, order of cp and ${agents.length === 1 ? "the agent" : "the two bundles"} reversed every other round`);
+    console.log(`agent run by node ${nodeVersion} (${NODE}); ${os.availableParallelism()} CPUs`);
     const loadBefore = os.loadavg();
     execFileSync("sync");
 
-    const startup: Sample[] = [];
     const cp: Sample[] = [];
-    const install: Sample[] = [];
-    const noop: Sample[] = [];
     const load: number[] = [];
-    const installRatio: number[] = [];
-    const noopRatio: number[] = [];
     for (let round = 0; round < RUNS; round++) {
       const cpRoot = path.join(work, `cp-${round}`);
-      const host = path.join(work, `host-${round}`);
       const runCp = (): void => {
         fs.mkdirSync(path.join(cpRoot, "opt"), { recursive: true });
         execFileSync("sync");
@@ -107,49 +147,29 @@ function main(): void {
         fs.rmSync(cpRoot, { recursive: true, force: true });
         execFileSync("sync");
       };
-      const runAgent = (): void => {
+      const runAgentRound = (agent: AgentRuns, index: number) => (): void => {
+        const host = path.join(work, `host-${round}-${index}`);
         fs.mkdirSync(host);
-        startup.push(timed(() => agent(["status", "--host-root", host])));
+        agent.startup.push(timed(() => runAgent(agent.bundle, ["status", "--host-root", host])));
         execFileSync("sync");
         const args = ["install", "--runtime", "crio", "--host-root", host, "--artifacts", artifacts, "--shims", "qemu", "--restart", "none"];
-        install.push(timed(() => agent(args)));
-        noop.push(timed(() => agent(args)));
+        agent.install.push(timed(() => runAgent(agent.bundle, args)));
+        agent.noop.push(timed(() => runAgent(agent.bundle, args)));
         fs.rmSync(host, { recursive: true, force: true });
         execFileSync("sync");
       };
-      if (round % 2 === 0) {
-        runCp();
-        runAgent();
-      } else {
-        runAgent();
-        runCp();
-      }
+      const steps = [runCp, ...agents.map((agent, index) => runAgentRound(agent, index))];
+      for (const step of round % 2 === 0 ? steps : steps.reverse()) step();
       load.push(os.loadavg()[0]);
     }
-    // Start-up is subtracted as its median: one round's start-up sample is as noisy as the no-op itself.
-    const s = median(startup.map((sample) => sample.wall));
-    for (let round = 0; round < RUNS; round++) {
-      installRatio.push((install[round].wall - s) / cp[round].wall);
-      noopRatio.push((noop[round].wall - s) / (install[round].wall - s));
+    const cpWall = cp.map((sample) => sample.wall);
+    console.log(`cp -a + sync: median ${median(cpWall).toFixed(3)} s (${spread(cpWall, 3)}); CPU ${median(cp.map((sample) => sample.cpu)).toFixed(3)} s`);
+    const results = agents.map((agent) => report(agent, cp));
+    if (results.length === 2) {
+      const [now, before] = results;
+      const startup = agents.map((agent) => median(agent.startup.map((sample) => sample.wall)));
+      console.log(`this bundle vs baseline: install ratio ${now.install.toFixed(3)} vs ${before.install.toFixed(3)}; no-op share ${now.noop.toFixed(3)} vs ${before.noop.toFixed(3)}; start-up ${startup[0].toFixed(3)} s vs ${startup[1].toFixed(3)} s`);
     }
-    const wall = (samples: Sample[]): number[] => samples.map((sample) => sample.wall);
-    const cpu = (samples: Sample[]): number[] => samples.map((sample) => sample.cpu);
-    const row = (label: string, samples: Sample[]): void =>
-      console.log(`${label.padEnd(40)} median ${median(wall(samples)).toFixed(3)} s (${spread(wall(samples), 3)}); CPU ${median(cpu(samples)).toFixed(2)} s`);
-    row("agent start-up (status, empty host)", startup);
-    row("cp -a + sync", cp);
-    row("kata-deploy install (fresh)", install);
-    row("kata-deploy install (no-op re-install)", noop);
-    const i = median(installRatio);
-    const n = median(noopRatio);
-    // A round below zero means the start-up's own noise exceeds the work measured: no verdict then.
-    const verdict = (value: number, goal: number, rounds: number[]): string =>
-      Math.min(...rounds) < 0 ? `goal <= ${goal}: not measurable at this load (start-up noise exceeds the work; see the CPU line)` : value <= goal ? `goal <= ${goal}: met` : `goal <= ${goal}: NOT met`;
-    console.log(`install / (cp -a + sync), excluding start-up:  ${i.toFixed(3)} (${spread(installRatio, 3)}); ${verdict(i, GOAL_INSTALL, installRatio)}; including start-up ${(median(wall(install)) / median(wall(cp))).toFixed(3)}`);
-    console.log(`no-op re-install / fresh, excluding start-up:  ${n.toFixed(3)} (${spread(noopRatio, 3)}); ${verdict(n, GOAL_NOOP, noopRatio)}; including start-up ${(median(wall(noop)) / median(wall(install))).toFixed(3)}`);
-    // CPU time hardly moves with the machine's load (wall time waits for the CPU): the no-op's share by CPU.
-    const sc = median(cpu(startup));
-    console.log(`no-op re-install / fresh by CPU time, excluding start-up CPU: ${((median(cpu(noop)) - sc) / (median(cpu(install)) - sc)).toFixed(3)}`);
     console.log(`load: 1/5/15-min average before ${loadBefore.map((v) => v.toFixed(2)).join(" ")}, after ${os.loadavg().map((v) => v.toFixed(2)).join(" ")}; 1-min per round ${spread(load, 2)}`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
