@@ -28,16 +28,46 @@ export interface HostLock {
   release(): Promise<void>;
 }
 
+export type AcquiredHostLock = { lock: HostLock; createdDirs: string[] } | undefined;
+
+/** A lock being taken: await `acquired`, or `abandon` it (a refusal before it was needed). */
+export interface PendingHostLock {
+  acquired: Promise<AcquiredHostLock>;
+  abandon(): Promise<void>;
+}
+
+/**
+ * Starts taking the host lock on `localDir` now, so that the wait for it (starting `flock` on a busy
+ * machine, another agent's run) overlaps the caller's own checks instead of following them.
+ */
+export function startHostLock(localDir: string): PendingHostLock {
+  const controller = new AbortController();
+  const acquired = acquireHostLock(localDir, undefined, controller.signal);
+  // Awaited by the caller (or by abandon); this keeps a failure from counting as unhandled meanwhile.
+  acquired.catch(() => undefined);
+  return {
+    acquired,
+    abandon: async () => {
+      controller.abort();
+      const got = await acquired.catch(() => undefined);
+      await got?.lock.release();
+    },
+  };
+}
+
 /**
  * Takes the host lock on `localDir`. With `create`, a missing directory is created by it (it returns
  * the directories it made, passed on for the state); without, a missing (or meanwhile removed)
  * directory means there is nothing to lock and undefined is returned.
  */
-export async function acquireHostLock(localDir: string, create: (() => Promise<string[]>) | undefined): Promise<{ lock: HostLock; createdDirs: string[] } | undefined> {
+export async function acquireHostLock(localDir: string, create: (() => Promise<string[]>) | undefined, abandoned?: AbortSignal): Promise<AcquiredHostLock> {
   const createdDirs: string[] = [];
+  // A function, not a property read: it changes while we wait.
+  const isAbandoned = (): boolean => abandoned?.aborted === true;
   const waitNotice = setTimeout(() => log.info(`waiting for another kata-deploy holding the lock on ${localDir}`), 2000);
   try {
     for (;;) {
+      if (isAbandoned()) return undefined;
       if (create) createdDirs.push(...(await create()));
       const fd = openDirectory(localDir);
       if (fd === undefined) {
@@ -46,7 +76,8 @@ export async function acquireHostLock(localDir: string, create: (() => Promise<s
       }
       let locked = false;
       try {
-        const failure = await flockDescriptor(fd);
+        const failure = await flockDescriptor(fd, abandoned);
+        if (isAbandoned()) return undefined; // closed below, locked or not
         if (failure !== undefined) {
           // A directory that vanished meanwhile is looked at again; otherwise flock(1) itself failed.
           if (currentInode(localDir) === undefined) continue;
@@ -91,9 +122,10 @@ function currentInode(localDir: string): string | undefined {
  * Runs `flock --exclusive 3` with our descriptor as its fd 3 and waits for it (it blocks while another
  * agent holds the lock). Returns undefined once the lock is held by our descriptor, else why not.
  */
-function flockDescriptor(fd: number): Promise<string | undefined> {
+function flockDescriptor(fd: number, abandoned: AbortSignal | undefined): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const child = spawn("flock", ["--exclusive", "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
+    // Abandoned: the child is killed (it may be waiting for another agent's lock).
+    const child = spawn("flock", ["--exclusive", "3"], { stdio: ["ignore", "ignore", "pipe", fd], signal: abandoned, killSignal: "SIGKILL" });
     let stderr = "";
     child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.on("error", (error) => resolve(error.message));

@@ -13,7 +13,7 @@ import { RuntimeRestartError, UserError } from "../report/errors";
 import { checkReadable, installArtifacts, removeArtifacts, scanRelease, type ReleaseTree } from "./artifacts";
 import { assertWritable, readHostFile, sha256, type HostFile, type HostRoot } from "../host/files";
 import type { HostCommands } from "../host/commands";
-import { acquireHostLock } from "../host/lock";
+import { acquireHostLock, startHostLock, type PendingHostLock } from "../host/lock";
 import * as log from "../report/log";
 import type { RuntimeAdapter } from "../runtimes";
 import {
@@ -45,14 +45,19 @@ export interface Target {
  * Runs `work` under the host lock with the loaded (and resumed) state. First deletes what a killed run
  * left beside the prefix (see state.ts): reserved trees, a state directory without state under it.
  */
-async function withLockedState<T>(target: Target, create: boolean, work: (state: AgentState | undefined) => Promise<T>): Promise<T> {
+async function withLockedState<T>(target: Target, create: boolean, work: (state: AgentState | undefined) => Promise<T>, started?: PendingHostLock): Promise<T> {
   const { root } = target;
   const prefix = resolvePrefix(root, target.prefix);
   const prefixLocal = root.local(prefix);
-  if (create) assertWritable(root, path.posix.join(prefix, "x"));
+  try {
+    if (create) assertWritable(root, path.posix.join(prefix, "x"));
+  } catch (error) {
+    await started?.abandon();
+    throw error;
+  }
   // One lock per host, on the host root directory itself: every agent, whatever its prefix, edits the
   // same runtime configs, so every agent serializes on it (lock.ts).
-  const acquired = await log.phase("lock", () => acquireHostLock(root.dir, undefined));
+  const acquired = await log.phase("lock", () => started?.acquired ?? acquireHostLock(root.dir, undefined));
   if (acquired === undefined) throw new UserError(`--host-root ${root.dir}: vanished while taking the host lock`);
   try {
     // Under the lock: a reserved tree is then never one another agent is still building.
@@ -259,16 +264,25 @@ export async function install(target: Target, options: InstallOptions): Promise<
   const { adapter } = options;
   const prefix = resolvePrefix(root, target.prefix);
   const prefixLocal = root.local(prefix);
-  // Dry run first: what we must refuse is refused before the prefix, the state or any artifact exists.
-  await target.host?.assertSystemdReachable();
-  assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
-  const recorded = loadState(root, prefix);
-  if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
-  // The release is read once, here, and must be readable where it will be copied. (Foreign files in
-  // the prefix are checked under the lock, before anything is copied: another agent may be installing
-  // there right now.)
-  const release = scanRelease(options.artifactsKata);
-  checkReadable(options.artifactsKata, release.files, recorded?.artifacts);
+  // The host lock is being taken from here on (it changes nothing on the host), so that waiting for
+  // it overlaps the checks below; a refusal gives it up.
+  const lock = startHostLock(root.dir);
+  let release: ReleaseTree;
+  try {
+    // Dry run first: what we must refuse is refused before the prefix, the state or any artifact exists.
+    await target.host?.assertSystemdReachable();
+    assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
+    const recorded = loadState(root, prefix);
+    if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
+    // The release is read once, here, and must be readable where it will be copied. (Foreign files in
+    // the prefix are checked under the lock, before anything is copied: another agent may be installing
+    // there right now.)
+    release = scanRelease(options.artifactsKata);
+    checkReadable(options.artifactsKata, release.files, recorded?.artifacts);
+  } catch (error) {
+    await lock.abandon();
+    throw error;
+  }
   return withLockedState(target, true, async (loaded) => {
     const state = loaded as AgentState;
     try {
@@ -277,7 +291,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
       await undoFailedFreshInstall(root, state, prefix);
       throw error;
     }
-  });
+  }, lock);
 }
 
 /**
