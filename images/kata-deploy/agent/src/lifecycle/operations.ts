@@ -24,6 +24,7 @@ import {
   removeStateDirLeftover,
   resolvePrefix,
   saveState,
+  savedText,
   stateFileHostPath,
   stateDirHostPath,
   sweepLeftovers,
@@ -315,7 +316,7 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
   const { adapter } = options;
   {
     const prefixLocal = root.local(prefix);
-    const savedAs = fs.existsSync(root.local(stateFileHostPath(prefix))) ? JSON.stringify(state) : undefined;
+    const savedAs = fs.existsSync(root.local(stateFileHostPath(prefix))) ? (savedText(state) ?? JSON.stringify(state)) : undefined;
     // Under the lock, before anything is copied: another install may have configured the runtime meanwhile.
     const plannedBeforeCopy = planInstallConfig(target, options, state.runtimes[adapter.runtime]);
 

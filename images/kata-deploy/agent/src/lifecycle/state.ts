@@ -121,16 +121,54 @@ export function resolvePrefix(root: HostRoot, prefix: string): string {
   return hostPath;
 }
 
+/**
+ * The JSON each state object was read from or last saved as (without the final newline), so a caller
+ * can tell whether it changed without serializing it twice (savedText).
+ */
+const texts = new WeakMap<AgentState, string>();
+
+/** The JSON the state was loaded from or last saved as; undefined when it was neither. */
+export function savedText(state: AgentState): string | undefined {
+  return texts.get(state);
+}
+
+/**
+ * The last state read, with the identity of its file then. An install reads the state twice: for its
+ * dry run, then under the lock. When the file is still the same (same inode, size, mtime and ctime:
+ * every save renames a new file into place), the second read hands out the object the first one
+ * parsed instead of parsing hundreds of kilobytes again; once, so no third holder shares it. The dry
+ * run only reads its copy.
+ */
+let lastRead: { local: string; identity: string; state: AgentState } | undefined;
+
+function fileIdentity(stats: fs.BigIntStats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+}
+
 /** Reads the state; undefined when nothing was ever installed under this prefix (resolved as the host does). */
 export function loadState(root: HostRoot, givenPrefix: string): AgentState | undefined {
   const prefix = resolvePrefix(root, givenPrefix);
   const file = stateFileHostPath(prefix);
+  const local = root.local(file);
   let text: string;
+  let identity: string;
+  let fd: number;
   try {
-    text = fs.readFileSync(root.local(file), "utf8");
+    fd = fs.openSync(local, "r");
   } catch (error) {
     if (errnoCode(error) === "ENOENT") return undefined;
     throw error;
+  }
+  try {
+    identity = fileIdentity(fs.fstatSync(fd, { bigint: true }));
+    if (lastRead !== undefined && lastRead.local === local && lastRead.identity === identity) {
+      const { state } = lastRead;
+      lastRead = undefined;
+      return state;
+    }
+    text = fs.readFileSync(fd, "utf8");
+  } finally {
+    fs.closeSync(fd);
   }
   let parsed: unknown;
   try {
@@ -141,7 +179,10 @@ export function loadState(root: HostRoot, givenPrefix: string): AgentState | und
   if (typeof parsed !== "object" || parsed === null || (parsed as { schema?: unknown }).schema !== SCHEMA) {
     throw new UserError(`${file}: unknown state schema (expected ${SCHEMA}); it was written by another kata-deploy version: uninstall with that version first`);
   }
-  return parsed as AgentState;
+  const state = parsed as AgentState;
+  texts.set(state, text.endsWith("\n") ? text.slice(0, -1) : text);
+  lastRead = { local, identity, state };
+  return state;
 }
 
 /**
@@ -152,7 +193,9 @@ export function loadState(root: HostRoot, givenPrefix: string): AgentState | und
 export async function saveState(root: HostRoot, state: AgentState, durable = true): Promise<void> {
   const dir = root.local(stateDirHostPath(state.prefix));
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  await atomicWrite(root.local(stateFileHostPath(state.prefix)), `${JSON.stringify(state)}\n`, { mode: 0o600, durable });
+  const text = JSON.stringify(state);
+  await atomicWrite(root.local(stateFileHostPath(state.prefix)), `${text}\n`, { mode: 0o600, durable });
+  texts.set(state, text);
 }
 
 // Creating and removing the prefix together with its record.
