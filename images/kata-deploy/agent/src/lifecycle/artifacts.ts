@@ -56,6 +56,8 @@ export interface ReleaseLink {
 }
 
 export interface ReleaseTree {
+  /** The tree's root, absolute and normalized (`under` joins it with a relative path). */
+  root: string;
   dirs: { rel: string; mode: number }[];
   files: SourceFile[];
   symlinks: ReleaseLink[];
@@ -85,13 +87,33 @@ export function installedLinkTarget(rel: string, target: string, treeRoots: read
   return { installed: target, outside: resolved === ".." || resolved.startsWith("../") };
 }
 
+/**
+ * `dir/rel` for an absolute, normalized `dir` and a relative path from the walk (normalized by
+ * construction): path.join without normalizing again, which thousands of calls per run would pay for.
+ */
+function under(dir: string, rel: string): string {
+  return dir === "/" ? `/${rel}` : `${dir}/${rel}`;
+}
+
+/** path.posix.dirname of a relative path from the walk. */
+function parentOf(rel: string): string {
+  const slash = rel.lastIndexOf("/");
+  return slash < 0 ? "." : rel.slice(0, slash);
+}
+
+/** tempPathFor (files.ts) of an absolute, normalized path, without parsing it again. */
+function tempOf(dest: string): string {
+  const slash = dest.lastIndexOf("/");
+  return `${dest.slice(0, slash + 1)}.${dest.slice(slash + 1)}${TEMP_SUFFIX}`;
+}
+
 function walk(root: string, treeRoots: readonly string[]): ReleaseTree {
-  const tree: ReleaseTree = { dirs: [], files: [], symlinks: [] };
+  const tree: ReleaseTree = { root, dirs: [], files: [], symlinks: [] };
   const visit = (relDir: string, absDir: string): void => {
     const entries = fs.readdirSync(absDir, { withFileTypes: true });
     for (const entry of entries) {
       const rel = relDir === "" ? entry.name : `${relDir}/${entry.name}`;
-      const abs = `${absDir}/${entry.name}`;
+      const abs = under(absDir, entry.name);
       if (entry.isSymbolicLink()) {
         const target = fs.readlinkSync(abs);
         tree.symlinks.push({ rel, target, ...installedLinkTarget(rel, target, treeRoots) });
@@ -138,10 +160,11 @@ function sameSource(record: InstalledFile | null | undefined, source: fs.Stats):
  * copy of those is not read again; one that needs re-copying is checked under the lock, before the copy).
  */
 export function checkReadable(sourceDir: string, files: readonly SourceFile[], installed: ArtifactsState | undefined): void {
+  const root = path.resolve(sourceDir);
   for (const file of files) {
     if (file.checkedReadable === true || sameSource(installed?.files[file.rel], file.stats)) continue;
     try {
-      fs.accessSync(path.join(sourceDir, file.rel), fs.constants.R_OK);
+      fs.accessSync(under(root, file.rel), fs.constants.R_OK);
     } catch (error) {
       throw new UserError(`${path.join(sourceDir, file.rel)}: cannot be read (${errnoCode(error)}); make --artifacts readable by the agent and run again`);
     }
@@ -224,18 +247,18 @@ class FileCopier {
   }
 
   copySync(file: SourceFile): void {
-    const dest = path.join(this.destDir, file.rel);
-    const temp = tempPathFor(dest);
-    fs.copyFileSync(path.join(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
+    const dest = under(this.destDir, file.rel);
+    const temp = tempOf(dest);
+    fs.copyFileSync(under(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
     if (this.needsChown(file)) fs.chownSync(temp, file.stats.uid, file.stats.gid);
     fs.utimesSync(temp, file.stats.atime, file.stats.mtime);
     fs.renameSync(temp, dest);
   }
 
   async copy(file: SourceFile): Promise<void> {
-    const dest = path.join(this.destDir, file.rel);
-    const temp = tempPathFor(dest);
-    await fsp.copyFile(path.join(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
+    const dest = under(this.destDir, file.rel);
+    const temp = tempOf(dest);
+    await fsp.copyFile(under(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
     if (this.needsChown(file)) await fsp.chown(temp, file.stats.uid, file.stats.gid);
     await fsp.utimes(temp, file.stats.atime, file.stats.mtime);
     await fsp.rename(temp, dest);
@@ -261,11 +284,12 @@ export interface InstallResult {
  */
 export async function installArtifacts(
   sourceDir: string,
-  destDir: string,
+  prefixDir: string,
   tree: ReleaseTree,
   previous: ArtifactsState,
   journal: (state: ArtifactsState) => Promise<void>,
 ): Promise<InstallResult> {
+  const destDir = path.resolve(prefixDir);
   // Under the lock, the authoritative look at the prefix, one lstat per entry: nothing that is not ours
   // is in the way (refused, see below), and which of our files are still the copies we made.
   const foreign: string[] = [];
@@ -281,7 +305,7 @@ export async function installArtifacts(
   const toMake: { dir: ReleaseTree["dirs"][number]; replace: boolean }[] = [];
   for (const dir of tree.dirs) {
     // Parents come before their children in the walk.
-    const existing = madeNow.has(path.posix.dirname(dir.rel)) ? undefined : lstatOrUndefined(path.join(destDir, dir.rel));
+    const existing = madeNow.has(parentOf(dir.rel)) ? undefined : lstatOrUndefined(under(destDir, dir.rel));
     if (existing?.isDirectory()) continue; // a directory is shared, never removed unless we made it
     if (existing !== undefined) notOurs(dir.rel, existing);
     // Not a directory: our own stale file or link where the new release has a directory: replaced.
@@ -292,7 +316,7 @@ export async function installArtifacts(
   const toCopy: SourceFile[] = [];
   const files: Record<string, InstalledFile | null> = { ...previous.files };
   for (const file of tree.files) {
-    const installed = madeNow.has(path.posix.dirname(file.rel)) ? undefined : lstatOrUndefined(path.join(destDir, file.rel));
+    const installed = madeNow.has(parentOf(file.rel)) ? undefined : lstatOrUndefined(under(destDir, file.rel));
     if (installed !== undefined) notOurs(file.rel, installed);
     if (!stillOurs(previous.files[file.rel], file.stats, installed)) {
       toCopy.push(file);
@@ -300,7 +324,7 @@ export async function installArtifacts(
     }
   }
   for (const link of tree.symlinks) {
-    const existing = madeNow.has(path.posix.dirname(link.rel)) ? undefined : lstatOrUndefined(path.join(destDir, link.rel));
+    const existing = madeNow.has(parentOf(link.rel)) ? undefined : lstatOrUndefined(under(destDir, link.rel));
     if (existing !== undefined) notOurs(link.rel, existing);
   }
   if (foreign.length > 0) {
@@ -335,7 +359,7 @@ export async function installArtifacts(
       log.info(`artifacts: copied ${log.formatBytes(copiedBytes)} of ${log.formatBytes(totalBytes)}`);
     }
   };
-  const copier = new FileCopier(sourceDir, destDir);
+  const copier = new FileCopier(tree.root, destDir);
   const large = toCopy.filter((file) => file.stats.size >= LARGE_FILE_BYTES).sort((a, b) => b.stats.size - a.stats.size);
   const small = toCopy.filter((file) => file.stats.size < LARGE_FILE_BYTES);
   const largeDone = runLimited(large, LARGE_COPY_CONCURRENCY, async (file) => {
@@ -350,7 +374,7 @@ export async function installArtifacts(
     if (index % SMALL_FILES_PER_TURN === SMALL_FILES_PER_TURN - 1) await new Promise((resolve) => setImmediate(resolve));
   }
   await largeDone;
-  const written: string[] = toCopy.map((file) => path.join(destDir, file.rel));
+  const written: string[] = toCopy.map((file) => under(destDir, file.rel));
 
   for (const link of tree.symlinks) {
     const dest = path.join(destDir, link.rel);
@@ -371,7 +395,7 @@ export async function installArtifacts(
 
   // Record what the quick check needs, from the installed copies (inode and ctime after the rename).
   for (const file of toCopy) {
-    const installed = fs.lstatSync(path.join(destDir, file.rel));
+    const installed = fs.lstatSync(under(destDir, file.rel));
     files[file.rel] = {
       size: installed.size,
       mtimeMs: installed.mtimeMs,
