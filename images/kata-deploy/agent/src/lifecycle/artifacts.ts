@@ -229,8 +229,19 @@ async function syncFileSystem(dir: string, files: string[]): Promise<void> {
 }
 
 /**
+ * copyFile's mode: a kernel copy (reflink, else copy_file_range) into a file that must not exist yet.
+ * With COPYFILE_EXCL libuv opens the new file O_EXCL and skips its ftruncate(0) (nodejs/node
+ * deps/uv/src/unix/fs.c, uv__fs_copyfile). That truncate matters on ext4: a file truncated to size 0
+ * is marked for auto_da_alloc (fs/ext4/inode.c, ext4_truncate: EXT4_STATE_DA_ALLOC_CLOSE) and starts
+ * its own write-back when closed — thousands of small write-outs at copy time instead of the one
+ * syncfs that writes everything (what `cp -a`, which creates O_EXCL, gets).
+ */
+const COPY_MODE = fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE;
+
+/**
  * Copies one release file into place: kernel copy to a temp name next to the target, owner (as root)
  * and mtime carried over as `cp -a` does (copyFile already gives the source's mode), then a rename.
+ * A temp file left by a killed run is removed first (EEXIST).
  */
 class FileCopier {
   private readonly chownAsRoot = process.getuid?.() === 0;
@@ -249,7 +260,14 @@ class FileCopier {
   copySync(file: SourceFile): void {
     const dest = under(this.destDir, file.rel);
     const temp = tempOf(dest);
-    fs.copyFileSync(under(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
+    const source = under(this.sourceDir, file.rel);
+    try {
+      fs.copyFileSync(source, temp, COPY_MODE);
+    } catch (error) {
+      if (errnoCode(error) !== "EEXIST") throw error;
+      fs.rmSync(temp, { force: true });
+      fs.copyFileSync(source, temp, COPY_MODE);
+    }
     if (this.needsChown(file)) fs.chownSync(temp, file.stats.uid, file.stats.gid);
     fs.utimesSync(temp, file.stats.atime, file.stats.mtime);
     fs.renameSync(temp, dest);
@@ -258,7 +276,14 @@ class FileCopier {
   async copy(file: SourceFile): Promise<void> {
     const dest = under(this.destDir, file.rel);
     const temp = tempOf(dest);
-    await fsp.copyFile(under(this.sourceDir, file.rel), temp, fs.constants.COPYFILE_FICLONE);
+    const source = under(this.sourceDir, file.rel);
+    try {
+      await fsp.copyFile(source, temp, COPY_MODE);
+    } catch (error) {
+      if (errnoCode(error) !== "EEXIST") throw error;
+      await fsp.rm(temp, { force: true });
+      await fsp.copyFile(source, temp, COPY_MODE);
+    }
     if (this.needsChown(file)) await fsp.chown(temp, file.stats.uid, file.stats.gid);
     await fsp.utimes(temp, file.stats.atime, file.stats.mtime);
     await fsp.rename(temp, dest);
