@@ -98,6 +98,40 @@ function embeddedKubeChunk(chunk) {
   };
 }
 
+/**
+ * Node built-in modules that only some commands use, loaded on first use instead of at every start:
+ * `status` (each readiness probe) spawns nothing, hashes nothing, speaks no HTTP. Each import of one
+ * resolves to a module whose exports are getters that require the real module the first time one is
+ * read (esbuild's ESM interop copies them as getters, so `import { spawn }` stays lazy too).
+ */
+const LAZY_BUILTINS = ["node:child_process", "node:crypto", "node:http", "node:fs/promises"];
+
+/** @returns {Promise<import("esbuild").Plugin>} */
+async function lazyBuiltins() {
+  /** @type {Map<string, string[]>} */
+  const names = new Map();
+  for (const id of LAZY_BUILTINS) names.set(id, Object.keys(await import(id)).filter((name) => name !== "default"));
+  return {
+    name: "lazy-builtins",
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: /^node:/ }, (args) =>
+        names.has(args.path) && args.namespace !== "lazy-builtin" ? { path: args.path, namespace: "lazy-builtin" } : undefined,
+      );
+      pluginBuild.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, (args) => {
+        const getters = (names.get(args.path) ?? []).map((name) => `${JSON.stringify(name)}: { enumerable: true, get: () => load()[${JSON.stringify(name)}] }`);
+        return {
+          loader: "js",
+          contents: [
+            "let loaded;",
+            `const load = () => (loaded ??= require(${JSON.stringify(args.path)}));`,
+            `module.exports = Object.defineProperties({}, { ${getters.join(", ")} });`,
+          ].join("\n"),
+        };
+      });
+    },
+  };
+}
+
 export async function buildAgent() {
   // The image build's release step is bundled alongside: the Dockerfile needs both files.
   await buildRelease();
@@ -111,7 +145,7 @@ export async function buildAgent() {
     // with --enable-source-maps (the image's wrapper) reads and parses the whole map at every start;
     // stack traces need only the mappings and the source names.
     sourcesContent: false,
-    plugins: [embeddedKubeChunk(await buildKubeChunk())],
+    plugins: [embeddedKubeChunk(await buildKubeChunk()), await lazyBuiltins()],
     write: false,
   });
   // Replaced atomically (temp file + rename): an agent started meanwhile (a test in another process)
