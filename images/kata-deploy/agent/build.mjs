@@ -12,6 +12,7 @@
 import { build } from "esbuild";
 import * as fs from "node:fs";
 import * as zlib from "node:zlib";
+import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { buildRelease } from "../release/build.mjs";
