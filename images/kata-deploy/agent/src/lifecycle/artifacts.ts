@@ -1,8 +1,10 @@
 // Copies the Kata release tree into the install prefix, and removes it again.
 //
 // Speed: files are copied by the kernel (reflink, else copy_file_range, through fs.copyFile with
-// COPYFILE_FICLONE) and made durable with one syncfs(2) (`sync --file-system`) instead of thousands of
-// fsyncs — the same work `cp -a && sync` does. Large files (images, kernels, hypervisors) go to libuv's
+// COPYFILE_FICLONE | COPYFILE_EXCL: see COPY_MODE) and made durable with one syncfs(2) (`sync
+// --file-system`) instead of thousands of fsyncs — the same work `cp -a && sync` does. The release is
+// read once per run (scanRelease, before the lock) and the prefix looked at once under the lock (one
+// lstat per entry serves the foreign-file check and the quick check below). Large files (images, kernels, hypervisors) go to libuv's
 // thread pool, a few at a time, while the main thread copies the many small files with synchronous
 // calls (a thread-pool round trip per small file costs more than the copy itself); the two overlap.
 // A re-install skips every file whose source is unchanged (size, mtime, mode) and whose installed copy
