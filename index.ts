@@ -96,6 +96,10 @@ const args: KataDeploymentArgs = {
   resources: config.getObject<KataDeploymentArgs["resources"]>("resources"),
   priorityClassName: config.get("priorityClassName"),
   imagePullSecrets: config.getObject<string[]>("imagePullSecrets"),
+  // --- snapshotter / guest pull (issue 12) ---
+  snapshotters: config.getObject<KataDeploymentArgs["snapshotters"]>("snapshotters"),
+  guestPull: config.getObject<string[]>("guestPull"),
+  // --- end snapshotter / guest pull ---
   kubeconfig,
 };
 

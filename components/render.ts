@@ -41,7 +41,8 @@ export function renderManifests(opts: ManifestOptions): Record<string, string> {
 const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes containerd,crio] [--shims qemu,fc]
   [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor containerd|k3s|rke2]
   [--max-unavailable N|N%] [--without-default-runtime-class] [--node-selector KEY=VALUE,...]
-  [--tolerations JSON] [--priority-class-name NAME|""] [--image-pull-secrets NAME,...]`;
+  [--tolerations JSON] [--priority-class-name NAME|""] [--image-pull-secrets NAME,...]
+  [--snapshotters SHIM=SNAPSHOTTER,...] [--guest-pull SHIM,...]`;
 
 const csv = (value: string | undefined): string[] | undefined =>
   value === undefined ? undefined : value.split(",").map((item) => item.trim()).filter(Boolean);
@@ -88,6 +89,10 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       tolerations: { type: "string" },
       "priority-class-name": { type: "string" },
       "image-pull-secrets": { type: "string" },
+      // --- snapshotter / guest pull (issue 12) ---
+      snapshotters: { type: "string" },
+      "guest-pull": { type: "string" },
+      // --- end snapshotter / guest pull ---
     },
   });
   const maxUnavailable = values["max-unavailable"];
@@ -105,6 +110,8 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     tolerations: json("tolerations", values.tolerations) as KataSettingsInput["tolerations"],
     priorityClassName: values["priority-class-name"],
     imagePullSecrets: csv(values["image-pull-secrets"]),
+    snapshotters: keyValues("snapshotters", values.snapshotters),
+    guestPull: csv(values["guest-pull"]),
   };
   return {
     outDir: values.out ?? DEFAULT_RENDER_DIR,

@@ -99,7 +99,10 @@ describe("adding an option: every place it must reach (docs/contributing.md)", (
     const env = new Set<string>();
     // Every builder path that adds flags: both runtimes, every flavor, a snapshotter mapping.
     for (const containerdFlavor of ["containerd", "k3s", "rke2"]) {
-      const opts: ManifestOptions = { ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor }), image: "registry.example.com/kata-deploy:test" };
+      const opts: ManifestOptions = {
+        ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, snapshotters: { fc: "devmapper" }, guestPull: ["qemu"] }),
+        image: "registry.example.com/kata-deploy:test",
+      };
       const all = buildAllManifests(opts);
       for (const ds of [...all.deploy, ...all.cleanup]) {
         for (const container of ds.spec.template.spec.containers) {

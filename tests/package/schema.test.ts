@@ -102,6 +102,8 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       priorityClassName: "string",
       imagePullSecrets: "array<string>",
       resources: "ref:KataResources",
+      snapshotters: "map<string>",
+      guestPull: "array<string>",
     });
     assert.deepEqual(resource.requiredInputs, []);
     // `settings` (internal, with a number-or-string field) must not be an output.

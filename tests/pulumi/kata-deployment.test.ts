@@ -252,6 +252,12 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["repeated imagePullSecrets", { imagePullSecrets: ["regcred", "regcred"] }, /imagePullSecrets\[1\] repeats "regcred"/],
       ["resources for an unknown container", { resources: { installers: {} } as KataDeploymentArgs["resources"] }, /resources.installers is not a container of the component; allowed keys: installer, cleanup, labeler/],
       ["bad resource quantity", { resources: { installer: { limits: { memory: "1 GB" } } } }, /resources.installer.limits.memory is "1 GB"; it must be a Kubernetes quantity/],
+      // --- snapshotter / guest pull (issue 12) ---
+      ["snapshotter for a shim not deployed", { snapshotters: { clh: "devmapper" } }, /snapshotters.clh names a shim that is not in shims; allowed keys: qemu, fc$/],
+      ["snapshotter name the agent's mapping cannot carry", { snapshotters: { fc: "dev:mapper" } }, /snapshotters.fc is "dev:mapper"; it must name a containerd snapshotter/],
+      ["guestPull for a shim not deployed", { guestPull: ["qemu-coco-dev"] }, /guestPull\[0\] is "qemu-coco-dev"; allowed values: qemu, fc$/],
+      ["repeated guestPull", { guestPull: ["qemu", "qemu"] }, /guestPull\[1\] repeats "qemu"/],
+      // --- end snapshotter / guest pull ---
       ["createPullSecret without a password", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "ci" }, createPullSecret: true } }, /imageBuild.createPullSecret is true but imageBuild.registry.password is not set/],
     ];
     for (const [label, args, message] of cases) {
