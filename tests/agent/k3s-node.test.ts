@@ -23,10 +23,10 @@ const V3_IMPORTS = fixture("k3s-rendered", "v3-imports-drop-in-dir.toml");
 const V3 = fixture("k3s-rendered", "v3-no-imports.toml");
 const V2 = fixture("containerd", "v2-k3s-rendered-config.toml");
 
-const install = (root: string, ...more: string[]): string[] => [
-  "install", "--runtime", "containerd", "--containerd-flavor", "k3s", "--host-root", root, "--artifacts", artifacts(), "--shims", "qemu", ...more,
+const install = (root: string, restart: "none" | "systemd", shims = "qemu"): string[] => [
+  "install", "--runtime", "containerd", "--containerd-flavor", "k3s", "--host-root", root, "--artifacts", artifacts(), "--shims", shims, "--restart", restart,
 ];
-const uninstall = (root: string, ...more: string[]): string[] => ["uninstall", "--runtime", "containerd", "--host-root", root, ...more];
+const uninstall = (root: string, restart: "none" | "systemd"): string[] => ["uninstall", "--runtime", "containerd", "--host-root", root, "--restart", restart];
 const read = (root: string, hostPath: string): string | undefined => (fs.existsSync(path.join(root, hostPath)) ? fs.readFileSync(path.join(root, hostPath), "utf8") : undefined);
 
 /** A systemctl whose `restart k3s` renders config.toml as k3s does (see the header); `older`: a k3s before containerd 2. */
@@ -72,17 +72,19 @@ describe("k3s node (agent CLI): the file k3s reads, recorded, verified after the
     { name: "no template, v2 config.toml", files: { [RENDERED]: V2 }, writes: T2 },
   ];
   for (const situation of situations) {
-    it(`${situation.name}: install writes ${path.basename(situation.writes)} only; uninstall restores the host byte for byte`, () => {
+    it(`${situation.name}: install writes ${path.basename(situation.writes)} only (with kata-fc's images entry); uninstall restores the host byte for byte`, () => {
       const root = makeHost(situation.files);
       const before = snapshot(root);
-      const result = runAgent(install(root, "--restart", "none"));
+      // fc on devmapper: containerd 2.x (k3s >= v1.31.6) pulls with the images plugin's entry, in v2 configs too.
+      const result = runAgent(install(root, "none", "qemu,fc"), isolatedEnv({ SNAPSHOTTER_HANDLER_MAPPING: "fc:devmapper" }));
       assert.equal(result.code, 0, result.stderr);
+      assert.match(read(root, situation.writes) as string, /\[plugins\."io\.containerd\.cri\.v1\.images"\.runtime_platforms\.kata-fc\]\n\s*snapshotter = "devmapper"/);
       const changed = Object.entries(snapshot(root, (rel) => rel.startsWith("opt")))
         .filter(([rel, entry]) => entry.type === "file" && JSON.stringify(before[rel]) !== JSON.stringify(entry))
         .map(([rel]) => `/${rel}`);
       assert.deepEqual(changed, [situation.writes]);
       assert.match(read(root, situation.writes) as string, /kata-qemu/);
-      const removed = runAgent(uninstall(root, "--restart", "none"));
+      const removed = runAgent(uninstall(root, "none"));
       assert.equal(removed.code, 0, removed.stderr);
       assert.deepEqual(snapshot(root), before);
     });
@@ -90,12 +92,12 @@ describe("k3s node (agent CLI): the file k3s reads, recorded, verified after the
 
   it("uninstall removes what the recorded install wrote, not what a fresh choice would edit now", () => {
     const root = makeHost({ [RENDERED]: V3_IMPORTS });
-    assert.equal(runAgent(install(root, "--restart", "none")).code, 0);
+    assert.equal(runAgent(install(root, "none")).code, 0);
     assert.ok(read(root, DROP_IN));
     // Someone adds a v3 template afterwards: a new install would now choose it; removal must not.
     const theirs = `${HEADER}\n[plugins."io.containerd.cri.v1.runtime".cni]\n  conf_dir = "/etc/cni/net.d"\n`;
     fs.writeFileSync(path.join(root, T3), theirs);
-    const removed = runAgent(uninstall(root, "--restart", "none"));
+    const removed = runAgent(uninstall(root, "none"));
     assert.equal(removed.code, 0, removed.stderr);
     assert.equal(read(root, DROP_IN), undefined);
     assert.equal(read(root, T3), theirs);
@@ -105,11 +107,11 @@ describe("k3s node (agent CLI): the file k3s reads, recorded, verified after the
     const root = makeHost({ [RENDERED]: V3 });
     const before = snapshot(root);
     const env = isolatedEnv(fakeK3s(root, { v3: V3, v2: V2 }));
-    const result = runAgent(install(root, "--restart", "systemd"), env);
+    const result = runAgent(install(root, "systemd"), env);
     assert.equal(result.code, 0, result.stderr);
     assert.match(read(root, RENDERED) as string, /containerd\.runtimes\.kata-qemu\]/);
     assert.equal(read(root, T2), undefined, "config.toml.tmpl not created (it would switch k3s to its v2 base)");
-    const removed = runAgent(uninstall(root, "--restart", "systemd"), env);
+    const removed = runAgent(uninstall(root, "systemd"), env);
     assert.equal(removed.code, 0, removed.stderr);
     // The template we created is gone, so k3s rendered its base again: the node is as before, byte for byte.
     assert.deepEqual(snapshot(root), before);
@@ -119,7 +121,7 @@ describe("k3s node (agent CLI): the file k3s reads, recorded, verified after the
     // An older k3s ignores config-v3.toml.tmpl; its config.toml never gets Kata.
     const theirs = `${HEADER}\n# site settings\n`;
     const root = makeHost({ [T3]: theirs, [RENDERED]: V2 });
-    const result = runAgent(install(root, "--restart", "systemd"), isolatedEnv(fakeK3s(root, { v3: V3, v2: V2 }, true)));
+    const result = runAgent(install(root, "systemd"), isolatedEnv(fakeK3s(root, { v3: V3, v2: V2 }, true)));
     assert.equal(result.code, 1, result.stdout);
     assert.match(result.stderr, /^kata-deploy: k3s: did not come back healthy with the new configuration \(.*config\.toml as k3s rendered it has no runtime kata-qemu: k3s did not render from .*config-v3\.toml\.tmpl.*\); restored the previous .*config-v3\.toml\.tmpl/);
     assert.equal(read(root, T3), theirs);
