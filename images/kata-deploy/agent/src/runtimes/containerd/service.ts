@@ -1,6 +1,6 @@
 // containerd: the adapter (plan with ./config, validate with `containerd config dump`, restart the
 // flavour's unit and verify the CRI plugin with `ctr` on the flavour's socket) and flavour detection.
-import { ConfigError, UserError } from "../../report/errors";
+import { UserError } from "../../report/errors";
 import { lastLine, type HostCommands } from "../../host/commands";
 import * as log from "../../report/log";
 import { parseToml } from "../../formats/toml-document";
@@ -27,15 +27,16 @@ async function detectContainerdVersion(host: HostCommands): Promise<{ major: num
 
 /**
  * k3s/rke2: the target an earlier install recorded (removal must edit what install edited), else the
- * one k3s's own template selection gives on this node now (k3s.ts). A ConfigError (k3s's choice cannot
- * be told) is returned, not thrown: it is the planner's refusal, reported as such when planning.
+ * one k3s's own template selection gives on this node now (k3s.ts). A failure (k3s's choice cannot be
+ * told, an unreadable file) is returned, not thrown: it is the install's refusal, reported when planning,
+ * and must not keep `reset` (which only restarts) from cleaning a node up.
  */
 function k3sTargetFor(
   flavor: Exclude<ContainerdFlavor, "containerd">,
   read: ReadHostFile | undefined,
   recorded: Record<string, unknown> | undefined,
   containerdMajor: number | undefined,
-): { layout: ContainerdLayout; refusal?: ConfigError } {
+): { layout: ContainerdLayout; refusal?: unknown } {
   const recordedFile = recorded?.mainConfig;
   const recordedVersion = recorded?.configVersionHint as ContainerdConfigVersion | undefined;
   if (typeof recordedFile === "string") {
@@ -49,7 +50,6 @@ function k3sTargetFor(
     log.info(`${flavor}: ${choice.reason}`);
     return { layout: k3sLayout(flavor, choice) };
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
     return { layout: containerdLayout(flavor, recordedVersion), refusal: error };
   }
 }
@@ -83,7 +83,7 @@ export async function containerdAdapter(args: {
     },
     preflight: (host, request) => checkSnapshotters(host, socketArgs, request),
     planInstall: (read, request, previousOwned, list) => {
-      if (k3s?.refusal) throw k3s.refusal;
+      if (k3s?.refusal !== undefined) throw k3s.refusal;
       return planContainerdInstall({ layout, read, list, request, previous: previousOwned as ContainerdOwned | undefined, defaultVersionWhenMissing: configVersion });
     },
     planUninstall: (read, owned) => planContainerdUninstall({ layout, read, previous: owned as ContainerdOwned }),
@@ -109,7 +109,7 @@ export async function containerdAdapter(args: {
       if (failure !== undefined) return { unit, problem: failure };
       const problem = await host.waitHealthy(unit, async () => {
         // k3s/rke2 rendered config.toml anew before starting containerd: Kata must be in what they rendered.
-        const rendered = layout.renderedConfig !== undefined && args.read ? renderedProblem(layout, args.read(layout.renderedConfig), present, absent) : undefined;
+        const rendered = layout.renderedConfig !== undefined && args.read ? renderedProblem(layout, readOrProblem(args.read, layout.renderedConfig), present, absent) : undefined;
         if (rendered !== undefined) return rendered;
         const plugins = await host.run("ctr", [...socketArgs, "plugins", "ls"], 30_000);
         if (plugins.missing) return undefined; // no ctr on the host: `active` is all we can check
@@ -119,6 +119,16 @@ export async function containerdAdapter(args: {
       return { unit, problem };
     },
   };
+}
+
+/** The file's text, or (for renderedProblem) undefined when it cannot be read: then it reads as "not rendered". */
+function readOrProblem(read: ReadHostFile, hostPath: string): string | undefined {
+  try {
+    return read(hostPath);
+  } catch (error) {
+    log.warn(`${hostPath}: cannot be read (${error instanceof Error ? error.message : String(error)})`);
+    return undefined;
+  }
 }
 
 /**
