@@ -105,6 +105,10 @@ const args: KataDeploymentArgs = {
   // A list of objects, e.g. `pulumi config set --path 'kata-deploy:startupTaints[0].key' example.com/kata-not-ready`.
   startupTaints: config.getObject<KataDeploymentArgs["startupTaints"]>("startupTaints"),
   imagePullPolicy: config.get("imagePullPolicy") as KataDeploymentArgs["imagePullPolicy"],
+  // --- snapshotter / guest pull (issue 12) ---
+  snapshotters: config.getObject<KataDeploymentArgs["snapshotters"]>("snapshotters"),
+  guestPull: config.getObject<string[]>("guestPull"),
+  // --- end snapshotter / guest pull ---
   kubeconfig,
 };
 

@@ -120,6 +120,10 @@ export const AGENT_ENV = {
   daemonSetName: "DAEMONSET_NAME",
   /** containerd snapshotter per Kata handler, `shim:snapshotter,...` (upstream kata-deploy's variable). */
   snapshotterHandlerMapping: "SNAPSHOTTER_HANDLER_MAPPING",
+  // --- snapshotter / guest pull (issue 12) ---
+  /** CRI-O: shims whose images the guest pulls, `shim:guest-pull,...` (upstream kata-deploy's variable). */
+  pullTypeMapping: "PULL_TYPE_MAPPING",
+  // --- end snapshotter / guest pull ---
 } as const;
 
 // ---- startup taints (issue 12 point 5) ----------------------------------------------------------------------

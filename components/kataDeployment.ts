@@ -288,6 +288,24 @@ export interface KataDeploymentArgs {
    * `nodeSelector` only), except removed: use `nodeSelector` for a selection that may change. Defaults to none.
    */
   affinity?: Affinity;
+  // --- snapshotter / guest pull (issue 12) ---
+  /**
+   * containerd snapshotter per shim, e.g. `{ fc: "devmapper" }` (Firecracker needs a block snapshotter) or
+   * `{ "qemu-coco-dev": "nydus" }`: the runtime's `snapshotter` and, since containerd 2.x pulls images with
+   * that instead, the images plugin's `runtime_platforms.kata-<shim>` entry (agent env
+   * `SNAPSHOTTER_HANDLER_MAPPING`). The snapshotter must already be set up in each node's containerd (kata-deploy
+   * does not install one): an installer refuses a node whose `ctr plugins ls` does not list it as `ok`, naming
+   * it. Keys must be in `shims`; CRI-O ignores it. Defaults to `{}` (containerd's default snapshotter).
+   */
+  snapshotters?: Record<string, string>;
+  /**
+   * Shims whose images are pulled inside the guest (confidential containers) on CRI-O nodes: their CRI-O
+   * runtime gets `runtime_pull_image = true` (CRI-O >= 1.29; agent env `PULL_TYPE_MAPPING`). Must be in `shims`.
+   * containerd ignores it (there the guest pull comes from the snapshotter, e.g. nydus, in `snapshotters`).
+   * Defaults to `[]`.
+   */
+  guestPull?: string[];
+  // --- end snapshotter / guest pull ---
 }
 
 /**

@@ -18,6 +18,7 @@ import type { IPodSpec } from "kubernetes-models/v1/PodSpec" with { "resolution-
 import type { IVolume } from "kubernetes-models/v1/Volume" with { "resolution-mode": "import" };
 import type { IVolumeMount } from "kubernetes-models/v1/VolumeMount" with { "resolution-mode": "import" };
 import type { IObjectMeta } from "@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta" with { "resolution-mode": "import" };
+import { AGENT_ENV } from "./contract";
 import {
   ARTIFACTS_DIR,
   CONTAINER_RUNTIMES,
@@ -280,6 +281,21 @@ function runtimeConfigMount(runtime: ContainerRuntime, opts: ManifestOptions): {
   return hostMount("runtime-config", dir, opts.containerdFlavor === "containerd" ? "DirectoryOrCreate" : "Directory");
 }
 
+// --- snapshotter / guest pull (issue 12) ---
+/**
+ * The per-shim pull settings, each only for the runtime that reads it, in upstream kata-deploy's
+ * variables (`shim:value,...`): containerd's snapshotters, CRI-O's guest pull. Omitted when empty.
+ */
+function pullPathEnv(runtime: ContainerRuntime, opts: Pick<KataSettings, "shims" | "snapshotters" | "guestPull">): IEnvVar[] {
+  // In `shims` order, so the value does not depend on how the map was written.
+  const snapshotters = opts.shims.filter((shim) => opts.snapshotters[shim] !== undefined).map((shim) => `${shim}:${opts.snapshotters[shim]}`);
+  const guestPull = opts.shims.filter((shim) => opts.guestPull.includes(shim)).map((shim) => `${shim}:guest-pull`);
+  if (runtime === "containerd" && snapshotters.length > 0) return [{ name: AGENT_ENV.snapshotterHandlerMapping, value: snapshotters.join(",") }];
+  if (runtime === "crio" && guestPull.length > 0) return [{ name: AGENT_ENV.pullTypeMapping, value: guestPull.join(",") }];
+  return [];
+}
+// --- end snapshotter / guest pull ---
+
 /**
  * Installs Kata on every node labelled `<prefix>/container-runtime=<runtime>`. Ready only once the install
  * is recorded complete, so Pulumi's DaemonSet await means "installed everywhere". Its preStop uninstalls
@@ -312,6 +328,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
       // Lets the preStop find its own DaemonSet and skip the uninstall during a rollout.
       { name: "DAEMONSET_NAME", value: name },
+      ...pullPathEnv(runtime, opts),
     ],
     securityContext: { privileged: true },
     resources: structuredClone(opts.resources.installer),

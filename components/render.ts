@@ -44,7 +44,7 @@ const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes co
   [--runtime-class-overhead JSON] [--without-runtime-class-overhead] [--runtime-class-node-selector JSON]
   [--node-selector KEY=VALUE,...] [--tolerations JSON] [--affinity JSON] [--priority-class-name NAME|""]
   [--image-pull-secrets NAME,...] [--image-pull-policy Always|IfNotPresent|Never] [--pod-labels KEY=VALUE,...]
-  [--pod-annotations JSON] [--startup-taints JSON]`;
+  [--pod-annotations JSON] [--startup-taints JSON] [--snapshotters SHIM=SNAPSHOTTER,...] [--guest-pull SHIM,...]`;
 
 const csv = (value: string | undefined): string[] | undefined =>
   value === undefined ? undefined : value.split(",").map((item) => item.trim()).filter(Boolean);
@@ -100,6 +100,10 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       "image-pull-policy": { type: "string" },
       "pod-labels": { type: "string" },
       "pod-annotations": { type: "string" },
+      // --- snapshotter / guest pull (issue 12) ---
+      snapshotters: { type: "string" },
+      "guest-pull": { type: "string" },
+      // --- end snapshotter / guest pull ---
     },
   });
   const maxUnavailable = values["max-unavailable"];
@@ -128,6 +132,8 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     podLabels: keyValues("pod-labels", values["pod-labels"]),
     // Annotation values may hold commas and '=', so JSON rather than KEY=VALUE pairs.
     podAnnotations: json("pod-annotations", values["pod-annotations"], '{"example.com/owner":"platform"}') as KataSettingsInput["podAnnotations"],
+    snapshotters: keyValues("snapshotters", values.snapshotters),
+    guestPull: csv(values["guest-pull"]),
   };
   return {
     outDir: values.out ?? DEFAULT_RENDER_DIR,

@@ -286,6 +286,12 @@ export interface KataSettings {
   podAnnotations: Record<string, string>;
   /** Node affinity of the labeler and the installers (never the cleanup DaemonSet); undefined: none. */
   affinity?: Affinity;
+  // --- snapshotter / guest pull (issue 12) ---
+  /** containerd snapshotter per shim (keys in `shims`); `{}`: containerd's default for every shim. */
+  snapshotters: Record<string, string>;
+  /** Shims whose images the guest pulls on CRI-O (`runtime_pull_image`); subset of `shims`. */
+  guestPull: string[];
+  // --- end snapshotter / guest pull ---
 }
 
 /** What the pure builders need: the settings plus the image every DaemonSet runs. */

@@ -67,6 +67,10 @@ export interface KataSettingsInput {
   podLabels?: Readonly<Record<string, string>>;
   podAnnotations?: Readonly<Record<string, string>>;
   affinity?: Affinity;
+  // --- snapshotter / guest pull (issue 12) ---
+  snapshotters?: Readonly<Record<string, string>>;
+  guestPull?: readonly string[];
+  // --- end snapshotter / guest pull ---
 }
 
 /** Namespaces Kubernetes itself owns: the component may deploy into them but never creates or deletes them. */
@@ -229,6 +233,10 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   }
   const podAnnotations = normalizeAnnotations(input.podAnnotations ?? {}, fail);
   const affinity = normalizeAffinity(input.affinity, fail);
+  // --- snapshotter / guest pull (issue 12) ---
+  const snapshotters = normalizeSnapshotters(input.snapshotters ?? {}, shims, fail);
+  const guestPull = input.guestPull === undefined || (Array.isArray(input.guestPull) && input.guestPull.length === 0) ? [] : uniqueList("guestPull", input.guestPull, shims, fail);
+  // --- end snapshotter / guest pull ---
 
   return {
     runtimes: runtimes as ContainerRuntime[],
@@ -252,6 +260,8 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     podLabels,
     podAnnotations,
     ...(affinity !== undefined ? { affinity } : {}),
+    snapshotters,
+    guestPull,
   };
 }
 
@@ -542,6 +552,28 @@ function normalizeResources(value: unknown, fail: Fail): Record<ResourceTarget, 
   }
   return merged;
 }
+
+// --- snapshotter / guest pull (issue 12) ---
+/**
+ * A containerd snapshotter name: a plugin ID (`overlayfs`, `devmapper`, `erofs`) or a proxy plugin's name
+ * (`nydus`, `stargz`, ...). `:` and `,` would break the agent's SNAPSHOTTER_HANDLER_MAPPING (`shim:name,...`).
+ */
+const SNAPSHOTTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** `{ shim: snapshotter }` for shims in `shims` only: a mapping for another shim would change nothing. */
+function normalizeSnapshotters(value: unknown, shims: readonly string[], fail: Fail): Record<string, string> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return fail("snapshotters", `is ${quote(value)}; it must map shims to containerd snapshotters, e.g. {"fc": "devmapper"}`);
+  }
+  for (const [shim, snapshotter] of Object.entries(value)) {
+    if (!shims.includes(shim)) fail(`snapshotters.${shim}`, `names a shim that is not in shims; allowed keys: ${shims.join(", ")}`);
+    if (typeof snapshotter !== "string" || !SNAPSHOTTER_NAME.test(snapshotter)) {
+      fail(`snapshotters.${shim}`, `is ${quote(snapshotter)}; it must name a containerd snapshotter (letters, digits, '.', '_' and '-'), e.g. "devmapper"`);
+    }
+  }
+  return { ...(value as Record<string, string>) };
+}
+// --- end snapshotter / guest pull ---
 
 /** A non-empty list of distinct values, each one of `allowedValues`. */
 function uniqueList(

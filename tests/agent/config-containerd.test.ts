@@ -155,6 +155,11 @@ describe("runtimes/containerd/config planner", () => {
           if (!hadRuntimes) assert.deepEqual(runtimes.runc, RUNC_STAND_IN);
           const added = [...ours, ...(hadRuntimes ? [] : ["runc"])];
           for (const runtime of added) delete runtimes[runtime];
+          // containerd 2.x reads a v2 file too, and pulls kata-fc's images with the images plugin's
+          // entry only (its v2 migration does not carry the runtime's snapshotter over); 1.x ignores it.
+          const images = (after.plugins as TomlTable)["io.containerd.cri.v1.images"] as TomlTable | undefined;
+          assert.deepEqual(images?.runtime_platforms, version === 2 ? { "kata-fc": { snapshotter: "devmapper" } } : undefined);
+          if (images !== undefined) delete (images.runtime_platforms as TomlTable)["kata-fc"];
           pruneTablesAddedEmpty(after, before);
           assert.deepEqual(after, before);
           assert.deepEqual(owned.runtimes.sort(), added.sort());
@@ -477,6 +482,16 @@ describe("runtimes/containerd/config planner", () => {
           assert.deepEqual(actual[key], value, `${name}.${key} as containerd sees it (${kase.name})`);
         }
         delete runtimes[name];
+      }
+      // containerd 2.x unpacks a runtime's images with the images plugin's runtime_platforms entry, not
+      // with the runtime's own snapshotter (kata-containers #10795): kata-fc (devmapper) needs both.
+      if (dumpVersion >= 3 && kase.version >= 2) {
+        const images = (dumpAfter.plugins as TomlTable)["io.containerd.cri.v1.images"] as TomlTable;
+        const platforms = images.runtime_platforms as TomlTable | undefined;
+        assert.deepEqual(platforms?.["kata-fc"], { platform: "", snapshotter: "devmapper" }, `runtime_platforms.kata-fc as containerd sees it (${kase.name})`);
+        delete platforms?.["kata-fc"];
+        const platformsBefore = ((dumpBefore.plugins as TomlTable)["io.containerd.cri.v1.images"] as TomlTable).runtime_platforms;
+        if (platformsBefore === undefined && isEmptyTable(platforms)) delete images.runtime_platforms;
       }
       // The dump lists the config file itself under `imports`; the two files live in different directories.
       delete dumpAfter.imports;

@@ -39,6 +39,23 @@ describe("config/crio planner", () => {
     assert.equal(host.files.get("/etc/crio/crio.conf"), "[crio.runtime]\ndefault_runtime = \"runc\"\n", "crio.conf untouched");
   });
 
+  it("a shim whose images the guest pulls gets `runtime_pull_image = true` (cri-o pkg/config RuntimeHandler.RuntimePullImage), the others not; uninstall removes it with the drop-in", () => {
+    const coco = { ...QEMU, name: "kata-qemu-coco-dev", shim: "qemu-coco-dev", configPath: "/opt/kata/share/defaults/kata-containers/configuration-qemu-coco-dev.toml", guestPull: true };
+    const host = new FakeHost({});
+    const plan = planCrioInstall({ read: host.read, request: { runtimes: [QEMU, coco] } });
+    host.apply(plan.edits);
+    const runtimes = (parseToml(host.files.get(CRIO_DROP_IN) as string) as { crio: { runtime: { runtimes: Record<string, Record<string, unknown>> } } }).crio.runtime.runtimes;
+    assert.equal(runtimes["kata-qemu-coco-dev"].runtime_pull_image, true);
+    assert.equal(runtimes["kata-qemu-coco-dev"].runtime_type, "vm");
+    assert.equal("runtime_pull_image" in runtimes["kata-qemu"], false, "only the guest-pull shim pulls in the guest");
+    // Re-installed without guest pull: the key goes.
+    const again = planCrioInstall({ read: host.read, request: { runtimes: [QEMU, { ...coco, guestPull: undefined }] }, previous: plan.owned });
+    host.apply(again.edits);
+    assert.doesNotMatch(host.files.get(CRIO_DROP_IN) as string, /runtime_pull_image/);
+    host.apply(planCrioUninstall({ read: host.read, previous: again.owned }));
+    assert.deepEqual(host.snapshot(), {});
+  });
+
   it("install again is a no-op; a new shim set replaces the old; uninstall deletes only the drop-in", () => {
     const host = new FakeHost({ "/etc/crio/crio.conf.d/10-site.toml": "[crio.runtime]\nlog_level = \"info\"\n" });
     const first = planCrioInstall({ read: host.read, request: REQUEST });

@@ -100,7 +100,10 @@ describe("adding an option: every place it must reach (docs/contributing.md)", (
     // Every builder path that adds flags: both runtimes, every flavor, a snapshotter mapping, startup taints.
     for (const containerdFlavor of ["containerd", "k3s", "rke2"]) {
       const startupTaints = [{ key: "example.com/kata-not-ready" }];
-      const opts: ManifestOptions = { ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, startupTaints }), image: "registry.example.com/kata-deploy:test" };
+      const opts: ManifestOptions = {
+        ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, startupTaints, snapshotters: { fc: "devmapper" }, guestPull: ["qemu"] }),
+        image: "registry.example.com/kata-deploy:test",
+      };
       const all = buildAllManifests(opts);
       for (const ds of [...all.deploy, ...all.cleanup]) {
         for (const container of ds.spec.template.spec.containers) {

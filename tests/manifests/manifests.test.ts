@@ -115,6 +115,22 @@ describe("manifest builders", () => {
     assert.deepEqual(ds.spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } });
   });
 
+  // --- snapshotter / guest pull (issue 12) ---
+  it("snapshotters reach only the containerd installer, guestPull only the CRI-O one, in upstream kata-deploy's variables", () => {
+    const opts = options({ shims: ["qemu", "fc", "qemu-coco-dev"], snapshotters: { "qemu-coco-dev": "nydus", fc: "devmapper" }, guestPull: ["qemu-coco-dev"] });
+    const env = (runtime: "containerd" | "crio") => (container(buildInstallerDaemonSet(runtime, opts)).env ?? []).slice(3);
+    // `shim:value`, comma-separated, in the order of `shims` (agent: lifecycle/request.ts parses exactly this).
+    assert.deepEqual(env("containerd"), [{ name: "SNAPSHOTTER_HANDLER_MAPPING", value: "fc:devmapper,qemu-coco-dev:nydus" }]);
+    assert.deepEqual(env("crio"), [{ name: "PULL_TYPE_MAPPING", value: "qemu-coco-dev:guest-pull" }]);
+    // Removal needs neither (the agent removes what its record says it added): the cleanup gets none.
+    assert.deepEqual(container(buildCleanupDaemonSet(opts)).env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);
+    // By default neither variable is set.
+    const defaults = options({});
+    assert.equal((container(buildInstallerDaemonSet("containerd", defaults)).env ?? []).length, 3);
+    assert.equal((container(buildInstallerDaemonSet("crio", defaults)).env ?? []).length, 3);
+  });
+  // --- end snapshotter / guest pull ---
+
   it("installers mount only the install prefix and their runtime's config directory", () => {
     const cases: [Parameters<typeof normalizeSettings>[0], "containerd" | "crio", string, string][] = [
       [{}, "containerd", "/etc/containerd", "DirectoryOrCreate"],

@@ -126,6 +126,15 @@ describe("npm run render", () => {
     }
   });
 
+  it("passes --snapshotters and --guest-pull to the installers that read them", () => {
+    const result = render(["--out", outDir, "--image", IMAGE, "--snapshotters", "fc=devmapper", "--guest-pull", "qemu"]);
+    assert.equal(result.status, 0, result.stderr);
+    const [, containerd, crio] = readDocuments(path.join(outDir, "kata-deploy.yaml")) as { spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } }[];
+    const envOf = (ds: typeof containerd) => ds.spec.template.spec.containers[0].env.filter((variable) => variable.value !== undefined && variable.name !== "DAEMONSET_NAME");
+    assert.deepEqual(envOf(containerd), [{ name: "SNAPSHOTTER_HANDLER_MAPPING", value: "fc:devmapper" }]);
+    assert.deepEqual(envOf(crio), [{ name: "PULL_TYPE_MAPPING", value: "qemu:guest-pull" }]);
+  });
+
   it("refuses bad options with the reason and writes nothing", () => {
     for (const [args, reason] of [
       [["--shims", "qemu,vmware"], /shims\[1\] is "vmware"; allowed values: qemu/],

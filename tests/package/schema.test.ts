@@ -110,6 +110,8 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       podLabels: "map<string>",
       podAnnotations: "map<string>",
       affinity: "ref:Affinity",
+      snapshotters: "map<string>",
+      guestPull: "array<string>",
     });
     assert.deepEqual(resource.requiredInputs, []);
     // `settings` (internal, with a number-or-string field) must not be an output.

@@ -290,6 +290,12 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["startup taint Kubernetes manages", { startupTaints: [{ key: "node.kubernetes.io/not-ready" }] }, /startupTaints\[0\].key is "node.kubernetes.io\/not-ready", a taint in the kubernetes.io domain, which Kubernetes and its controllers set and remove themselves/],
       ["startup taint listed twice", { startupTaints: [{ key: "example.com/pending", effect: "NoSchedule" }, { key: "example.com/pending", effect: "NoSchedule" }] }, /startupTaints\[1\] \(key "example.com\/pending", effect NoSchedule\) overlaps startupTaints\[0\] \(effect NoSchedule\); list each taint once/],
       ["startup taint covered by a key-only entry", { startupTaints: [{ key: "example.com/pending" }, { key: "example.com/pending", effect: "NoExecute" }] }, /startupTaints\[1\] \(key "example.com\/pending", effect NoExecute\) overlaps startupTaints\[0\] \(every effect\)/],
+      // --- snapshotter / guest pull (issue 12) ---
+      ["snapshotter for a shim not deployed", { snapshotters: { clh: "devmapper" } }, /snapshotters.clh names a shim that is not in shims; allowed keys: qemu, fc$/],
+      ["snapshotter name the agent's mapping cannot carry", { snapshotters: { fc: "dev:mapper" } }, /snapshotters.fc is "dev:mapper"; it must name a containerd snapshotter/],
+      ["guestPull for a shim not deployed", { guestPull: ["qemu-coco-dev"] }, /guestPull\[0\] is "qemu-coco-dev"; allowed values: qemu, fc$/],
+      ["repeated guestPull", { guestPull: ["qemu", "qemu"] }, /guestPull\[1\] repeats "qemu"/],
+      // --- end snapshotter / guest pull ---
       ["createPullSecret without a password", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "ci" }, createPullSecret: true } }, /imageBuild.createPullSecret is true but imageBuild.registry.password is not set/],
     ];
     for (const [label, args, message] of cases) {

@@ -94,7 +94,7 @@ describe("the kata-deploy program (index.ts)", () => {
 });
 
 describe("the kata-deploy program's scheduling and pull-credential config", () => {
-  it("maps nodeSelector, tolerations, resources, priorityClassName, imagePullSecrets and createRegistryPullSecret", async () => {
+  it("maps nodeSelector, tolerations, resources, priorityClassName, imagePullSecrets, createRegistryPullSecret, snapshotters and guestPull", async () => {
     setStackConfig(
       engineConfig({
         "kata-deploy:imageRepository": "registry.example.com/kata-deploy",
@@ -108,6 +108,8 @@ describe("the kata-deploy program's scheduling and pull-credential config", () =
         "kata-deploy:resources": { installer: { limits: { memory: "1Gi" } } },
         "kata-deploy:priorityClassName": "",
         "kata-deploy:imagePullSecrets": ["mirror-credentials"],
+        "kata-deploy:snapshotters": { fc: "devmapper" },
+        "kata-deploy:guestPull": ["qemu"],
       }),
       ["kata-deploy:registryPassword"],
     );
@@ -122,6 +124,11 @@ describe("the kata-deploy program's scheduling and pull-credential config", () =
     assert.equal(installer.priorityClassName, undefined);
     assert.deepEqual(installer.imagePullSecrets, [{ name: "mirror-credentials" }, { name: "kata-deploy-registry" }]);
     assert.deepEqual(installer.containers[0].resources, { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } });
+    // --- snapshotter / guest pull (issue 12) ---
+    interface Env { spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } }
+    const envNamed = (resource: string, name: string) => (registrationNamed(resource).inputs as unknown as Env).spec.template.spec.containers[0].env.find((variable) => variable.name === name)?.value;
+    assert.equal(envNamed("kata-installer-containerd", "SNAPSHOTTER_HANDLER_MAPPING"), "fc:devmapper");
+    assert.equal(envNamed("kata-installer-crio", "PULL_TYPE_MAPPING"), "qemu:guest-pull");
   });
 });
 

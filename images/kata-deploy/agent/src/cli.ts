@@ -25,12 +25,12 @@ import { RuntimeRestartError, UserError } from "./report/errors";
 import { formatForOperator } from "./report/format";
 import { checkShimsCarried } from "./lifecycle/payload";
 import { HostCommands } from "./host/commands";
-import { HostRoot } from "./host/files";
+import { HostRoot, readHostFile } from "./host/files";
 import type { KubeClient } from "./kube/client";
 import { isRollout, runtimeFromVersion } from "./kube/labels";
 import { removeStartupTaints, taintName } from "./kube/taints";
 import * as log from "./report/log";
-import { buildRequest, parseSnapshotterMapping } from "./lifecycle/request";
+import { buildRequest, parsePullTypeMapping, parseSnapshotterMapping } from "./lifecycle/request";
 import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
 import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
@@ -143,7 +143,9 @@ async function adapterFor(runtime: Runtime, values: Options, root: HostRoot, hos
   if (runtime === "containerd") {
     const flavor = oneOf("containerd-flavor", values["containerd-flavor"] ?? (recorded?.flavor as string | undefined), CONTAINERD_FLAVORS, "containerd");
     const hint = recorded?.configVersionHint as ContainerdConfigVersion | undefined;
-    return containerdAdapter({ flavor: flavor as ContainerdFlavor, host, configVersionHint: hint });
+    // Fresh reads each time: k3s/rke2 pick their file from the node's, and re-render config.toml on restart.
+    const read = (hostPath: string): string | undefined => readHostFile(root, hostPath).text;
+    return containerdAdapter({ flavor: flavor as ContainerdFlavor, host, configVersionHint: hint, read, recorded });
   }
   if (runtime === "crio") return crioAdapter(host);
   const recordedForm = recorded?.form as DockerRuntimeForm | undefined;
@@ -174,7 +176,12 @@ async function runInstall(values: Options): Promise<void> {
   const host = restart === "systemd" ? new HostCommands(root) : undefined;
   const target: Target = { root, prefix, host };
   const adapter = await adapterFor(runtime, values, root, host);
-  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: parseSnapshotterMapping(process.env.SNAPSHOTTER_HANDLER_MAPPING), layouts: carriedLayouts });
+  const snapshotters = parseSnapshotterMapping(process.env[AGENT_ENV.snapshotterHandlerMapping]);
+  const guestPull = parsePullTypeMapping(process.env[AGENT_ENV.pullTypeMapping]);
+  // Each mapping means something to one runtime only; elsewhere it is said, not silently dropped.
+  if (runtime !== "containerd" && snapshotters.size > 0) log.warn(`${AGENT_ENV.snapshotterHandlerMapping} is for containerd; ignored for --runtime ${runtime}`);
+  if (runtime !== "crio" && guestPull.size > 0) log.warn(`${AGENT_ENV.pullTypeMapping} (CRI-O runtime_pull_image) is for CRI-O; ignored for --runtime ${runtime}`);
+  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: runtime === "containerd" ? snapshotters : new Map(), guestPull: runtime === "crio" ? guestPull : undefined, layouts: carriedLayouts });
   const outcome = await install(target, { adapter, request, artifactsKata, details: { ...adapter.details, shims, defaultShim } });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
   if (!kube) return;

@@ -272,6 +272,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
   try {
     // Dry run first: what we must refuse is refused before the prefix, the state or any artifact exists.
     await target.host?.assertSystemdReachable();
+    await adapter.preflight?.(target.host, options.request);
     assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
     const recorded = loadState(root, prefix);
     if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);

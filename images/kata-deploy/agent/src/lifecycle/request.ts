@@ -26,9 +26,35 @@ export function parseSnapshotterMapping(value: string | undefined): Map<string, 
     if (!shim || !snapshotter || extra !== undefined) {
       throw new UserError(`SNAPSHOTTER_HANDLER_MAPPING: "${pair}" is not <shim>:<snapshotter> (e.g. fc:devmapper)`);
     }
+    if (mapping.has(shim)) throw new UserError(`SNAPSHOTTER_HANDLER_MAPPING: shim ${shim} is mapped twice (${mapping.get(shim)}, ${snapshotter}); give each shim one snapshotter`);
     mapping.set(shim, snapshotter);
   }
   return mapping;
+}
+
+/**
+ * Parses `PULL_TYPE_MAPPING` (upstream kata-deploy's variable, which its chart fills from
+ * `shims.<shim>.crio.guestPull`): `qemu-coco-dev:guest-pull,...`. The shims whose images are pulled
+ * inside the guest; CRI-O then leaves the pull to the runtime (`runtime_pull_image`).
+ */
+export function parsePullTypeMapping(value: string | undefined): Set<string> {
+  const shims = new Set<string>();
+  for (const pair of (value ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const [shim, pullType, extra] = pair.split(":");
+    if (!shim || pullType !== "guest-pull" || extra !== undefined) {
+      throw new UserError(`PULL_TYPE_MAPPING: "${pair}" is not <shim>:guest-pull (e.g. qemu-coco-dev:guest-pull)`);
+    }
+    shims.add(shim);
+  }
+  return shims;
+}
+
+/** Refuses a per-shim mapping that names a shim not being installed: it would be ignored without a word. */
+function checkMappedShims(variable: string, mapped: Iterable<string>, shims: readonly string[]): void {
+  const unknown = [...mapped].filter((shim) => !shims.includes(shim));
+  if (unknown.length > 0) {
+    throw new UserError(`${variable} names ${unknown.map((shim) => `shim ${shim}`).join(", ")}, which --shims (${shims.join(",")}) does not install; remove ${unknown.length === 1 ? "it" : "them"} from ${variable} or add ${unknown.length === 1 ? "it" : "them"} to --shims`);
+  }
 }
 
 /**
@@ -42,9 +68,13 @@ export function buildRequest(args: {
   prefix: string;
   artifactsKata: string;
   snapshotters: Map<string, string>;
+  /** Shims whose images the guest pulls (CRI-O `runtime_pull_image`); default none. */
+  guestPull?: ReadonlySet<string>;
   /** Per shim, the layout the image build recorded (kata-deploy-payload.json); others follow the release's naming. */
   layouts?: ReadonlyMap<string, ShimLayout>;
 }): KataConfigRequest {
+  checkMappedShims("SNAPSHOTTER_HANDLER_MAPPING", args.snapshotters.keys(), args.shims);
+  checkMappedShims("PULL_TYPE_MAPPING", args.guestPull ?? [], args.shims);
   const runtimes: KataRuntime[] = args.shims.map((shim) => {
     const recorded = args.layouts?.get(shim);
     const rust = isRustShim(shim);
@@ -69,6 +99,7 @@ export function buildRequest(args: {
     };
     const snapshotter = args.snapshotters.get(shim);
     if (snapshotter !== undefined) runtime.snapshotter = snapshotter;
+    if (args.guestPull?.has(shim)) runtime.guestPull = true;
     return runtime;
   });
   return { runtimes, untrustedAlias: runtimes.find((runtime) => runtime.shim === args.defaultShim) };

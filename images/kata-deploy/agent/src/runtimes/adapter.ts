@@ -13,6 +13,12 @@ export interface RuntimeAdapter {
   mainConfig: string;
   /** How it was set up, recorded in the state. */
   details: Record<string, string | string[] | number | undefined>;
+  /**
+   * Checks on the node what the request needs but no config file can tell (containerd: that each
+   * requested snapshotter exists), before anything is changed; throws a UserError to refuse. `host` is
+   * undefined with --restart none (no host commands): the check is then skipped and logged.
+   */
+  preflight?(host: HostCommands | undefined, request: KataConfigRequest): Promise<void>;
   /** `notices`: things the operator should know that are not errors (e.g. an alias left to its owner). */
   /** `list`: a host directory's entries (sorted), for import globs; undefined when it is not a directory. */
   planInstall(read: ReadHostFile, request: KataConfigRequest, previousOwned: unknown, list?: (hostDir: string) => string[] | undefined): { edits: FileEdit[]; owned: unknown; notices?: string[] };

@@ -17,6 +17,8 @@ export interface KataRuntime {
   configPath: string;
   /** containerd snapshotter for this runtime (Firecracker needs a block one such as "devmapper"), when configured. */
   snapshotter?: string;
+  /** The guest pulls this runtime's images (confidential containers); CRI-O: `runtime_pull_image = true`. */
+  guestPull?: boolean;
 }
 
 /** What an install wants configured. */

@@ -40,13 +40,18 @@ import {
 } from "../../formats/toml-document";
 import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "../../formats/owned-file";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "../types";
-import { BASE_TEMPLATE_HEADER, runtimesTablePath, versionOf, type ContainerdConfigVersion, type ContainerdFlavor, type ContainerdLayout } from "./layout";
+import { BASE_TEMPLATE_HEADER, RUNTIME_PLATFORMS_TABLE_PATH, runtimesTablePath, versionOf, type ContainerdConfigVersion, type ContainerdLayout } from "./layout";
 
 /** A JSON-serialisable record of exactly what we added. */
 export interface ContainerdOwned {
   version: ContainerdConfigVersion;
   /** Runtime names whose tables we added (may include `runc`, declared to keep containerd 1.x's built-in one). */
   runtimes: string[];
+  /**
+   * Runtime names whose `[plugins."io.containerd.cri.v1.images".runtime_platforms.<name>]` table we
+   * added (config v3+, runtimes with a snapshotter): containerd 2.x pulls their images with it.
+   */
+  runtimePlatforms?: string[];
   /** The entry we appended to the main file's `imports`. */
   importEntry?: string;
   /** Host path of the drop-in we own. */
@@ -139,6 +144,23 @@ export function stanzaTable(stanza: RuntimeStanza): TomlTable {
   return stanza.options ? { ...stanza.values, options: stanza.options } : { ...stanza.values };
 }
 
+/**
+ * The images plugin's entries for the runtimes that have a snapshotter (see RUNTIME_PLATFORMS_TABLE_PATH):
+ * without one, containerd 2.x unpacks their images with the default snapshotter. `platform` stays
+ * unset: the images plugin then uses the node's own (platforms.DefaultSpec).
+ *
+ * Also in config v2: containerd 2.x migrates a v2 file into the images plugin's section *on top of*
+ * that section as the file has it (plugins/cri/images/plugin.go configMigration), and its migration
+ * does not carry a runtime's `snapshotter` over (migrateConfig reads `runtime_platform`/`snapshot`, not
+ * the real keys), so the entry must be there already; containerd 1.6/1.7 ignore a section for a plugin
+ * they do not have (checked with `config dump`, see tests/agent/config-containerd.test.ts). Not in v1:
+ * containerd 2.x does not read v1 CRI settings at all.
+ */
+function platformStanzas(stanzas: RuntimeStanza[], version: ContainerdConfigVersion): RuntimeStanza[] {
+  if (version < 2) return [];
+  return stanzas.flatMap((stanza) => (typeof stanza.values.snapshotter === "string" ? [{ name: stanza.name, values: { snapshotter: stanza.values.snapshotter } }] : []));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The working set: files as they will be after the plan, starting from what `read` returns.
 
@@ -175,8 +197,6 @@ class FileView {
 
 // ---------------------------------------------------------------------------------------------------
 // Template flavours (k3s, rke2): leading `{{ template ... }}` lines are kept verbatim, the rest is TOML.
-
-const isTemplateFlavor = (flavor: ContainerdFlavor): boolean => flavor !== "containerd";
 
 interface SplitText {
   header: string;
@@ -226,9 +246,13 @@ export function planContainerdInstall(a: {
   // Unchanged input therefore gives identical bytes, and shims no longer wanted disappear.
   const kept = previous ? uninstallInto(view, layout, previous) : { runcKept: false };
   const stanzas = stanzasFor(request, layout.mainConfig);
-  const { owned, notices } = isTemplateFlavor(layout.flavor)
-    ? installIntoTemplate(view, layout, stanzas)
-    : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2, a.list ?? (() => undefined));
+  const list = a.list ?? (() => undefined);
+  const { owned, notices } =
+    layout.kind === "template"
+      ? installIntoTemplate(view, layout, stanzas)
+      : layout.kind === "drop-in-dir"
+        ? installIntoDropInDir(view, layout, stanzas, list)
+        : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2, list);
   // A runc we declared earlier and had to keep (others declared runtimes since) stays ours.
   if (kept.runcKept && !owned.runtimes.includes(BUILT_IN_RUNC.name)) owned.runtimes.unshift(BUILT_IN_RUNC.name);
   return { edits: view.edits(), owned, notices };
@@ -249,7 +273,7 @@ function installIntoTemplate(view: FileView, layout: ContainerdLayout, wanted: R
   const header = eolAdded ? split.header + detectEol(split.header) : split.header;
   const lineOffset = headerLines(header);
   const doc = parseToml(body, file, lineOffset);
-  const version = versionOf(doc, file) ?? layout.templateVersion ?? 2;
+  const version = versionOf(doc, file) ?? (split.header === "" ? undefined : layout.templateVersion) ?? refuseVersionless(file);
   const runtimesPath = runtimesTablePath(version);
   checkCriEnabled(doc, version, file);
   const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file, lineOffset }], runtimesPath);
@@ -257,18 +281,32 @@ function installIntoTemplate(view: FileView, layout: ContainerdLayout, wanted: R
   // config (users often copy the rendered config.toml), so it needs the same care as a plain file.
   const keepRunc = split.header === "" ? runcStandIn(doc, version, runtimesPath) : [];
   const all = [...keepRunc, ...stanzas];
-  const newBody = addRuntimeStanzas(doc, file, runtimesPath, all, lineOffset);
-  view.set(file, header + newBody);
+  const platforms = platformStanzas(stanzas, version);
+  view.set(file, header + addRuntimeStanzas(doc, file, runtimesPath, all, lineOffset, platforms));
   return {
     owned: {
       version,
       runtimes: all.map((stanza) => stanza.name),
+      ...(platforms.length > 0 ? { runtimePlatforms: platforms.map((stanza) => stanza.name) } : {}),
       ...(existing === undefined ? { createdMain: true } : {}),
       ...(eolAdded ? { templateHeaderEolAdded: true } : {}),
       ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}),
     },
     notices: notice ? [notice] : [],
   };
+}
+
+/**
+ * A template without the base header is the whole config, and without `version` containerd reads it as
+ * config version 1 (plugin `cri`; containerd 2.x does not read v1 CRI settings at all), so tables written
+ * for the version k3s's base would have had are ignored and only runc is listed.
+ */
+function refuseVersionless(file: string): never {
+  throw new ConfigError({
+    file,
+    problem: `has neither \`${BASE_TEMPLATE_HEADER}\` as its first line nor a \`version\` key, so containerd reads the rendered config as version 1 and would ignore Kata's runtimes`,
+    fix: `start the template with \`${BASE_TEMPLATE_HEADER}\` (recommended), or add the \`version\` its tables are written in (\`version = 2\` for [plugins."io.containerd.grpc.v1.cri"], \`version = 3\` for [plugins."io.containerd.cri.v1.runtime"]), and run again`,
+  });
 }
 
 /**
@@ -294,9 +332,16 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
     for (const imported of importedFiles(view, doc, file, version, list, undefined)) checkNoCriSection(imported, version, file);
     const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }], runtimesPath);
     const all = [...runcStandIn(doc, version, runtimesPath), ...stanzas];
-    view.set(file, addRuntimeStanzas(doc, file, runtimesPath, all, 0));
+    const platforms = platformStanzas(stanzas, version);
+    view.set(file, addRuntimeStanzas(doc, file, runtimesPath, all, 0, platforms));
     return {
-      owned: { version, runtimes: all.map((stanza) => stanza.name), ...created, ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}) },
+      owned: {
+        version,
+        runtimes: all.map((stanza) => stanza.name),
+        ...(platforms.length > 0 ? { runtimePlatforms: platforms.map((stanza) => stanza.name) } : {}),
+        ...created,
+        ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}),
+      },
       notices: notice ? [notice] : [],
     };
   }
@@ -304,17 +349,17 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
   // v3+: containerd 2.x merges imported plugin sections key by key (and keeps the built-in runc).
   const imported = importedFiles(view, doc, file, version, list, layout.dropIn);
   const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }, ...imported], runtimesPath);
-  for (const definedIn of [{ doc, file }, ...imported]) {
-    for (const stanza of stanzas) checkNotDefined(definedIn.doc, runtimesPath, stanza.name, definedIn.file);
-  }
+  const platforms = platformStanzas(stanzas, version);
+  checkNoneDefined([{ doc, file }, ...imported], runtimesPath, stanzas, platforms);
   checkOwnedFileIsOurs(view.get(layout.dropIn), layout.dropIn);
   const { text: withImport, entry, keyAdded } = ensureImport(doc, file, layout.dropIn);
   view.set(file, withImport);
-  view.set(layout.dropIn, renderDropIn(version, stanzas, layout.mainConfig));
+  view.set(layout.dropIn, renderDropIn(version, stanzas, platforms, `imported from ${layout.mainConfig}; \`kata-deploy uninstall\` removes both`));
   return {
     owned: {
       version,
       runtimes: stanzas.map((stanza) => stanza.name),
+      ...(platforms.length > 0 ? { runtimePlatforms: platforms.map((stanza) => stanza.name) } : {}),
       dropIn: layout.dropIn,
       ...(entry === undefined ? {} : { importEntry: entry }),
       ...(keyAdded ? { importsKeyAdded: true } : {}),
@@ -324,6 +369,61 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
     notices: notice ? [notice] : [],
   };
 }
+
+/** Refuses a runtime (or images platform entry) we would add that one of `files` already defines. */
+function checkNoneDefined(files: ImportedDoc[], runtimesPath: TomlPath, stanzas: RuntimeStanza[], platforms: RuntimeStanza[]): void {
+  for (const definedIn of files) {
+    for (const stanza of stanzas) checkNotDefined(definedIn.doc, runtimesPath, stanza.name, definedIn.file);
+    for (const platform of platforms) checkNotDefined(definedIn.doc, RUNTIME_PLATFORMS_TABLE_PATH, platform.name, definedIn.file);
+  }
+}
+
+/**
+ * k3s/rke2 whose rendered config.toml imports `<dir>/config-v3.toml.d/*.toml` (k3s PR #13680 added that
+ * import to its base templates): our drop-in goes there and no file of theirs is touched. config.toml is
+ * only read: k3s rewrites it on every start, and what it imports is what containerd reads.
+ */
+function installIntoDropInDir(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], list: ListDir): Installed {
+  const rendered = layout.renderedConfig;
+  const renderedText = rendered === undefined ? undefined : view.get(rendered);
+  if (rendered === undefined || renderedText === undefined) {
+    throw new ConfigError({
+      file: rendered ?? layout.mainConfig,
+      problem: "is missing, so what it imports cannot be checked",
+      fix: `start ${layout.flavor} once (it writes this file) and run again`,
+    });
+  }
+  const doc = parseToml(renderedText, rendered);
+  const version = versionOf(doc, rendered) ?? 1;
+  if (version < 3 || !importEntries(doc).some((entry) => importCovers(entry, rendered, layout.dropIn))) {
+    throw new ConfigError({
+      file: rendered,
+      problem: `no longer imports ${layout.dropInDir}/*.toml (config version ${version})`,
+      fix: "run the install again so it picks the file to edit anew",
+    });
+  }
+  const runtimesPath = runtimesTablePath(version);
+  checkCriEnabled(doc, version, rendered);
+  const imported = importedFiles(view, doc, rendered, version, list, layout.dropIn);
+  const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file: rendered }, ...imported], runtimesPath);
+  const platforms = platformStanzas(stanzas, version);
+  checkNoneDefined([{ doc, file: rendered }, ...imported], runtimesPath, stanzas, platforms);
+  checkOwnedFileIsOurs(view.get(layout.dropIn), layout.dropIn);
+  view.set(layout.dropIn, renderDropIn(version, stanzas, platforms, `imported by ${rendered} (which ${layout.flavor} renders); \`kata-deploy uninstall\` removes it`));
+  return {
+    owned: {
+      version,
+      runtimes: stanzas.map((stanza) => stanza.name),
+      ...(platforms.length > 0 ? { runtimePlatforms: platforms.map((stanza) => stanza.name) } : {}),
+      dropIn: layout.dropIn,
+      ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}),
+    },
+    notices: notice ? [notice] : [],
+  };
+}
+
+/** The raw string entries of a config's `imports` (what the file says, before resolution). */
+const importEntries = (doc: TomlDocument): string[] => (Array.isArray(doc.value.imports) ? doc.value.imports.filter((entry): entry is string => typeof entry === "string") : []);
 
 const skeleton = (version: ContainerdConfigVersion): string => `version = ${version}\n`;
 
@@ -432,45 +532,56 @@ function insertionPoint(doc: TomlDocument, runtimesPath: TomlPath): number {
   return endOfLastNode(doc);
 }
 
-function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number): string {
+/**
+ * Splices the runtime tables, followed by their images-plugin platform entries (`platforms`), into the
+ * text as one block: after the last runtime table (see insertionPoint). A table header ends the block's
+ * last table wherever it lands, so the platform tables may sit inside the CRI section.
+ */
+function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number, platforms: RuntimeStanza[] = []): string {
   const { text } = doc;
-  for (let depth = 1; depth <= runtimesPath.length; depth++) {
-    const value = valueAt(doc.value, runtimesPath.slice(0, depth));
-    if (value !== undefined && !isPlainTable(value)) {
-      const key = formatKeyPath(runtimesPath.slice(0, depth));
-      throw new ConfigError({
-        file,
-        key,
-        problem: `\`${key}\` must be a table but is ${Array.isArray(value) ? "an array" : `the value ${JSON.stringify(value)}`}`,
-        fix: "fix it and run again",
-      });
+  const groups = [
+    { path: runtimesPath, stanzas },
+    { path: RUNTIME_PLATFORMS_TABLE_PATH, stanzas: platforms },
+  ];
+  for (const group of groups.filter((g) => g.stanzas.length > 0)) {
+    for (let depth = 1; depth <= group.path.length; depth++) {
+      const value = valueAt(doc.value, group.path.slice(0, depth));
+      if (value !== undefined && !isPlainTable(value)) {
+        const key = formatKeyPath(group.path.slice(0, depth));
+        throw new ConfigError({
+          file,
+          key,
+          problem: `\`${key}\` must be a table but is ${Array.isArray(value) ? "an array" : `the value ${JSON.stringify(value)}`}`,
+          fix: "fix it and run again",
+        });
+      }
+    }
+    for (const stanza of group.stanzas) {
+      const blocking = inlineTableOnPath(doc, [...group.path, stanza.name]);
+      if (blocking) {
+        const key = formatKeyPath(blocking.keyPath);
+        throw new ConfigError({
+          file,
+          line: blocking.line + lineOffset,
+          key,
+          problem: `\`${key}\` is an inline table, which TOML does not allow to be extended`,
+          fix: `rewrite it as [${key}...] table sections and run again`,
+        });
+      }
+      try {
+        checkNotDefined(doc, group.path, stanza.name, file);
+      } catch (error) {
+        // `doc` is the text below a template header: the editor's line is `lineOffset` further down.
+        throw error instanceof ConfigError ? error.linesDown(lineOffset) : error;
+      }
     }
   }
-  for (const stanza of stanzas) {
-    const blocking = inlineTableOnPath(doc, [...runtimesPath, stanza.name]);
-    if (blocking) {
-      const key = formatKeyPath(blocking.keyPath);
-      throw new ConfigError({
-        file,
-        line: blocking.line + lineOffset,
-        key,
-        problem: `\`${key}\` is an inline table, which TOML does not allow to be extended`,
-        fix: `rewrite it as [${key}...] table sections and run again`,
-      });
-    }
-    try {
-      checkNotDefined(doc, runtimesPath, stanza.name, file);
-    } catch (error) {
-      // `doc` is the text below a template header: the editor's line is `lineOffset` further down.
-      throw error instanceof ConfigError ? error.linesDown(lineOffset) : error;
-    }
-  }
-  if (stanzas.length === 0) return text;
+  if (stanzas.length + platforms.length === 0) return text;
 
   const at = insertionPoint(doc, runtimesPath);
   const eol = eolAt(text, at);
   const style = styleFor(doc, runtimesPath);
-  const rendered = stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, eol));
+  const rendered = groups.flatMap((group) => group.stanzas.map((stanza) => renderStanza(stanza, group.path, style, eol)));
   const result =
     doc.blocks.length === 0
       ? rendered.join(eol + eol) + eol + text // nothing to follow: the tables open the (empty) document
@@ -478,9 +589,11 @@ function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPa
 
   // Self-check with the strict parser: valid, and containerd will see exactly our values.
   const check = parseToml(result, file, lineOffset);
-  for (const stanza of stanzas) {
-    if (!isDeepStrictEqual(toPlain(valueAt(check.value, [...runtimesPath, stanza.name])), stanzaTable(stanza))) {
-      throw new Error(`internal error: the edit of ${file} does not define runtime ${stanza.name} as intended`);
+  for (const group of groups) {
+    for (const stanza of group.stanzas) {
+      if (!isDeepStrictEqual(toPlain(valueAt(check.value, [...group.path, stanza.name])), stanzaTable(stanza))) {
+        throw new Error(`internal error: the edit of ${file} does not define ${formatKeyPath([...group.path, stanza.name])} as intended`);
+      }
     }
   }
   return result;
@@ -602,7 +715,8 @@ function checkNoCriSection(imported: ImportedDoc, version: ContainerdConfigVersi
   }
 }
 
-function importCovers(entry: string, importingFile: string, target: string): boolean {
+/** Whether an `imports` entry of `importingFile` loads `target` (a literal path, or a glob matching it). */
+export function importCovers(entry: string, importingFile: string, target: string): boolean {
   const resolved = joinImport(entry, importingFile);
   return entry.includes("*") ? goPathMatch(resolved, target) : resolved === target;
 }
@@ -654,15 +768,19 @@ function removeImport(text: string, file: string, entry: string, keyAdded: boole
   return splice(text, offsetOf(doc, ours.item.loc.start), offsetOf(doc, ours.item.loc.end), "");
 }
 
-function renderDropIn(version: ContainerdConfigVersion, stanzas: RuntimeStanza[], mainConfig: string): string {
+function renderDropIn(version: ContainerdConfigVersion, stanzas: RuntimeStanza[], platforms: RuntimeStanza[], provenance: string): string {
   const runtimesPath = runtimesTablePath(version);
   const style: StanzaStyle = { header: "", key: "  ", optionsHeader: "  ", optionsKey: "    " };
+  const tables = [
+    ...stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, "\n")),
+    ...platforms.map((platform) => renderStanza(platform, RUNTIME_PLATFORMS_TABLE_PATH, style, "\n")),
+  ];
   return [
-    `${OWNED_FILE_MARKER} and imported from ${mainConfig}; \`kata-deploy uninstall\` removes both.`,
+    `${OWNED_FILE_MARKER} and ${provenance}.`,
     "# Local changes to this file are overwritten.",
     `version = ${version}`,
     "",
-    stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, "\n")).join("\n\n"),
+    tables.join("\n\n"),
     "",
   ].join("\n");
 }
@@ -683,9 +801,12 @@ function uninstallInto(view: FileView, layout: ContainerdLayout, previous: Conta
   if (existing === undefined) return { runcKept: false };
   const runtimesPath = runtimesTablePath(previous.version);
 
-  if (isTemplateFlavor(layout.flavor)) {
+  if (layout.kind === "drop-in-dir") return { runcKept: false }; // the drop-in (deleted above) is all we wrote
+
+  if (layout.kind === "template") {
     const { header, body } = splitTemplate(existing, file);
-    const removed = removeOurRuntimes(body, file, runtimesPath, previous, headerLines(header));
+    const withoutPlatforms = removeRuntimeStanzas(body, file, RUNTIME_PLATFORMS_TABLE_PATH, previous.runtimePlatforms ?? [], headerLines(header));
+    const removed = removeOurRuntimes(withoutPlatforms, file, runtimesPath, previous, headerLines(header));
     const result = previous.templateHeaderEolAdded && removed.text === "" ? header.replace(/\r?\n$/, "") : header + removed.text;
     view.set(file, previous.createdMain && result === `${BASE_TEMPLATE_HEADER}\n` ? undefined : result);
     return { runcKept: removed.runcKept };
@@ -694,7 +815,10 @@ function uninstallInto(view: FileView, layout: ContainerdLayout, previous: Conta
   let result = existing;
   if (previous.importEntry !== undefined) result = removeImport(result, file, previous.importEntry, previous.importsKeyAdded ?? false);
   let runcKept = false;
-  if (previous.version <= 2) ({ text: result, runcKept } = removeOurRuntimes(result, file, runtimesPath, previous, 0));
+  if (previous.version <= 2) {
+    result = removeRuntimeStanzas(result, file, RUNTIME_PLATFORMS_TABLE_PATH, previous.runtimePlatforms ?? [], 0);
+    ({ text: result, runcKept } = removeOurRuntimes(result, file, runtimesPath, previous, 0));
+  }
   view.set(file, previous.createdMain && result === skeleton(previous.version) ? undefined : result);
   return { runcKept };
 }

@@ -28,6 +28,11 @@ export function renderCrioDropIn(request: KataConfigRequest): string {
         runtime_root: "/run/vc",
         runtime_config_path: runtime.configPath,
         privileged_without_host_devices: true,
+        // The runtime pulls the image inside the guest (confidential containers). cri-o/cri-o
+        // pkg/config/config.go RuntimeHandler: `RuntimePullImage bool toml:"runtime_pull_image"` ("Marks
+        // the runtime as performing image pulling on its own"), since CRI-O 1.29; upstream kata-deploy
+        // writes it for shims in PULL_TYPE_MAPPING (tools/packaging/kata-deploy/binary/src/runtime/crio.rs).
+        ...(runtime.guestPull ? { runtime_pull_image: true } : {}),
       }),
     ].join("\n");
   });
