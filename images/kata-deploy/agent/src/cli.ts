@@ -27,6 +27,7 @@ import type { KubeClient } from "./kube/client";
 import { isRollout, runtimeFromVersion } from "./kube/labels";
 import * as log from "./report/log";
 import { buildRequest, parseSnapshotterMapping } from "./lifecycle/request";
+import { parseKataNodeConfig } from "./lifecycle/kata-settings";
 import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
 import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
@@ -129,8 +130,19 @@ async function runInstall(values: Options): Promise<void> {
   const host = restart === "systemd" ? new HostCommands(root) : undefined;
   const target: Target = { root, prefix, host };
   const adapter = await adapterFor(runtime, values, root, host);
-  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: parseSnapshotterMapping(process.env.SNAPSHOTTER_HANDLER_MAPPING), layouts: carriedLayouts });
-  const outcome = await install(target, { adapter, request, artifactsKata, details: { ...adapter.details, shims, defaultShim } });
+  const kataConfig = parseKataNodeConfig(process.env[AGENT_ENV.kataConfig], shims);
+  const { request, kata } = buildRequest({
+    runtime,
+    shims,
+    defaultShim,
+    prefix,
+    artifactsKata,
+    snapshotters: parseSnapshotterMapping(process.env[AGENT_ENV.snapshotterHandlerMapping]),
+    layouts: carriedLayouts,
+    kata: kataConfig,
+  });
+  const customRuntimes = (kataConfig.customRuntimes ?? []).map((custom) => custom.name);
+  const outcome = await install(target, { adapter, request, kata, artifactsKata, details: { ...adapter.details, shims, defaultShim, ...(customRuntimes.length > 0 ? { customRuntimes } : {}) } });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
   if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true" }));
 }
