@@ -96,6 +96,10 @@ const args: KataDeploymentArgs = {
   resources: config.getObject<KataDeploymentArgs["resources"]>("resources"),
   priorityClassName: config.get("priorityClassName"),
   imagePullSecrets: config.getObject<string[]>("imagePullSecrets"),
+  // Kata's configuration on the nodes (structured values: the stack file or `pulumi config set --path`).
+  installPrefix: config.get("installPrefix"),
+  shimConfig: config.getObject<KataDeploymentArgs["shimConfig"]>("shimConfig"),
+  customRuntimes: config.getObject<KataDeploymentArgs["customRuntimes"]>("customRuntimes"),
   kubeconfig,
 };
 

@@ -129,8 +129,16 @@ export const AGENT_ENV = {
 // checks below shared so both sides refuse the same values.
 
 /** Log levels of runtime-rs' `[runtime] log_level` (kata-containers src/libs/kata-types/src/config/runtime.rs). */
-export const KATA_LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "critical"] as const;
-export type KataLogLevel = (typeof KATA_LOG_LEVELS)[number];
+export const KataLogLevel = {
+  trace: "trace",
+  debug: "debug",
+  info: "info",
+  warn: "warn",
+  error: "error",
+  critical: "critical",
+} as const;
+export type KataLogLevel = (typeof KataLogLevel)[keyof typeof KataLogLevel];
+export const KATA_LOG_LEVELS: readonly KataLogLevel[] = Object.values(KataLogLevel);
 
 /** Kata settings for one shim, written as drop-ins next to that shim's own copy of its configuration. */
 export interface KataShimConfig {
@@ -179,7 +187,7 @@ export const HYPERVISOR_ANNOTATION_PATTERN = /^[a-z][a-z0-9_]*$/;
 export function proxyProblem(kind: "agentHttpsProxy" | "agentNoProxy", value: unknown): string | undefined {
   if (typeof value !== "string" || value === "") return "must be a non-empty string";
   if (/[\s"\\]/.test(value)) return "must not contain white space, quotes or backslashes (it becomes a kernel parameter)";
-  if (kind === "agentNoProxy") return /^[A-Za-z0-9.*:\/\[\],_-]+$/.test(value) ? undefined : "must be a comma-separated list of host names, domains, IP addresses or CIDRs, e.g. \"10.0.0.0/8,.svc,localhost\"";
+  if (kind === "agentNoProxy") return /^[A-Za-z0-9.*:/[\],_-]+$/.test(value) ? undefined : "must be a comma-separated list of host names, domains, IP addresses or CIDRs, e.g. \"10.0.0.0/8,.svc,localhost\"";
   let url: URL;
   try {
     url = new URL(value);

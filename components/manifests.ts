@@ -31,6 +31,7 @@ import {
   TOLERATE_EVERYTHING,
   Toleration,
 } from "./settings";
+import { AGENT_ENV, type KataNodeConfig } from "./contract";
 
 /** An object the builders return: metadata (with a name) is always set. */
 type Built<T> = T & { metadata: IObjectMeta & { name: string } };
@@ -240,7 +241,8 @@ function runtimeConfigMount(runtime: ContainerRuntime, opts: ManifestOptions): {
  */
 export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: ManifestOptions): DaemonSetManifest {
   const name = NAMES.installer(runtime);
-  const prefix = hostMount("kata-prefix", INSTALL_PREFIX, "DirectoryOrCreate");
+  const prefix = hostMount("kata-prefix", opts.installPrefix, "DirectoryOrCreate");
+  const kataConfig = kataNodeConfigOf(opts);
   const config = runtimeConfigMount(runtime, opts);
   const flavorArgs = runtime === "containerd" ? ["--containerd-flavor", opts.containerdFlavor] : [];
   const container: IContainer = {
@@ -256,6 +258,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       "--default-shim", opts.defaultShim,
       "--restart", "systemd",
       ...flavorArgs,
+      ...prefixArgs(opts),
       "--label-prefix", opts.labelPrefix,
       "--daemon",
     ],
@@ -264,13 +267,15 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
       // Lets the preStop find its own DaemonSet and skip the uninstall during a rollout.
       { name: "DAEMONSET_NAME", value: name },
+      // Kata's own configuration (install only: uninstall removes what the install recorded).
+      ...(kataConfig === undefined ? [] : [{ name: AGENT_ENV.kataConfig, value: JSON.stringify(kataConfig) }]),
     ],
     securityContext: { privileged: true },
     resources: structuredClone(opts.resources.installer),
     ...TERMINATION_MESSAGE,
     volumeMounts: [prefix.mount, config.mount],
     readinessProbe: {
-      exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, "--ready", "--runtime", runtime] },
+      exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, ...prefixArgs(opts), "--ready", "--runtime", runtime] },
       initialDelaySeconds: 5,
       periodSeconds: 10,
       timeoutSeconds: 30,
@@ -285,6 +290,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
             "--runtime", runtime,
             "--host-root", HOST_ROOT,
             "--restart", "none",
+            ...prefixArgs(opts),
             "--label-prefix", opts.labelPrefix,
           ],
         },
@@ -316,7 +322,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
  */
 export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest {
   // The agent's host lock and state live under the prefix; the reset takes the lock like every other command.
-  const prefix = hostMount("kata-prefix", INSTALL_PREFIX, "DirectoryOrCreate");
+  const prefix = hostMount("kata-prefix", opts.installPrefix, "DirectoryOrCreate");
   const container: IContainer = {
     name: "cleanup",
     image: opts.image,
@@ -327,6 +333,7 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
       "--restart", "systemd",
       // The flavor picks the unit and the containerd socket the restart is verified through (CRI-O ignores it).
       "--containerd-flavor", opts.containerdFlavor,
+      ...prefixArgs(opts),
       "--label-prefix", opts.labelPrefix,
       "--daemon",
     ],
@@ -349,9 +356,12 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
   });
 }
 
-/** `kata-<shim>` per shim (handler = name), plus the optional alias `kata` for the default shim. */
+/**
+ * `kata-<shim>` per shim (handler = name), plus the optional alias `kata` for the default shim, plus one per
+ * custom runtime (handler = name = the custom runtime's name).
+ */
 export function buildRuntimeClasses(
-  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClassOverhead" | "createDefaultRuntimeClass">,
+  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClassOverhead" | "createDefaultRuntimeClass" | "customRuntimes">,
 ): RuntimeClassManifest[] {
   const nodeSelector = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
   const runtimeClass = (name: string, shim: string): RuntimeClassManifest => ({
@@ -364,8 +374,35 @@ export function buildRuntimeClasses(
   });
   const classes = settings.shims.map((shim) => runtimeClass(NAMES.runtimeClass(shim), shim));
   if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(NAMES.defaultRuntimeClass, settings.defaultShim));
+  // ---- Kata configuration on the node: custom runtimes ----
+  for (const custom of settings.customRuntimes) {
+    classes.push({
+      apiVersion: "node.k8s.io/v1",
+      kind: "RuntimeClass",
+      metadata: { name: custom.name, labels: labelsFor("runtimeclass") },
+      handler: custom.name,
+      overhead: { podFixed: { ...custom.overhead } },
+      scheduling: { nodeSelector: { ...nodeSelector } },
+    });
+  }
   return classes;
 }
+
+// ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) -------------------
+
+/** `--prefix <installPrefix>` for every agent command, unless it is the agent's own default. */
+function prefixArgs(settings: Pick<KataSettings, "installPrefix">): string[] {
+  return settings.installPrefix === INSTALL_PREFIX ? [] : ["--prefix", settings.installPrefix];
+}
+
+/** What the installers pass the agent in KATA_DEPLOY_KATA_CONFIG; undefined when there is nothing to set. */
+export function kataNodeConfigOf(settings: Pick<KataSettings, "shimConfig" | "customRuntimes">): KataNodeConfig | undefined {
+  const shims = Object.keys(settings.shimConfig).length > 0 ? structuredClone(settings.shimConfig) : undefined;
+  const customRuntimes = settings.customRuntimes.map(({ name, baseShim, dropIn }) => ({ name, baseShim, ...(dropIn === undefined ? {} : { dropIn }) }));
+  if (shims === undefined && customRuntimes.length === 0) return undefined;
+  return { ...(shims ? { shims } : {}), ...(customRuntimes.length > 0 ? { customRuntimes } : {}) };
+}
+// ---- end of Kata configuration ----------------------------------------------------------------------------
 
 /** Registry login for the image pull Secret; all three come from the image build's push credentials. */
 export interface RegistryCredentials {

@@ -41,7 +41,8 @@ export function renderManifests(opts: ManifestOptions): Record<string, string> {
 const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes containerd,crio] [--shims qemu,fc]
   [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor containerd|k3s|rke2]
   [--max-unavailable N|N%] [--without-default-runtime-class] [--node-selector KEY=VALUE,...]
-  [--tolerations JSON] [--priority-class-name NAME|""] [--image-pull-secrets NAME,...]`;
+  [--tolerations JSON] [--priority-class-name NAME|""] [--image-pull-secrets NAME,...]
+  [--install-prefix DIR] [--shim-config JSON] [--custom-runtimes JSON]`;
 
 const csv = (value: string | undefined): string[] | undefined =>
   value === undefined ? undefined : value.split(",").map((item) => item.trim()).filter(Boolean);
@@ -58,12 +59,12 @@ function keyValues(flag: string, value: string | undefined): Record<string, stri
   );
 }
 
-function json(flag: string, value: string | undefined): unknown {
+function json(flag: string, value: string | undefined, example = '[{"operator":"Exists"}]'): unknown {
   if (value === undefined) return undefined;
   try {
     return JSON.parse(value) as unknown;
   } catch (error) {
-    throw new Error(`--${flag}: not JSON (${(error as Error).message}); e.g. --${flag} '[{"operator":"Exists"}]'`, { cause: error });
+    throw new Error(`--${flag}: not JSON (${(error as Error).message}); e.g. --${flag} '${example}'`, { cause: error });
   }
 }
 
@@ -88,6 +89,9 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       tolerations: { type: "string" },
       "priority-class-name": { type: "string" },
       "image-pull-secrets": { type: "string" },
+      "install-prefix": { type: "string" },
+      "shim-config": { type: "string" },
+      "custom-runtimes": { type: "string" },
     },
   });
   const maxUnavailable = values["max-unavailable"];
@@ -105,6 +109,9 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     tolerations: json("tolerations", values.tolerations) as KataSettingsInput["tolerations"],
     priorityClassName: values["priority-class-name"],
     imagePullSecrets: csv(values["image-pull-secrets"]),
+    installPrefix: values["install-prefix"],
+    shimConfig: json("shim-config", values["shim-config"], '{"qemu":{"debug":true}}') as KataSettingsInput["shimConfig"],
+    customRuntimes: json("custom-runtimes", values["custom-runtimes"], '[{"name":"kata-qemu-big","baseShim":"qemu"}]') as KataSettingsInput["customRuntimes"],
   };
   return {
     outDir: values.out ?? DEFAULT_RENDER_DIR,

@@ -15,6 +15,9 @@
 //   namespace) or, when the component stops creating the namespace, the namespace is deleted after the
 //   program with every DaemonSet still in it; the ServiceAccount the preStop hooks authenticate with is
 //   deleted with them, so uninstalls are refused (401) and Kata stays on nodes with no owner.
+// - installPrefix: a rollout (the preStop leaves Kata installed) whose new pods install into the new prefix,
+//   which the agent refuses while the runtime is still configured from the old one ("one Kata install per
+//   runtime"): every node's installer crash-loops, and the old prefix keeps no owner.
 // Every other setting (runtimes, shims, defaultShim, image, nodeSelector, tolerations, resources, ...) is
 // safe and tested so.
 import * as pulumi from "@pulumi/pulumi";
@@ -25,6 +28,8 @@ export interface GuardedSettings {
   createNamespace: boolean;
   labelPrefix: string;
   containerdFlavor: string;
+  /** Absent in guards recorded before the setting existed (treated as unchanged). */
+  installPrefix?: string;
 }
 
 const WHY: Record<keyof GuardedSettings, string> = {
@@ -32,6 +37,7 @@ const WHY: Record<keyof GuardedSettings, string> = {
   createNamespace: "deleting or adopting the namespace would delete or collide with the DaemonSets in it",
   labelPrefix: "nodes labelled with the old prefix would never be cleaned",
   containerdFlavor: "Kata would stay configured in the old flavor's containerd config with no owner",
+  installPrefix: "the new installers would be refused while the nodes' runtimes still point at the old prefix, which would keep no owner",
 };
 
 /**
@@ -41,10 +47,13 @@ const WHY: Record<keyof GuardedSettings, string> = {
 export function unsafeSettingChanges(olds: Partial<GuardedSettings> | undefined, news: GuardedSettings): string[] {
   if (olds === undefined) return [];
   const problems: string[] = [];
+  // Settings added after a stack may have recorded its guard: what they were before they existed (the
+  // contract's INSTALL_PREFIX, spelled out: this function is serialized into the state by value).
+  const before: Partial<GuardedSettings> = { installPrefix: "/opt/kata", ...olds };
   for (const key of Object.keys(WHY) as (keyof GuardedSettings)[]) {
-    if (olds[key] === undefined || olds[key] === news[key]) continue;
+    if (before[key] === undefined || before[key] === news[key]) continue;
     problems.push(
-      `KataDeployment: ${key} changed from ${JSON.stringify(olds[key])} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
+      `KataDeployment: ${key} changed from ${JSON.stringify(before[key])} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
         `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${key}`,
     );
   }

@@ -98,8 +98,10 @@ describe("adding an option: every place it must reach (docs/contributing.md)", (
     const flags = new Set<string>();
     const env = new Set<string>();
     // Every builder path that adds flags: both runtimes, every flavor, a snapshotter mapping.
+    // Kata's configuration on the node adds --prefix and KATA_DEPLOY_KATA_CONFIG.
+    const kataConfig = { installPrefix: "/var/lib/kata", shimConfig: { qemu: { debug: true } }, customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu" }] };
     for (const containerdFlavor of ["containerd", "k3s", "rke2"]) {
-      const opts: ManifestOptions = { ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor }), image: "registry.example.com/kata-deploy:test" };
+      const opts: ManifestOptions = { ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, ...kataConfig }), image: "registry.example.com/kata-deploy:test" };
       const all = buildAllManifests(opts);
       for (const ds of [...all.deploy, ...all.cleanup]) {
         for (const container of ds.spec.template.spec.containers) {
