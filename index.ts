@@ -109,6 +109,10 @@ const args: KataDeploymentArgs = {
   snapshotters: config.getObject<KataDeploymentArgs["snapshotters"]>("snapshotters"),
   guestPull: config.getObject<string[]>("guestPull"),
   // --- end snapshotter / guest pull ---
+  // Kata's configuration on the nodes (structured values: the stack file or `pulumi config set --path`).
+  installPrefix: config.get("installPrefix"),
+  shimConfig: config.getObject<KataDeploymentArgs["shimConfig"]>("shimConfig"),
+  customRuntimes: config.getObject<KataDeploymentArgs["customRuntimes"]>("customRuntimes"),
   kubeconfig,
 };
 

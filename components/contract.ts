@@ -124,6 +124,8 @@ export const AGENT_ENV = {
   /** CRI-O: shims whose images the guest pulls, `shim:guest-pull,...` (upstream kata-deploy's variable). */
   pullTypeMapping: "PULL_TYPE_MAPPING",
   // --- end snapshotter / guest pull ---
+  /** Kata's own configuration per shim and the custom runtimes: a KataNodeConfig as JSON (install only). */
+  kataConfig: "KATA_DEPLOY_KATA_CONFIG",
 } as const;
 
 // ---- startup taints (issue 12 point 5) ----------------------------------------------------------------------
@@ -183,3 +185,86 @@ export function parseStartupTaints(text: string): { taints: StartupTaint[] } | {
   }
   return { taints };
 }
+
+// ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) -----------------
+// What KATA_DEPLOY_KATA_CONFIG carries. The component validates it at preview (components/validation.ts) and
+// the agent again when it parses it (images/kata-deploy/agent/src/lifecycle/kata-settings.ts), with the
+// checks below shared so both sides refuse the same values.
+
+/** Log levels of runtime-rs' `[runtime] log_level` (kata-containers src/libs/kata-types/src/config/runtime.rs). */
+export const KataLogLevel = {
+  trace: "trace",
+  debug: "debug",
+  info: "info",
+  warn: "warn",
+  error: "error",
+  critical: "critical",
+} as const;
+export type KataLogLevel = (typeof KataLogLevel)[keyof typeof KataLogLevel];
+export const KATA_LOG_LEVELS: readonly KataLogLevel[] = Object.values(KataLogLevel);
+
+/** Kata settings for one shim, written as drop-ins next to that shim's own copy of its configuration. */
+export interface KataShimConfig {
+  /** Hypervisor annotation names pods may set (`io.katacontainers.config.hypervisor.<name>`), added to the shim's own list. */
+  allowedHypervisorAnnotations?: string[];
+  /** `agent.https_proxy=` kernel parameter: the proxy the guest agent pulls images through (guest pull). */
+  agentHttpsProxy?: string;
+  /** `agent.no_proxy=` kernel parameter: hosts the guest agent reaches directly. */
+  agentNoProxy?: string;
+  /** Kata runtime, agent and hypervisor debug logs (`enable_debug`). */
+  debug?: boolean;
+  /** runtime-rs shims only: the runtime's `log_level`. */
+  runtimeLogLevel?: KataLogLevel;
+  /** Kata TOML applied last (a user drop-in), verbatim. */
+  dropIn?: string;
+}
+
+/** A runtime handler of its own: the base shim's configuration and settings, plus its own drop-in. */
+export interface KataCustomRuntime {
+  /** Runtime handler (and RuntimeClass) name. */
+  name: string;
+  /** The shim whose binary, configuration and settings it starts from. */
+  baseShim: string;
+  /** Kata TOML applied last, verbatim. */
+  dropIn?: string;
+}
+
+/** The whole of KATA_DEPLOY_KATA_CONFIG. */
+export interface KataNodeConfig {
+  shims?: Record<string, KataShimConfig>;
+  customRuntimes?: KataCustomRuntime[];
+}
+
+/** A Kubernetes RuntimeClass handler: a DNS label (k8s.io/kubernetes pkg/apis/node/validation, ValidateRuntimeClass). */
+export const RUNTIME_HANDLER_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/**
+ * A Kata hypervisor annotation name: the part after `io.katacontainers.config.hypervisor.`, such as
+ * `default_memory` (kata-containers src/runtime/pkg/oci/utils.go, src/libs/kata-types/src/annotations).
+ */
+export const HYPERVISOR_ANNOTATION_PATTERN = /^[a-z][a-z0-9_]*$/;
+
+/**
+ * Why a proxy setting cannot be a kernel parameter value, or undefined. Kata passes it on the guest kernel
+ * command line (`agent.https_proxy=<value>`), which the agent splits at white space (src/agent/src/config.rs).
+ */
+export function proxyProblem(kind: "agentHttpsProxy" | "agentNoProxy", value: unknown): string | undefined {
+  if (typeof value !== "string" || value === "") return "must be a non-empty string";
+  if (/[\s"\\]/.test(value)) return "must not contain white space, quotes or backslashes (it becomes a kernel parameter)";
+  if (kind === "agentNoProxy") return /^[A-Za-z0-9.*:/[\],_-]+$/.test(value) ? undefined : "must be a comma-separated list of host names, domains, IP addresses or CIDRs, e.g. \"10.0.0.0/8,.svc,localhost\"";
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return "is not a URL; give one such as \"http://proxy.example.com:3128\"";
+  }
+  return url.protocol === "http:" || url.protocol === "https:" ? undefined : `has scheme ${url.protocol}; the agent's proxy must be http:// or https://`;
+}
+
+/** Why `prefix` cannot be an install prefix, or undefined: absolute, normalized, not `/`, no `..`, no `:` (hostPath volumes). */
+export function installPrefixProblem(prefix: unknown): string | undefined {
+  if (typeof prefix !== "string" || !prefix.startsWith("/")) return "must be an absolute path such as /var/lib/kata";
+  if (prefix === "/" || prefix.split("/").includes("..") || /\/\/|\/\.\/|\/\.?$/.test(prefix)) return "must be a normalized directory other than / (no `..`, `.`, `//` or trailing `/`)";
+  if (/[\s:'"\\]/.test(prefix)) return "must not contain white space, quotes, backslashes or `:`";
+  return undefined;
+}
+// ---- end of Kata configuration -----------------------------------------------------------------------------

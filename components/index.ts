@@ -6,7 +6,15 @@
 // it registers every ComponentResource class the package's main exports (@pulumi/pulumi
 // cmd/run-plugin/run.js, getPulumiComponents) and infers their schema from the argument interfaces.
 export { KataDeployment, KATA_DEPLOYMENT_TYPE } from "./kataDeployment";
-export type { KataDeploymentArgs, KataImageBuildArgs, KataOverheadArgs, KataRegistryArgs, KataResources } from "./kataDeployment";
+export type {
+  KataCustomRuntimeArgs,
+  KataDeploymentArgs,
+  KataImageBuildArgs,
+  KataOverheadArgs,
+  KataRegistryArgs,
+  KataResources,
+  KataShimConfigArgs,
+} from "./kataDeployment";
 export { KataDockerHost, DOCKER_QUICK_START_SHIMS, DOCKER_SHIMS } from "./kataDockerHost";
 export type { KataDockerHostArgs, KataDockerRegistryAuth } from "./kataDockerHost";
 export {
@@ -17,6 +25,8 @@ export {
   DEFAULT_LABEL_PREFIX,
   DOCKER_RUNTIME_FORMS,
   DockerRuntimeForm,
+  INSTALL_PREFIX,
+  KataLogLevel,
   labelKeys,
 } from "./contract";
 export {

@@ -54,6 +54,7 @@ import {
   pathForState,
 } from "./imageBuild";
 import { installerNodeAffinity, SettingsGuard } from "./stack-changes";
+import type { KataLogLevel } from "./contract";
 import { normalizeSettings } from "./validation";
 
 export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
@@ -169,6 +170,52 @@ export interface KataOverheadArgs {
   /** Whether the shim's RuntimeClass declares an overhead at all (`false`: none). Defaults to `runtimeClassOverheadEnabled`. */
   enabled?: boolean;
 }
+
+// ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) -------------------
+
+/**
+ * Kata's own configuration for one shim, written on every node as drop-ins next to the shim's own copy of
+ * the release's configuration (`<installPrefix>/share/defaults/kata-containers/runtimes/<runtime>/kata-<shim>/`);
+ * the release's files are never edited. See docs/node-agent.md "Kata's configuration".
+ */
+export interface KataShimConfigArgs {
+  /**
+   * Hypervisor annotation names pods may set, the part after `io.katacontainers.config.hypervisor.`, e.g.
+   * `["default_memory", "default_vcpus"]`; added to the shim's own `enable_annotations`, each matched exactly.
+   * Defaults to none (the release's list only).
+   */
+  allowedHypervisorAnnotations?: string[];
+  /** HTTPS proxy of the guest agent (kernel parameter `agent.https_proxy`), an http(s) URL. Defaults to none. */
+  agentHttpsProxy?: string;
+  /** Hosts the guest agent reaches without the proxy (`agent.no_proxy`), comma-separated. Defaults to none. */
+  agentNoProxy?: string;
+  /** Debug logs of the Kata runtime, the guest agent and the hypervisor (`enable_debug`). Defaults to `false`. */
+  debug?: boolean;
+  /** runtime-rs shims only: the runtime's log level (`trace` ... `critical`). Defaults to the release's (`info`). */
+  runtimeLogLevel?: KataLogLevel;
+  /**
+   * Kata TOML applied after everything else (`config.d/50-user-overrides.toml`), e.g.
+   * `"[hypervisor.qemu]\ndefault_memory = 4096\n"`; checked to be TOML at preview. Defaults to none.
+   */
+  dropIn?: string;
+}
+
+/**
+ * A runtime handler of its own (upstream kata-deploy's `customRuntimes`): its base shim's binary and
+ * configuration, that shim's `shimConfig` settings except its drop-in, and its own drop-in; a RuntimeClass
+ * of the same name.
+ */
+export interface KataCustomRuntimeArgs {
+  /** Runtime handler and RuntimeClass name, a DNS label that is no shim's `kata-<shim>`. Required. */
+  name: string;
+  /** The shim it is based on; must be in `shims`. Required. */
+  baseShim: string;
+  /** Kata TOML applied last for this runtime only. Defaults to none. */
+  dropIn?: string;
+  /** RuntimeClass `overhead.podFixed` overrides. Defaults to the base shim's overhead. */
+  overhead?: KataOverheadArgs;
+}
+// ---- end of Kata configuration ----------------------------------------------------------------------------
 
 /** The arguments of KataDeployment. All are optional except that either `image` or `imageBuild` is needed. */
 export interface KataDeploymentArgs {
@@ -306,6 +353,19 @@ export interface KataDeploymentArgs {
    */
   guestPull?: string[];
   // --- end snapshotter / guest pull ---
+  // ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) ----
+  /**
+   * Where Kata is installed on the nodes, e.g. `/var/lib/kata` when `/opt` is read-only: the installers'
+   * and cleanup's hostPath, the shim and configuration paths in containerd's and CRI-O's configuration, and
+   * every release path in Kata's own configuration. An absolute, normalized directory other than `/`;
+   * cannot change on a deployed stack. Defaults to `/opt/kata`.
+   */
+  installPrefix?: string;
+  /** Kata's own configuration per shim (keys in `shims`), e.g. `{ qemu: { debug: true } }`. Defaults to none. */
+  shimConfig?: Record<string, KataShimConfigArgs>;
+  /** Custom runtimes, each with its own handler and RuntimeClass. Defaults to none. */
+  customRuntimes?: KataCustomRuntimeArgs[];
+  // ---- end of Kata configuration ----
 }
 
 /**
@@ -371,6 +431,7 @@ export class KataDeployment extends pulumi.ComponentResource {
         labelPrefix: settings.labelPrefix,
         containerdFlavor: settings.containerdFlavor,
         installerNodeAffinity: installerNodeAffinity(settings),
+        installPrefix: settings.installPrefix,
       },
       { parent: this },
     );

@@ -14,7 +14,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
-import { DOCKER_RUNTIME_FORMS, DockerRuntimeForm } from "./contract";
+import { DOCKER_RUNTIME_FORMS, DockerRuntimeForm, INSTALL_PREFIX, installPrefixProblem } from "./contract";
 
 /** The shims `kata-deploy-docker` installs (the seed's kata-qemu and kata-fc). */
 export const DOCKER_QUICK_START_SHIMS = ["qemu", "fc"] as const;
@@ -55,6 +55,12 @@ export interface KataDockerHostArgs {
    * quick-start container cannot see the Docker version (no docker socket is mounted). Defaults to `shim-v2`.
    */
   dockerRuntimeForm?: DockerRuntimeForm;
+  /**
+   * Where Kata is installed on the Docker host, e.g. `/var/lib/kata` when `/opt` is read-only: mounted into
+   * the jobs instead of `/opt/kata`, and every path in daemon.json and in Kata's own configuration points
+   * there. An absolute, normalized directory other than `/`. Defaults to `/opt/kata`.
+   */
+  installPrefix?: string;
 }
 
 /** Host paths the seed's quick start mounts, at the same paths in the container. @internal */
@@ -73,10 +79,12 @@ export function shellQuote(word: string): string {
 export function dockerJobArgs(
   image: string,
   action: "install" | "remove",
-  options: { shims?: readonly string[]; dockerRuntimeForm?: string } = {},
+  options: { shims?: readonly string[]; dockerRuntimeForm?: string; installPrefix?: string } = {},
 ): string[] {
-  const mounts = DOCKER_QUICK_START_MOUNTS.flatMap((p) => ["-v", `${p}:${p}`]);
-  const flags: string[] = [];
+  const prefix = options.installPrefix ?? INSTALL_PREFIX;
+  // The seed's mounts, with the install prefix in place of /opt/kata when another one is given.
+  const mounts = DOCKER_QUICK_START_MOUNTS.map((p) => (p === INSTALL_PREFIX ? prefix : p)).flatMap((p) => ["-v", `${p}:${p}`]);
+  const flags: string[] = prefix === INSTALL_PREFIX ? [] : ["--prefix", prefix];
   if (action === "install") {
     const shims = options.shims ?? DOCKER_QUICK_START_SHIMS;
     if (shims.join(",") !== DOCKER_QUICK_START_SHIMS.join(",")) flags.push("--shims", shims.join(","));
@@ -104,6 +112,9 @@ export class KataDockerHost extends pulumi.ComponentResource {
     if (!(DOCKER_RUNTIME_FORMS as readonly string[]).includes(form)) {
       throw new pulumi.ResourceError(`KataDockerHost ${name}: dockerRuntimeForm must be ${DOCKER_RUNTIME_FORMS.slice(0, -1).join(", ")} or ${DOCKER_RUNTIME_FORMS.at(-1)}, got '${form}'`, this);
     }
+    const installPrefix = args.installPrefix ?? INSTALL_PREFIX;
+    const prefixProblem = installPrefixProblem(installPrefix);
+    if (prefixProblem !== undefined) throw new pulumi.ResourceError(`KataDockerHost ${name}: installPrefix is ${JSON.stringify(installPrefix)}; it ${prefixProblem}`, this);
     const dockerHost = pulumi.output(args.dockerHost ?? "unix:///var/run/docker.sock");
 
     const provider = new docker.Provider(
@@ -122,7 +133,7 @@ export class KataDockerHost extends pulumi.ComponentResource {
 
     const environment = { DOCKER_HOST: dockerHost };
     const jobCommand = (action: "install" | "remove") =>
-      this.imageDigest.apply((ref) => ["docker", ...dockerJobArgs(ref, action, { shims, dockerRuntimeForm: form })].map(shellQuote).join(" "));
+      this.imageDigest.apply((ref) => ["docker", ...dockerJobArgs(ref, action, { shims, dockerRuntimeForm: form, installPrefix })].map(shellQuote).join(" "));
 
     // Re-runs on every change of its inputs (a new image digest, other shims): install is idempotent.
     const install = new command.local.Command(

@@ -18,7 +18,6 @@ import type { IPodSpec } from "kubernetes-models/v1/PodSpec" with { "resolution-
 import type { IVolume } from "kubernetes-models/v1/Volume" with { "resolution-mode": "import" };
 import type { IVolumeMount } from "kubernetes-models/v1/VolumeMount" with { "resolution-mode": "import" };
 import type { IObjectMeta } from "@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta" with { "resolution-mode": "import" };
-import { AGENT_ENV } from "./contract";
 import {
   ARTIFACTS_DIR,
   CONTAINER_RUNTIMES,
@@ -33,6 +32,7 @@ import {
   TOLERATE_EVERYTHING,
   Toleration,
 } from "./settings";
+import { AGENT_ENV, type KataNodeConfig } from "./contract";
 
 /** An object the builders return: metadata (with a name) is always set. */
 type Built<T> = T & { metadata: IObjectMeta & { name: string } };
@@ -303,7 +303,8 @@ function pullPathEnv(runtime: ContainerRuntime, opts: Pick<KataSettings, "shims"
  */
 export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: ManifestOptions): DaemonSetManifest {
   const name = NAMES.installer(runtime);
-  const prefix = hostMount("kata-prefix", INSTALL_PREFIX, "DirectoryOrCreate");
+  const prefix = hostMount("kata-prefix", opts.installPrefix, "DirectoryOrCreate");
+  const kataConfig = kataNodeConfigOf(opts);
   const config = runtimeConfigMount(runtime, opts);
   const flavorArgs = runtime === "containerd" ? ["--containerd-flavor", opts.containerdFlavor] : [];
   const container: IContainer = {
@@ -319,6 +320,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       "--default-shim", opts.defaultShim,
       "--restart", "systemd",
       ...flavorArgs,
+      ...prefixArgs(opts),
       "--label-prefix", opts.labelPrefix,
       ...startupTaintArgs(opts),
       "--daemon",
@@ -329,13 +331,15 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       // Lets the preStop find its own DaemonSet and skip the uninstall during a rollout.
       { name: "DAEMONSET_NAME", value: name },
       ...pullPathEnv(runtime, opts),
+      // Kata's own configuration (install only: uninstall removes what the install recorded).
+      ...(kataConfig === undefined ? [] : [{ name: AGENT_ENV.kataConfig, value: JSON.stringify(kataConfig) }]),
     ],
     securityContext: { privileged: true },
     resources: structuredClone(opts.resources.installer),
     ...TERMINATION_MESSAGE,
     volumeMounts: [prefix.mount, config.mount],
     readinessProbe: {
-      exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, "--ready", "--runtime", runtime] },
+      exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, ...prefixArgs(opts), "--ready", "--runtime", runtime] },
       initialDelaySeconds: 5,
       periodSeconds: 10,
       timeoutSeconds: 30,
@@ -350,6 +354,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
             "--runtime", runtime,
             "--host-root", HOST_ROOT,
             "--restart", "none",
+            ...prefixArgs(opts),
             "--label-prefix", opts.labelPrefix,
           ],
         },
@@ -384,7 +389,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
  */
 export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest {
   // The agent's host lock and state live under the prefix; the reset takes the lock like every other command.
-  const prefix = hostMount("kata-prefix", INSTALL_PREFIX, "DirectoryOrCreate");
+  const prefix = hostMount("kata-prefix", opts.installPrefix, "DirectoryOrCreate");
   const container: IContainer = {
     name: "cleanup",
     image: opts.image,
@@ -395,6 +400,7 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
       "--restart", "systemd",
       // The flavor picks the unit and the containerd socket the restart is verified through (CRI-O ignores it).
       "--containerd-flavor", opts.containerdFlavor,
+      ...prefixArgs(opts),
       "--label-prefix", opts.labelPrefix,
       "--daemon",
     ],
@@ -423,10 +429,11 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
  * (4.1.0 helm-chart/kata-deploy/templates/runtimeclasses.yaml). Pods naming one are scheduled only onto
  * nodes labelled `<prefix>/kata-runtime=true` plus the shim's own node labels (`scheduling.nodeSelector`,
  * merged into the pod's nodeSelector by the RuntimeClass admission plugin), and are charged the shim's
- * `overhead.podFixed` unless overhead is switched off.
+ * `overhead.podFixed` unless overhead is switched off. Plus one per custom runtime (handler = name = the
+ * custom runtime's name), scheduled like its base shim.
  */
 export function buildRuntimeClasses(
-  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName">,
+  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName" | "customRuntimes">,
 ): RuntimeClassManifest[] {
   const installed = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
   const runtimeClass = (name: string, shim: string): RuntimeClassManifest => {
@@ -442,8 +449,34 @@ export function buildRuntimeClasses(
   };
   const classes = settings.shims.map((shim) => runtimeClass(NAMES.runtimeClass(shim), shim));
   if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(settings.defaultRuntimeClassName, settings.defaultShim));
+  // ---- Kata configuration on the node: custom runtimes ----
+  for (const custom of settings.customRuntimes) {
+    const base = runtimeClass(custom.name, custom.baseShim);
+    const { overhead: _baseOverhead, ...rest } = base;
+    classes.push({
+      ...rest,
+      handler: custom.name,
+      ...(Object.keys(custom.overhead).length > 0 ? { overhead: { podFixed: { ...custom.overhead } } } : {}),
+    });
+  }
   return classes;
 }
+
+// ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) -------------------
+
+/** `--prefix <installPrefix>` for every agent command, unless it is the agent's own default. */
+function prefixArgs(settings: Pick<KataSettings, "installPrefix">): string[] {
+  return settings.installPrefix === INSTALL_PREFIX ? [] : ["--prefix", settings.installPrefix];
+}
+
+/** What the installers pass the agent in KATA_DEPLOY_KATA_CONFIG; undefined when there is nothing to set. */
+export function kataNodeConfigOf(settings: Pick<KataSettings, "shimConfig" | "customRuntimes">): KataNodeConfig | undefined {
+  const shims = Object.keys(settings.shimConfig).length > 0 ? structuredClone(settings.shimConfig) : undefined;
+  const customRuntimes = settings.customRuntimes.map(({ name, baseShim, dropIn }) => ({ name, baseShim, ...(dropIn === undefined ? {} : { dropIn }) }));
+  if (shims === undefined && customRuntimes.length === 0) return undefined;
+  return { ...(shims ? { shims } : {}), ...(customRuntimes.length > 0 ? { customRuntimes } : {}) };
+}
+// ---- end of Kata configuration ----------------------------------------------------------------------------
 
 /** Registry login for the image pull Secret; all three come from the image build's push credentials. */
 export interface RegistryCredentials {

@@ -44,7 +44,8 @@ const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes co
   [--runtime-class-overhead JSON] [--without-runtime-class-overhead] [--runtime-class-node-selector JSON]
   [--node-selector KEY=VALUE,...] [--tolerations JSON] [--affinity JSON] [--priority-class-name NAME|""]
   [--image-pull-secrets NAME,...] [--image-pull-policy Always|IfNotPresent|Never] [--pod-labels KEY=VALUE,...]
-  [--pod-annotations JSON] [--startup-taints JSON] [--snapshotters SHIM=SNAPSHOTTER,...] [--guest-pull SHIM,...]`;
+  [--pod-annotations JSON] [--startup-taints JSON] [--snapshotters SHIM=SNAPSHOTTER,...] [--guest-pull SHIM,...]
+  [--install-prefix DIR] [--shim-config JSON] [--custom-runtimes JSON]`;
 
 const csv = (value: string | undefined): string[] | undefined =>
   value === undefined ? undefined : value.split(",").map((item) => item.trim()).filter(Boolean);
@@ -104,6 +105,9 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       snapshotters: { type: "string" },
       "guest-pull": { type: "string" },
       // --- end snapshotter / guest pull ---
+      "install-prefix": { type: "string" },
+      "shim-config": { type: "string" },
+      "custom-runtimes": { type: "string" },
     },
   });
   const maxUnavailable = values["max-unavailable"];
@@ -134,6 +138,9 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     podAnnotations: json("pod-annotations", values["pod-annotations"], '{"example.com/owner":"platform"}') as KataSettingsInput["podAnnotations"],
     snapshotters: keyValues("snapshotters", values.snapshotters),
     guestPull: csv(values["guest-pull"]),
+    installPrefix: values["install-prefix"],
+    shimConfig: json("shim-config", values["shim-config"], '{"qemu":{"debug":true}}') as KataSettingsInput["shimConfig"],
+    customRuntimes: json("custom-runtimes", values["custom-runtimes"], '[{"name":"kata-qemu-big","baseShim":"qemu"}]') as KataSettingsInput["customRuntimes"],
   };
   return {
     outDir: values.out ?? DEFAULT_RENDER_DIR,

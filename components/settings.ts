@@ -1,7 +1,7 @@
 // The vocabulary shared by the argument validation, the pure manifest builders, the Pulumi component
 // and the YAML renderer. Plain data only: importing this file has no side effects. What the node agent must
 // agree on (runtimes, flavours, labels, paths, flags) is in contract.ts, which the agent imports too.
-import { ContainerdFlavor, ContainerRuntime, StartupTaint, TaintEffect } from "./contract";
+import { ContainerdFlavor, ContainerRuntime, StartupTaint, TaintEffect, type KataShimConfig } from "./contract";
 
 export {
   ARTIFACTS_DIR,
@@ -292,6 +292,22 @@ export interface KataSettings {
   /** Shims whose images the guest pulls on CRI-O (`runtime_pull_image`); subset of `shims`. */
   guestPull: string[];
   // --- end snapshotter / guest pull ---
+  // ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) ----
+  /** Where Kata is installed on the nodes (`--prefix`, and the installers' and cleanup's hostPath). */
+  installPrefix: string;
+  /** Kata's own settings per shim (keys in `shims`), passed to the installers as KATA_DEPLOY_KATA_CONFIG. */
+  shimConfig: Record<string, KataShimConfig>;
+  /** Custom runtimes: own handler and RuntimeClass, their base shim's binary and configuration. */
+  customRuntimes: CustomRuntimeSettings[];
+  // ---- end of Kata configuration ----
+}
+
+/** A custom runtime, validated, with its RuntimeClass overhead (the base shim's, overridden field by field). */
+export interface CustomRuntimeSettings {
+  name: string;
+  baseShim: string;
+  dropIn?: string;
+  overhead: Partial<PodOverhead>;
 }
 
 /** What the pure builders need: the settings plus the image every DaemonSet runs. */

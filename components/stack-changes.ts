@@ -20,6 +20,9 @@
 //   from a rollout by the DaemonSet's nodeSelector alone (images/kata-deploy/agent/src/kube/labels.ts
 //   isRollout): a node a changed affinity leaves out would keep Kata with no installer. Removing it only
 //   widens the selection, which is safe; so is a change of the preferred terms (no effect on a DaemonSet).
+// - installPrefix: a rollout (the preStop leaves Kata installed) whose new pods install into the new prefix,
+//   which the agent refuses while the runtime is still configured from the old one ("one Kata install per
+//   runtime"): every node's installer crash-loops, and the old prefix keeps no owner.
 // Every other setting (runtimes, shims, defaultShim, image, nodeSelector, tolerations, resources, pod labels
 // and annotations, imagePullPolicy, RuntimeClass overhead and scheduling, ...) is safe and tested so.
 import * as pulumi from "@pulumi/pulumi";
@@ -33,6 +36,8 @@ export interface GuardedSettings {
   containerdFlavor: string;
   /** JSON of the installers' required node affinity (`affinity.nodeAffinity.requiredDuringScheduling...`), "" for none. */
   installerNodeAffinity: string;
+  /** Absent in guards recorded before the setting existed (treated as /opt/kata). */
+  installPrefix?: string;
 }
 
 /** The guarded form of the installers' required node affinity: its JSON, or "" when there is none. */
@@ -48,13 +53,15 @@ const WHY: Record<keyof GuardedSettings, string> = {
   containerdFlavor: "Kata would stay configured in the old flavor's containerd config with no owner",
   installerNodeAffinity:
     "the installers' preStop tells a removal from a rollout by nodeSelector only, so nodes the new affinity leaves out would keep Kata with no owner; select with nodeSelector instead, or remove the required affinity (that only widens)",
+  installPrefix: "the new installers would be refused while the nodes' runtimes still point at the old prefix, which would keep no owner",
 };
 
 /**
  * What the state of a stack deployed before a setting was guarded stands for: no required node affinity (the
- * component had none). Other settings missing from an old state are not compared.
+ * component had none), the install prefix /opt/kata (the contract's INSTALL_PREFIX, spelled out: this is
+ * serialized into the state by value). Other settings missing from an old state are not compared.
  */
-const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installerNodeAffinity: "" };
+const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installerNodeAffinity: "", installPrefix: "/opt/kata" };
 /** Changes of a guarded setting that are safe anyway: dropping the required node affinity only widens the selection. */
 const SAFE_NEW_VALUE: Partial<GuardedSettings> = { installerNodeAffinity: "" };
 

@@ -1,6 +1,17 @@
 // Turns user-supplied settings into KataSettings, or fails with one line naming the field, the bad value
 // and what is allowed. Runs before any child resource is registered, so a bad argument changes nothing.
 import * as pulumi from "@pulumi/pulumi";
+import { parse as parseToml, TomlError } from "smol-toml";
+import {
+  HYPERVISOR_ANNOTATION_PATTERN,
+  INSTALL_PREFIX,
+  installPrefixProblem,
+  KATA_LOG_LEVELS,
+  proxyProblem,
+  RUNTIME_HANDLER_PATTERN,
+  type KataShimConfig,
+} from "./contract";
+import { release } from "./imageBuild";
 import {
   Affinity,
   CONTAINERD_FLAVORS,
@@ -9,6 +20,7 @@ import {
   ContainerResources,
   ContainerRuntime,
   DEFAULT_IMAGE_PULL_POLICY,
+  CustomRuntimeSettings,
   DEFAULT_LABEL_PREFIX,
   DEFAULT_PRIORITY_CLASS_NAME,
   DEFAULT_RESOURCES,
@@ -71,6 +83,11 @@ export interface KataSettingsInput {
   snapshotters?: Readonly<Record<string, string>>;
   guestPull?: readonly string[];
   // --- end snapshotter / guest pull ---
+  // ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) ----
+  installPrefix?: string;
+  shimConfig?: Readonly<Record<string, Readonly<KataShimConfig>>>;
+  customRuntimes?: readonly Readonly<{ name: string; baseShim: string; dropIn?: string; overhead?: Partial<PodOverhead> }>[];
+  // ---- end of Kata configuration ----
 }
 
 /** Namespaces Kubernetes itself owns: the component may deploy into them but never creates or deletes them. */
@@ -237,6 +254,14 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   const snapshotters = normalizeSnapshotters(input.snapshotters ?? {}, shims, fail);
   const guestPull = input.guestPull === undefined || (Array.isArray(input.guestPull) && input.guestPull.length === 0) ? [] : uniqueList("guestPull", input.guestPull, shims, fail);
   // --- end snapshotter / guest pull ---
+  // ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) ----
+  const installPrefix = input.installPrefix ?? INSTALL_PREFIX;
+  const prefixProblem = installPrefixProblem(installPrefix);
+  if (prefixProblem !== undefined) fail("installPrefix", `is ${quote(installPrefix)}; it ${prefixProblem}`);
+  const shimConfig = normalizeShimConfig(input.shimConfig ?? {}, shims, fail);
+  const baseOverheads = Object.fromEntries(shims.map((shim) => [shim, runtimeClasses[shim]?.overhead ?? {}]));
+  const customRuntimes = normalizeCustomRuntimes(input.customRuntimes ?? [], shims, baseOverheads, createDefaultRuntimeClass ? defaultRuntimeClassName : undefined, fail);
+  // ---- end of Kata configuration ----
 
   return {
     runtimes: runtimes as ContainerRuntime[],
@@ -262,6 +287,9 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     ...(affinity !== undefined ? { affinity } : {}),
     snapshotters,
     guestPull,
+    installPrefix,
+    shimConfig,
+    customRuntimes,
   };
 }
 
@@ -443,6 +471,111 @@ function normalizeNodeSelectorTerm(field: string, value: unknown, fail: Fail): N
   }
   return term;
 }
+
+// ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) -------------------
+// The agent checks the same values again (images/kata-deploy/agent/src/lifecycle/kata-settings.ts, with the
+// shared checks from contract.ts) for DaemonSets written by hand; here they fail at preview.
+
+const SHIM_CONFIG_KEYS: readonly (keyof KataShimConfig)[] = ["allowedHypervisorAnnotations", "agentHttpsProxy", "agentNoProxy", "debug", "runtimeLogLevel", "dropIn"];
+const CUSTOM_RUNTIME_KEYS = ["name", "baseShim", "dropIn", "overhead"];
+/** Runtime names the agent writes into containerd's config itself (the `untrusted` alias, the runc stand-in). */
+const RESERVED_HANDLERS = ["untrusted", "runc"];
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** A Kata drop-in: a string that parses as TOML (smol-toml, the agent's parser too). */
+function checkDropIn(field: string, value: unknown, fail: Fail): string {
+  if (typeof value !== "string") return fail(field, `is ${quote(value)}; it must be a string of Kata TOML, e.g. "[hypervisor.qemu]\\ndefault_memory = 4096"`);
+  try {
+    parseToml(value);
+  } catch (error) {
+    if (error instanceof TomlError) fail(field, `is not valid TOML (line ${error.line}, column ${error.column}: ${error.message.split("\n")[0].replace(/^Invalid TOML document: /, "")}); fix the drop-in`);
+    throw error;
+  }
+  return value;
+}
+
+function normalizeShimConfig(value: unknown, shims: readonly string[], fail: Fail): Record<string, KataShimConfig> {
+  if (!isObject(value)) return fail("shimConfig", `is ${quote(value)}; it must map shims to their settings, e.g. {"qemu": {"debug": true}}`);
+  const result: Record<string, KataShimConfig> = {};
+  for (const [shim, entry] of Object.entries(value)) {
+    const field = `shimConfig.${shim}`;
+    if (!shims.includes(shim)) fail(field, `names a shim that is not in shims; allowed keys: ${shims.join(", ")}`);
+    if (!isObject(entry)) fail(field, `is ${quote(entry)}; it must be an object with ${SHIM_CONFIG_KEYS.join(", ")}`);
+    const config = entry as Record<string, unknown>;
+    for (const key of Object.keys(config)) if (!(SHIM_CONFIG_KEYS as readonly string[]).includes(key)) fail(`${field}.${key}`, `is not a setting; allowed keys: ${SHIM_CONFIG_KEYS.join(", ")}`);
+    const settings: KataShimConfig = {};
+    const { allowedHypervisorAnnotations, agentHttpsProxy, agentNoProxy, debug, runtimeLogLevel, dropIn } = config;
+    if (allowedHypervisorAnnotations !== undefined) {
+      if (!Array.isArray(allowedHypervisorAnnotations)) fail(`${field}.allowedHypervisorAnnotations`, `is ${quote(allowedHypervisorAnnotations)}; it must be a list of annotation names`);
+      (allowedHypervisorAnnotations as unknown[]).forEach((name, index) => {
+        if (typeof name !== "string" || !HYPERVISOR_ANNOTATION_PATTERN.test(name)) {
+          fail(`${field}.allowedHypervisorAnnotations[${index}]`, `is ${quote(name)}; give the name after io.katacontainers.config.hypervisor., e.g. "default_memory"`);
+        }
+      });
+      if ((allowedHypervisorAnnotations as unknown[]).length > 0) settings.allowedHypervisorAnnotations = [...new Set(allowedHypervisorAnnotations as string[])];
+    }
+    for (const [key, proxy] of [["agentHttpsProxy", agentHttpsProxy], ["agentNoProxy", agentNoProxy]] as const) {
+      if (proxy === undefined) continue;
+      const problem = proxyProblem(key, proxy);
+      if (problem !== undefined) fail(`${field}.${key}`, `is ${quote(proxy)}; it ${problem}`);
+      settings[key] = proxy as string;
+    }
+    if (debug !== undefined) {
+      if (typeof debug !== "boolean") fail(`${field}.debug`, `is ${quote(debug)}; allowed values: true, false`);
+      if (debug) settings.debug = true;
+    }
+    if (runtimeLogLevel !== undefined) {
+      if (!(KATA_LOG_LEVELS as readonly unknown[]).includes(runtimeLogLevel)) fail(`${field}.runtimeLogLevel`, `is ${quote(runtimeLogLevel)}; ${allowed(KATA_LOG_LEVELS)}`);
+      // Only runtime-rs has a log level (kata-types config/runtime.rs `log_level`); the Go runtime has `enable_debug` only.
+      if (!release.isRustShim(shim)) fail(`${field}.runtimeLogLevel`, `is set for ${shim}, a Go runtime shim, which has no log level setting; use debug: true`);
+      settings.runtimeLogLevel = runtimeLogLevel as KataShimConfig["runtimeLogLevel"];
+    }
+    if (dropIn !== undefined) settings.dropIn = checkDropIn(`${field}.dropIn`, dropIn, fail);
+    if (Object.keys(settings).length > 0) result[shim] = settings;
+  }
+  return result;
+}
+
+function normalizeCustomRuntimes(
+  value: unknown,
+  shims: readonly string[],
+  overheads: Readonly<Record<string, Partial<PodOverhead>>>,
+  /** The default RuntimeClass's name, when the component creates it. */
+  defaultRuntimeClass: string | undefined,
+  fail: Fail,
+): CustomRuntimeSettings[] {
+  if (!Array.isArray(value)) return fail("customRuntimes", `is ${quote(value)}; it must be a list of {name, baseShim, dropIn, overhead}`);
+  const names = new Set<string>();
+  return value.map((item: unknown, index): CustomRuntimeSettings => {
+    const field = `customRuntimes[${index}]`;
+    if (!isObject(item)) return fail(field, `is ${quote(item)}; it must be an object with ${CUSTOM_RUNTIME_KEYS.join(", ")}`);
+    for (const key of Object.keys(item)) if (!CUSTOM_RUNTIME_KEYS.includes(key)) fail(`${field}.${key}`, `is not a setting; allowed keys: ${CUSTOM_RUNTIME_KEYS.join(", ")}`);
+    const { name, baseShim, dropIn, overhead } = item;
+    if (typeof name !== "string" || name.length > 63 || !RUNTIME_HANDLER_PATTERN.test(name)) {
+      fail(`${field}.name`, `is ${quote(name)}; it names the runtime handler and the RuntimeClass, so it must be a DNS label (lowercase letters, digits and '-', at most 63 characters)`);
+    }
+    const handler = name as string;
+    const shimOfName = KNOWN_SHIMS.find((shim) => `kata-${shim}` === handler);
+    if (shimOfName !== undefined) fail(`${field}.name`, `is ${quote(handler)}, the handler and RuntimeClass of shim ${shimOfName}; choose another name, e.g. "${handler}-custom"`);
+    if (RESERVED_HANDLERS.includes(handler)) fail(`${field}.name`, `is ${quote(handler)}, a runtime name kata-deploy writes into containerd's configuration itself; choose another name`);
+    if (handler === defaultRuntimeClass) fail(`${field}.name`, `is ${quote(handler)}, the default RuntimeClass (defaultRuntimeClassName); choose another name (or set createDefaultRuntimeClass to false)`);
+    if (names.has(handler)) fail(`${field}.name`, `repeats ${quote(handler)}; each custom runtime needs its own name`);
+    names.add(handler);
+    if (typeof baseShim !== "string" || !shims.includes(baseShim)) fail(`${field}.baseShim`, `is ${quote(baseShim)}; it must be one of shims (the image carries only those): ${shims.join(", ")}`);
+    const base = baseShim as string;
+    const podFixed: Partial<PodOverhead> = { ...overheads[base] };
+    if (overhead !== undefined) {
+      if (!isObject(overhead)) fail(`${field}.overhead`, `is ${quote(overhead)}; it must be {memory?, cpu?}`);
+      for (const [resourceName, quantity] of Object.entries(overhead as Record<string, unknown>)) {
+        if (resourceName !== "memory" && resourceName !== "cpu") fail(`${field}.overhead.${resourceName}`, "is not a known resource; allowed keys: memory, cpu");
+        if (typeof quantity !== "string" || !QUANTITY.test(quantity)) fail(`${field}.overhead.${resourceName}`, `is ${quote(quantity)}; it must be a Kubernetes quantity such as "160Mi" or "250m"`);
+        podFixed[resourceName as keyof PodOverhead] = quantity as string;
+      }
+    }
+    return { name: handler, baseShim: base, ...(dropIn === undefined ? {} : { dropIn: checkDropIn(`${field}.dropIn`, dropIn, fail) }), overhead: podFixed };
+  });
+}
+// ---- end of Kata configuration ----------------------------------------------------------------------------
 
 /** Checks each toleration the way the API server would, so a mistake shows at preview, not as a failed rollout. */
 function normalizeTolerations(value: unknown, fail: Fail): Toleration[] {

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { AGENT_BUNDLE as BUILT_BUNDLE } from "../support/build-agent";
 import { makeKataArtifacts, TINY } from "../support/kata-artifacts";
+import { kataReferencedFiles, kataView } from "../support/kata-config-model";
 
 /** The bundle under test; KATA_DEPLOY_TEST_BUNDLE runs the tests against a bundle built elsewhere. */
 export const AGENT_BUNDLE = process.env.KATA_DEPLOY_TEST_BUNDLE ?? BUILT_BUNDLE;
@@ -22,7 +23,7 @@ export interface AgentRun {
 /** Environment that keeps the agent away from any real Kubernetes API or host service. */
 export function isolatedEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of ["DOCKER_HOST", "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "KATA_DEPLOY_LABEL_PREFIX", "SNAPSHOTTER_HANDLER_MAPPING"]) delete env[key];
+  for (const key of ["DOCKER_HOST", "KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "KATA_DEPLOY_LABEL_PREFIX", "SNAPSHOTTER_HANDLER_MAPPING", "KATA_DEPLOY_KATA_CONFIG"]) delete env[key];
   return { ...env, KATA_DEPLOY_HOST_COMMAND_PREFIX: "", ...extra };
 }
 
@@ -149,8 +150,18 @@ exit 0
   };
 }
 
-/** Host paths a config points at (runtime binaries, Kata configs, imports), read independently of the agent. */
+/**
+ * Host paths a config points at (runtime binaries, Kata configs, imports), read independently of the agent;
+ * for a Kata configuration, also the files Kata opens as it reads it with its drop-ins (kernel, image,
+ * hypervisor, ...: tests/support/kata-config-model.ts).
+ */
 export function referencedPaths(hostRoot: string, hostConfig: string, seen = new Set<string>()): string[] {
+  const found = configReferences(hostRoot, hostConfig, seen);
+  const kataConfigs = found.filter((hostPath) => /\/share\/defaults\/kata-containers\/.*\.toml$/.test(hostPath) && fs.existsSync(path.join(hostRoot, hostPath)));
+  return [...found, ...kataConfigs.flatMap((hostPath) => kataReferencedFiles(kataView(hostRoot, hostPath)))];
+}
+
+function configReferences(hostRoot: string, hostConfig: string, seen: Set<string>): string[] {
   const local = path.join(hostRoot, hostConfig);
   if (seen.has(hostConfig) || !fs.existsSync(local)) return [];
   seen.add(hostConfig);
@@ -172,7 +183,7 @@ export function referencedPaths(hostRoot: string, hostConfig: string, seen = new
     const target = path.posix.isAbsolute(entry) ? entry : path.posix.join(path.posix.dirname(hostConfig), entry);
     if (target.includes("*")) continue;
     found.push(target);
-    found.push(...referencedPaths(hostRoot, target, seen));
+    found.push(...configReferences(hostRoot, target, seen));
   }
   return found;
 }

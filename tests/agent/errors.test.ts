@@ -123,7 +123,14 @@ describe("errors as data: RuntimeRestartError fields", function () {
   after(removeTempDirs);
   const MAIN = "/etc/fake/config.toml";
   const ORIGINAL = "# before kata-deploy\n";
-  const options = (adapter: RuntimeAdapter) => ({ adapter, request: { runtimes: [QEMU] }, artifactsKata: path.join(artifacts(), "opt/kata"), details: {} });
+  // No Kata configuration per handler: these tests are about the runtime's restart, not Kata's own files.
+  const options = (adapter: RuntimeAdapter) => ({
+    adapter,
+    request: { runtimes: [QEMU] },
+    kata: { runtime: "containerd" as const, prefix: "/opt/kata", handlers: [], releaseHas: () => false },
+    artifactsKata: path.join(artifacts(), "opt/kata"),
+    details: {},
+  });
 
   it("install: the runtime does not come back, the config is rolled back and the runtime is healthy again", async () => {
     const root = makeHost({ [MAIN]: ORIGINAL });

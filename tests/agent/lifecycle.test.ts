@@ -146,7 +146,9 @@ describe("agent lifecycle on containerd, CRI-O and Docker host shapes", function
       const release1 = makeKataArtifacts(tempDir("rel1"), TINY, "3.23.0");
       const shape = SHAPES[2];
       ok(runAgent(["install", "--runtime", "crio", "--host-root", root, "--artifacts", release1, "--shims", "qemu"]));
-      const installed = snapshot(path.join(root, "opt/kata"), (rel) => rel.startsWith(".kata-deploy"));
+      // Besides the record, the prefix holds Kata's configuration per handler (kata-config.test.ts checks it).
+      const ours = (rel: string): boolean => rel.startsWith(".kata-deploy") || rel.startsWith("share/defaults/kata-containers/runtimes");
+      const installed = snapshot(path.join(root, "opt/kata"), ours);
       assert.deepEqual(installed, snapshot(path.join(release1, "opt/kata")), "the installed tree equals the release (content, modes, links)");
       assert.equal(fs.readlinkSync(path.join(root, "opt/kata/share/kata-containers/vmlinux.container")), "vmlinux-6.12.28-153");
 
@@ -168,7 +170,7 @@ describe("agent lifecycle on containerd, CRI-O and Docker host shapes", function
       assert.match(fs.readFileSync(shim, "utf8"), /3\.24\.0/);
       assert.ok(!fs.existsSync(path.join(root, "opt/kata/bin/kata-collect-data.sh")), "a file the new release no longer ships is removed");
       assert.ok(!fs.existsSync(path.join(root, "opt/kata/share/kata-qemu")), "directories of the old release are removed");
-      assert.deepEqual(snapshot(path.join(root, "opt/kata"), (rel) => rel.startsWith(".kata-deploy")), snapshot(path.join(release2, "opt/kata")));
+      assert.deepEqual(snapshot(path.join(root, "opt/kata"), ours), snapshot(path.join(release2, "opt/kata")));
       ok(runAgent(uninstallArgs(shape, root)));
       assert.deepEqual(fs.readdirSync(root), [], "opt/ and opt/kata were created by us and are removed");
     });
@@ -254,7 +256,8 @@ describe("agent lifecycle: Docker version detection and runtime verification", f
     const daemon = JSON.parse(read(root, "/etc/docker/daemon.json")) as DaemonJson;
     assert.deepEqual(daemon.runtimes["kata-qemu"], {
       runtimeType: "/opt/kata/bin/containerd-shim-kata-v2",
-      options: { ConfigPath: "/opt/kata/share/defaults/kata-containers/configuration-qemu.toml" },
+      // The handler's own copy of the release's configuration, next to its config.d (lifecycle/kata-config.ts).
+      options: { ConfigPath: "/opt/kata/share/defaults/kata-containers/runtimes/docker/kata-qemu/configuration-qemu.toml" },
     });
     const assumed = result.stdout.split("\n").filter((line) => /assuming Docker >= 23/.test(line));
     assert.equal(assumed.length, 1, result.stdout);

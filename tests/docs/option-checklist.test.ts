@@ -98,10 +98,12 @@ describe("adding an option: every place it must reach (docs/contributing.md)", (
     const flags = new Set<string>();
     const env = new Set<string>();
     // Every builder path that adds flags: both runtimes, every flavor, a snapshotter mapping, startup taints.
+    // Kata's configuration on the node adds --prefix and KATA_DEPLOY_KATA_CONFIG.
+    const kataConfig = { installPrefix: "/var/lib/kata", shimConfig: { qemu: { debug: true } }, customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu" }] };
     for (const containerdFlavor of ["containerd", "k3s", "rke2"]) {
       const startupTaints = [{ key: "example.com/kata-not-ready" }];
       const opts: ManifestOptions = {
-        ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, startupTaints, snapshotters: { fc: "devmapper" }, guestPull: ["qemu"] }),
+        ...normalizeSettings({ runtimes: ["containerd", "crio"], containerdFlavor, startupTaints, snapshotters: { fc: "devmapper" }, guestPull: ["qemu"], ...kataConfig }),
         image: "registry.example.com/kata-deploy:test",
       };
       const all = buildAllManifests(opts);

@@ -94,9 +94,10 @@ describe("Docker quick start (seed README) against dockerd 26 under systemd @int
     // Docker >= 23 form for Kata's shim v2 (docs.docker.com "Configure shim-based runtimes").
     assert.deepEqual(written.runtimes?.["kata-qemu"], {
       runtimeType: "/opt/kata/bin/containerd-shim-kata-v2",
-      options: { ConfigPath: "/opt/kata/share/defaults/kata-containers/configuration-qemu.toml" },
+      // The handler's own copy of the release's configuration, next to its config.d (agent lifecycle/kata-config.ts).
+      options: { ConfigPath: "/opt/kata/share/defaults/kata-containers/runtimes/docker/kata-qemu/configuration-qemu.toml" },
     });
-    assert.equal(written.runtimes?.["kata-fc"]?.options?.ConfigPath, "/opt/kata/share/defaults/kata-containers/configuration-fc.toml");
+    assert.equal(written.runtimes?.["kata-fc"]?.options?.ConfigPath, "/opt/kata/share/defaults/kata-containers/runtimes/docker/kata-fc/configuration-fc.toml");
     assert.equal(inNode(["sh", "-c", "test -x /opt/kata/bin/containerd-shim-kata-v2 && echo ok"]).trim(), "ok");
     assert.equal(dockerMainPid(), pidBefore, "a reload, not a restart: running containers are untouched");
 

@@ -196,6 +196,53 @@ describe("manifest builders", () => {
     );
     assert.deepEqual(buildRuntimeClasses(normalizeSettings({ createDefaultRuntimeClass: false })).map((rc) => rc.metadata.name), ["kata-qemu", "kata-fc"]);
   });
+
+  // ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) ----
+  it("installPrefix: the installers and the cleanup mount it (not /opt/kata) and every agent command names it", async () => {
+    const opts = options({ installPrefix: "/var/lib/kata", labelPrefix: "kata-containers.io" });
+    const ds = buildInstallerDaemonSet("containerd", opts);
+    const installer = container(ds);
+    assert.deepEqual(installer.command, [
+      "kata-deploy", "install", "--runtime", "containerd", "--host-root", "/host", "--artifacts", "/opt/kata-artifacts",
+      "--shims", "qemu,fc", "--default-shim", "qemu", "--restart", "systemd", "--containerd-flavor", "containerd",
+      "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io", "--daemon",
+    ]);
+    assert.deepEqual(installer.lifecycle?.preStop?.exec?.command, [
+      "kata-deploy", "uninstall", "--runtime", "containerd", "--host-root", "/host", "--restart", "none", "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io",
+    ]);
+    assert.deepEqual(installer.readinessProbe?.exec?.command, ["kata-deploy", "status", "--host-root", "/host", "--prefix", "/var/lib/kata", "--ready", "--runtime", "containerd"]);
+    assert.deepEqual(hostPaths(ds), [["/var/lib/kata", "DirectoryOrCreate"], ["/etc/containerd", "DirectoryOrCreate"]]);
+    assert.deepEqual(mountPaths(ds), ["/host/var/lib/kata", "/host/etc/containerd"]);
+    const cleanup = buildCleanupDaemonSet(opts);
+    assert.deepEqual(container(cleanup).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--containerd-flavor", "containerd", "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io", "--daemon"]);
+    assert.deepEqual(hostPaths(cleanup), [["/var/lib/kata", "DirectoryOrCreate"]]);
+    await assertValidManifests(allObjects(opts));
+  });
+
+  it("shimConfig and customRuntimes: KATA_DEPLOY_KATA_CONFIG on the installers only; one RuntimeClass per custom runtime, handler = name", async () => {
+    const opts = options({
+      shimConfig: { fc: { agentNoProxy: ".svc", debug: false } },
+      customRuntimes: [{ name: "kata-fc-big", baseShim: "fc", overhead: { cpu: "500m" } }],
+    });
+    for (const runtime of ["containerd", "crio"] as const) {
+      const env = container(buildInstallerDaemonSet(runtime, opts)).env ?? [];
+      // `debug: false` is the default: not passed.
+      assert.deepEqual(env.at(-1), { name: "KATA_DEPLOY_KATA_CONFIG", value: JSON.stringify({ shims: { fc: { agentNoProxy: ".svc" } }, customRuntimes: [{ name: "kata-fc-big", baseShim: "fc" }] }) });
+    }
+    assert.ok(!(container(buildCleanupDaemonSet(opts)).env ?? []).some((variable) => variable.name === "KATA_DEPLOY_KATA_CONFIG"));
+    const classes = buildRuntimeClasses(opts);
+    assert.deepEqual(
+      classes.map((rc) => [rc.metadata.name, rc.handler, rc.overhead?.podFixed]),
+      [
+        ["kata-qemu", "kata-qemu", { memory: "160Mi", cpu: "250m" }],
+        ["kata-fc", "kata-fc", { memory: "130Mi", cpu: "250m" }],
+        ["kata", "kata-qemu", { memory: "160Mi", cpu: "250m" }],
+        ["kata-fc-big", "kata-fc-big", { memory: "130Mi", cpu: "500m" }],
+      ],
+    );
+    await assertValidManifests(allObjects(opts));
+  });
+  // ---- end of Kata configuration ----
 });
 
 describe("RuntimeClass and pod parity with upstream kata-deploy's Helm chart 4.1.0 (issue 12 point 7)", () => {

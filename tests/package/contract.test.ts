@@ -35,6 +35,8 @@ void _flavorsTheAgentTypes;
 interface Invocation {
   where: string;
   argv: string[];
+  /** The container's environment variables with a literal value (the agent reads some of them). */
+  env?: Record<string, string>;
 }
 
 /** Every exec argv in a DaemonSet's pod: container commands, readiness probes and preStop hooks. */
@@ -42,7 +44,8 @@ function invocationsOf(daemonSet: DaemonSetManifest, label: string): Invocation[
   const found: Invocation[] = [];
   for (const container of [...(daemonSet.spec?.template.spec?.initContainers ?? []), ...(daemonSet.spec?.template.spec?.containers ?? [])]) {
     const where = `${label} ${daemonSet.metadata?.name}/${container.name}`;
-    if (container.command) found.push({ where, argv: [...container.command, ...(container.args ?? [])] });
+    const env = Object.fromEntries((container.env ?? []).flatMap((variable) => (variable.value === undefined ? [] : [[variable.name, variable.value]])));
+    if (container.command) found.push({ where, argv: [...container.command, ...(container.args ?? [])], env });
     for (const [hook, exec] of [
       ["readinessProbe", container.readinessProbe?.exec],
       ["livenessProbe", container.livenessProbe?.exec],
@@ -62,6 +65,19 @@ const SETTINGS: [string, KataSettingsInput][] = [
   ["every known shim, the last as default, another label prefix", { shims: [...KNOWN_SHIMS], defaultShim: KNOWN_SHIMS.at(-1), labelPrefix: "kata.example.com" }],
   ["CRI-O only", { runtimes: ["crio"], shims: ["clh"] }],
   ["startup taints, with and without an effect", { startupTaints: [{ key: "example.com/kata-not-ready", effect: "NoSchedule" }, { key: "gpu.example.com/driver-pending" }] }],
+  // ---- Kata configuration on the node ----
+  [
+    "another install prefix, every per-shim setting, a custom runtime",
+    {
+      installPrefix: "/var/lib/kata",
+      shims: ["qemu", "qemu-runtime-rs"],
+      shimConfig: {
+        qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy.example.com:3128", agentNoProxy: "10.0.0.0/8,.svc", debug: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" },
+        "qemu-runtime-rs": { runtimeLogLevel: "trace" },
+      },
+      customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu", dropIn: "[hypervisor.qemu]\ndefault_memory = 8192\n", overhead: { memory: "9Gi" } }],
+    },
+  ],
 ];
 
 function kubernetesInvocations(): Invocation[] {
@@ -84,13 +100,20 @@ function dockerInvocations(): Invocation[] {
       }
     }
   }
+  for (const action of ["install", "remove"] as const) {
+    const args = dockerJobArgs("registry.example.com/kata-deploy:1", action, { installPrefix: "/var/lib/kata" });
+    all.push({ where: `KataDockerHost ${action} (installPrefix)`, argv: args.slice(args.indexOf("registry.example.com/kata-deploy:1") + 1) });
+  }
   return all;
 }
 
-/** Unique by argv: many settings produce the same labeler or cleanup command. */
+/** Unique by argv and environment: many settings produce the same labeler or cleanup command. */
 function unique(invocations: Invocation[]): Invocation[] {
   const seen = new Map<string, Invocation>();
-  for (const invocation of invocations) if (!seen.has(invocation.argv.join("\0"))) seen.set(invocation.argv.join("\0"), invocation);
+  for (const invocation of invocations) {
+    const key = `${invocation.argv.join("\0")}\0${JSON.stringify(invocation.env ?? {})}`;
+    if (!seen.has(key)) seen.set(key, invocation);
+  }
   return [...seen.values()];
 }
 
@@ -98,7 +121,7 @@ function unique(invocations: Invocation[]): Invocation[] {
  * How the agent refuses a command line: node:util parseArgs' errors, and the agent's own, which by its
  * convention start with the flag (`--runtime k0s: must be one of ...`, `--host-root is required`).
  */
-const ARGUMENT_REFUSED = /^kata-deploy: (--[a-z][a-z-]*[ :]|Unknown option|Option '|unexpected argument|unknown command|kata-deploy-docker: expected)/m;
+const ARGUMENT_REFUSED = /^kata-deploy: (--[a-z][a-z-]*[ :]|Unknown option|Option '|unexpected argument|unknown command|kata-deploy-docker: expected|.*KATA_DEPLOY_KATA_CONFIG)/m;
 /** Not a refusal of the command line: the scratch release lacks some shims that real releases ship. */
 const RELEASE_LACKS_SHIM = /^kata-deploy: --shims [a-z0-9-]+: the artifacts have no /m;
 
@@ -151,13 +174,15 @@ describe("the component/agent contract (components/contract.ts)", function () {
     const dockerEntry = path.join(tempDir("entry"), `${AGENT_EXECUTABLE}-docker`);
     fs.symlinkSync(AGENT_BUNDLE, dockerEntry);
     const refused: string[] = [];
-    for (const { where, argv } of invocations) {
+    for (const { where, argv, env: containerEnv } of invocations) {
       const host = makeHost();
       let args = argv.slice(1).map((word) => (word === HOST_ROOT ? host : word === ARTIFACTS_DIR ? artifacts() : word));
       // The Docker quick start defaults --host-root to / and --artifacts to the image's release: map them too.
       if (argv[0] !== AGENT_EXECUTABLE) args = [...args, "--host-root", host, "--artifacts", artifacts()];
       // The image's entry points: kata-deploy, and kata-deploy-docker (a symlink to the same bundle).
-      const run = spawnAgentAt(argv[0] === AGENT_EXECUTABLE ? AGENT_BUNDLE : dockerEntry, args, env);
+      // The variables the agent reads from the container's environment (KATA_DEPLOY_KATA_CONFIG, ...) too.
+      const agentEnv = { ...env, ...Object.fromEntries(Object.entries(containerEnv ?? {}).filter(([name]) => (Object.values(AGENT_ENV) as string[]).includes(name))) };
+      const run = spawnAgentAt(argv[0] === AGENT_EXECUTABLE ? AGENT_BUNDLE : dockerEntry, args, agentEnv);
       if (ARGUMENT_REFUSED.test(run.stderr) && !RELEASE_LACKS_SHIM.test(run.stderr)) refused.push(`${where}: ${argv.join(" ")}\n  ${run.stderr.trim()}`);
     }
     assert.deepEqual(refused, []);
@@ -169,6 +194,8 @@ describe("the component/agent contract (components/contract.ts)", function () {
     assert.match(run.stderr, ARGUMENT_REFUSED);
     assert.match(run.stderr, /--containerd-flavor k0s: must be one of containerd, k3s, rke2/);
     assert.match(spawnAgentAt(AGENT_BUNDLE, ["install", "--flavour", "k3s"]).stderr, ARGUMENT_REFUSED);
+    const badConfig = spawnAgentAt(AGENT_BUNDLE, ["install", "--runtime", "crio", "--host-root", makeHost(), "--artifacts", artifacts()], isolatedEnv({ [AGENT_ENV.kataConfig]: '{"shims":{"clh":{}}}' }));
+    assert.match(badConfig.stderr, ARGUMENT_REFUSED);
   });
 });
 

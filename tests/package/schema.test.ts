@@ -112,6 +112,9 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       affinity: "ref:Affinity",
       snapshotters: "map<string>",
       guestPull: "array<string>",
+      installPrefix: "string",
+      shimConfig: "map<ref:KataShimConfigArgs>",
+      customRuntimes: "array<ref:KataCustomRuntimeArgs>",
     });
     assert.deepEqual(resource.requiredInputs, []);
     // `settings` (internal, with a number-or-string field) must not be an output.
@@ -127,6 +130,7 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       registryAuth: "ref:KataDockerRegistryAuth",
       shims: "array<string>",
       dockerRuntimeForm: "ref:DockerRuntimeForm",
+      installPrefix: "string",
     });
     assert.deepEqual(resource.requiredInputs, ["image"]);
     assert.deepEqual(shapes(resource.properties), { runtimeNames: "array<string>", imageDigest: "string" });
@@ -175,6 +179,17 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
     assert.deepEqual(objectType("KataResources"), { installer: "ref:ContainerResources", cleanup: "ref:ContainerResources", labeler: "ref:ContainerResources" });
     assert.deepEqual(objectType("ContainerResources"), { requests: "map<string>", limits: "map<string>" });
     assert.deepEqual(objectType("KataDockerRegistryAuth"), { address: "string", username: "string", password: "string" });
+    assert.deepEqual(objectType("KataShimConfigArgs"), {
+      allowedHypervisorAnnotations: "array<string>",
+      agentHttpsProxy: "string",
+      agentNoProxy: "string",
+      debug: "boolean",
+      runtimeLogLevel: "ref:KataLogLevel",
+      dropIn: "string",
+    });
+    assert.deepEqual(objectType("KataCustomRuntimeArgs"), { name: "string", baseShim: "string", dropIn: "string", overhead: "ref:KataOverheadArgs" });
+    assert.deepEqual(schema.types["kata-deploy:index:KataCustomRuntimeArgs"].required, ["baseShim", "name"]);
+    assert.deepEqual(enumValues("KataLogLevel"), ["trace", "debug", "info", "warn", "error", "critical"]);
     assert.deepEqual(enumValues("ContainerRuntime"), ["containerd", "crio"]);
     assert.deepEqual(enumValues("ContainerdFlavor"), ["containerd", "k3s", "rke2"]);
     assert.deepEqual(enumValues("TolerationOperator"), ["Exists", "Equal"]);

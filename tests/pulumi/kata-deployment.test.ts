@@ -556,4 +556,94 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       assert.throws(() => new KataDeployment("bad", { image: IMAGE, installTimeout: "20 minutes" }), /installTimeout is "20 minutes"; allowed values: a duration/);
     });
   });
+
+  // ---- Kata configuration on the node (per-shim settings, custom runtimes, install prefix) ----
+  describe("Kata configuration on the nodes: installPrefix, shimConfig, customRuntimes", () => {
+    type Container = { command: string[]; env?: { name: string; value?: string }[]; volumeMounts?: { mountPath: string }[]; readinessProbe?: { exec: { command: string[] } }; lifecycle?: { preStop?: { exec: { command: string[] } } } };
+    const podOf = (registration: Registration) =>
+      (registration.inputs as { spec: { template: { spec: { containers: Container[]; volumes?: { hostPath?: { path: string } }[] } } } }).spec.template.spec;
+
+    it("refuses, at preview and before anything is registered, each bad value in one line naming the argument and the fix", async () => {
+      const cases: [string, KataDeploymentArgs, RegExp][] = [
+        ["a relative installPrefix", { installPrefix: "var/lib/kata" }, /^KataDeployment: installPrefix is "var\/lib\/kata"; it must be an absolute path such as \/var\/lib\/kata$/],
+        ["installPrefix /", { installPrefix: "/" }, /installPrefix is "\/"; it must be a normalized directory other than \//],
+        ["an installPrefix with ..", { installPrefix: "/var/../opt/kata" }, /installPrefix is "\/var\/..\/opt\/kata"; it must be a normalized directory/],
+        ["shimConfig for a shim not deployed", { shimConfig: { clh: { debug: true } } }, /shimConfig.clh names a shim that is not in shims; allowed keys: qemu, fc/],
+        ["an unknown shimConfig setting", { shimConfig: { qemu: { debugg: true } } } as unknown as KataDeploymentArgs, /shimConfig.qemu.debugg is not a setting; allowed keys: allowedHypervisorAnnotations, agentHttpsProxy/],
+        ["a proxy that is not a URL", { shimConfig: { qemu: { agentHttpsProxy: "proxy.example.com" } } }, /shimConfig.qemu.agentHttpsProxy is "proxy.example.com"; it is not a URL; give one such as "http:\/\/proxy.example.com:3128"/],
+        ["a no_proxy with a space", { shimConfig: { qemu: { agentNoProxy: "a, b" } } }, /shimConfig.qemu.agentNoProxy is "a, b"; it must not contain white space/],
+        ["an annotation that is not a name", { shimConfig: { qemu: { allowedHypervisorAnnotations: ["default_memory", "io.katacontainers.config.hypervisor.path"] } } }, /shimConfig.qemu.allowedHypervisorAnnotations\[1\] is "io.katacontainers.config.hypervisor.path"; give the name after io.katacontainers.config.hypervisor., e.g. "default_memory"/],
+        ["a log level for a Go shim", { shimConfig: { qemu: { runtimeLogLevel: "trace" } } }, /shimConfig.qemu.runtimeLogLevel is set for qemu, a Go runtime shim, which has no log level setting; use debug: true/],
+        ["a drop-in that is not TOML", { shimConfig: { qemu: { dropIn: "[hypervisor.qemu]\ndefault_memory = \n" } } }, /shimConfig.qemu.dropIn is not valid TOML \(line 2, column \d+: .*\); fix the drop-in/],
+        ["a custom runtime named like a shim's RuntimeClass", { customRuntimes: [{ name: "kata-clh", baseShim: "qemu" }] }, /customRuntimes\[0\].name is "kata-clh", the handler and RuntimeClass of shim clh; choose another name, e.g. "kata-clh-custom"/],
+        ["a custom runtime named kata", { customRuntimes: [{ name: "kata", baseShim: "qemu" }] }, /customRuntimes\[0\].name is "kata", the default RuntimeClass; choose another name \(or set createDefaultRuntimeClass to false\)/],
+        ["a custom runtime named untrusted", { customRuntimes: [{ name: "untrusted", baseShim: "qemu" }] }, /customRuntimes\[0\].name is "untrusted", a runtime name kata-deploy writes/],
+        ["a custom runtime name that is not a DNS label", { customRuntimes: [{ name: "Kata_Big", baseShim: "qemu" }] }, /customRuntimes\[0\].name is "Kata_Big"; it names the runtime handler and the RuntimeClass, so it must be a DNS label/],
+        ["two custom runtimes of one name", { customRuntimes: [{ name: "kata-big", baseShim: "qemu" }, { name: "kata-big", baseShim: "fc" }] }, /customRuntimes\[1\].name repeats "kata-big"/],
+        ["a custom runtime on a shim not deployed", { customRuntimes: [{ name: "kata-big", baseShim: "clh" }] }, /customRuntimes\[0\].baseShim is "clh"; it must be one of shims \(the image carries only those\): qemu, fc/],
+        ["a custom runtime's drop-in that is not TOML", { customRuntimes: [{ name: "kata-big", baseShim: "qemu", dropIn: "[[x]" }] }, /customRuntimes\[0\].dropIn is not valid TOML/],
+        ["a custom runtime's bad overhead", { customRuntimes: [{ name: "kata-big", baseShim: "qemu", overhead: { memory: "8 GB" } }] }, /customRuntimes\[0\].overhead.memory is "8 GB"; it must be a Kubernetes quantity/],
+      ];
+      for (const [label, args, message] of cases) {
+        assert.throws(
+          () => new KataDeployment(`bad-${cases.findIndex((c) => c[0] === label)}`, { image: IMAGE, ...args }),
+          (error: unknown) => pulumi.ResourceError.isInstance(error) && message.test(error.message),
+          label,
+        );
+      }
+      await settled();
+      assert.deepEqual(registrations().map((registration) => registration.type).filter((type) => type !== COMPONENT), [], "no child registered");
+    });
+
+    it("installPrefix: the installers and the cleanup mount it and pass it to every agent command (install, readiness, preStop, reset)", async () => {
+      await deploy("kata", { installPrefix: "/var/lib/kata" });
+      for (const ds of registrationsOfType(DAEMONSET).filter((registration) => registration.name !== "kata-runtime-labeler")) {
+        const pod = podOf(ds);
+        assert.ok(pod.volumes?.some((volume) => volume.hostPath?.path === "/var/lib/kata"), `${ds.name} mounts the prefix`);
+        assert.ok(!pod.volumes?.some((volume) => volume.hostPath?.path === "/opt/kata"), `${ds.name} does not mount /opt/kata`);
+        const container = pod.containers[0];
+        assert.ok(container.volumeMounts?.some((mount) => mount.mountPath === "/host/var/lib/kata"), ds.name);
+        const commands = [container.command, container.readinessProbe?.exec.command, container.lifecycle?.preStop?.exec.command].filter((c): c is string[] => c !== undefined);
+        for (const command of commands) assert.equal(command[command.indexOf("--prefix") + 1], "/var/lib/kata", `${ds.name}: ${command.join(" ")}`);
+        assert.equal(commands.length, ds.name === "kata-cleanup" ? 1 : 3, ds.name);
+        assert.deepEqual(await schemaProblems(ds.inputs), [], ds.name);
+      }
+    });
+
+    it("shimConfig and customRuntimes: the installers get them as KATA_DEPLOY_KATA_CONFIG; a custom runtime gets its RuntimeClass with the base shim's overhead", async () => {
+      const kata = await deploy("kata", {
+        shimConfig: { qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy:3128", debug: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" } },
+        customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu", dropIn: "[hypervisor.qemu]\ndefault_memory = 8192\n", overhead: { memory: "8400Mi" } }],
+      });
+      for (const ds of registrationsOfType(DAEMONSET)) {
+        const env = podOf(ds).containers[0].env ?? [];
+        const value = env.find((variable) => variable.name === "KATA_DEPLOY_KATA_CONFIG")?.value;
+        if (!ds.name.startsWith("kata-installer-")) {
+          assert.equal(value, undefined, `${ds.name} does not install`);
+          continue;
+        }
+        assert.deepEqual(JSON.parse(value ?? "null"), {
+          shims: { qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy:3128", debug: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" } },
+          customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu", dropIn: "[hypervisor.qemu]\ndefault_memory = 8192\n" }],
+        });
+      }
+      const runtimeClass = registrationNamed("kata-runtimeclass-kata-qemu-big");
+      assert.deepEqual(
+        { handler: runtimeClass.inputs.handler, overhead: runtimeClass.inputs.overhead, scheduling: runtimeClass.inputs.scheduling },
+        { handler: "kata-qemu-big", overhead: { podFixed: { memory: "8400Mi", cpu: "250m" } }, scheduling: { nodeSelector: { "kata-containers.io/kata-runtime": "true" } } },
+      );
+      assert.ok((await valueOf(kata.runtimeClassNames)).includes("kata-qemu-big"));
+      assert.deepEqual(await schemaProblems(runtimeClass.inputs), []);
+    });
+
+    it("without them, the installers get no KATA_DEPLOY_KATA_CONFIG and no --prefix (the defaults)", async () => {
+      await deploy("kata");
+      for (const ds of registrationsOfType(DAEMONSET)) {
+        const container = podOf(ds).containers[0];
+        assert.ok(!(container.env ?? []).some((variable) => variable.name === "KATA_DEPLOY_KATA_CONFIG"), ds.name);
+        assert.ok(!container.command.includes("--prefix"), ds.name);
+      }
+    });
+  });
+  // ---- end of Kata configuration ----
 });

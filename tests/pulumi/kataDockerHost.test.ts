@@ -110,6 +110,22 @@ describe("KataDockerHost (Pulumi mocks)", () => {
     );
   });
 
+  // ---- Kata configuration on the node: install prefix ----
+  it("installPrefix: both jobs mount it instead of /opt/kata and pass --prefix; a relative one is refused", async () => {
+    new KataDockerHost("ro-opt", { image: IMAGE, installPrefix: "/var/lib/kata" });
+    await settled();
+    for (const job of ["ro-opt-install", "ro-opt-removal"]) {
+      const command = String(registrationNamed(job).inputs.create ?? registrationNamed(job).inputs.delete);
+      assert.match(command, / -v \/var\/lib\/kata:\/var\/lib\/kata /, job);
+      assert.doesNotMatch(command, /\/opt\/kata:/, job);
+      assert.match(command, /kata-deploy-docker (install|remove) --prefix \/var\/lib\/kata( |$)/, job);
+    }
+    assert.throws(
+      () => new KataDockerHost("rel", { image: IMAGE, installPrefix: "kata" }),
+      (e: unknown) => e instanceof pulumi.ResourceError && /installPrefix is "kata"; it must be an absolute path such as \/var\/lib\/kata/.test(e.message),
+    );
+  });
+
   it("builds the job argv the seed documents and quotes it safely for the shell", () => {
     assert.deepEqual(dockerJobArgs("img", "remove"), ["run", "--rm", ...SEED_MOUNTS.flatMap((m) => m.split(" ")), "img", "kata-deploy-docker", "remove"]);
     assert.equal(shellQuote("a b'c"), `'a b'\\''c'`);

@@ -53,16 +53,32 @@ function kataConfiguration(shim: string): string {
   const hypervisor = shim.startsWith("qemu") ? "qemu" : shim === "fc" ? "firecracker" : shim === "clh" ? "clh" : shim;
   // Dragonball is built into the Rust shim: its configuration's `path` is empty (src/runtime-rs/Makefile DBPATH).
   const binary = hypervisor === "firecracker" ? "/opt/kata/bin/firecracker" : hypervisor === "qemu" ? "/opt/kata/bin/qemu-system-x86_64" : hypervisor === "dragonball" ? "" : "/opt/kata/bin/cloud-hypervisor";
+  const rust = shim === "dragonball" || shim.endsWith("-runtime-rs");
+  // Values as kata-containers 4.1.0 renders them for PREFIX=/opt/kata: src/runtime/Makefile (Go) and
+  // src/runtime-rs/Makefile (Rust) DEFENABLEANNOTATIONS, QEMUVALIDHYPERVISORPATHS (`["$(QEMUPATH)"]`),
+  // DEFVIRTIOFSDAEMON (`$(LIBEXECDIR)/virtiofsd`), FCJAILERPATH / FCVALIDJAILERPATHS; KERNELPARAMS is empty.
+  const annotations = rust ? ["enable_iommu", "kernel_params", "kernel_verity_params", "default_vcpus", "default_memory"] : ["enable_iommu", "kernel_params", "kernel_verity_params"];
   return [
     `# Copyright (c) 2017-2024 Intel Corporation (generated test fixture shaped like configuration-${shim}.toml)`,
     `[hypervisor.${hypervisor}]`,
     `path = "${binary}"`,
     `kernel = "/opt/kata/share/kata-containers/vmlinux.container"`,
     `image = "/opt/kata/share/kata-containers/kata-containers.img"`,
+    `enable_annotations = ${JSON.stringify(annotations)}`,
+    `valid_hypervisor_paths = ${JSON.stringify(binary === "" ? [] : [binary])}`,
+    `kernel_params = ""`,
+    ...(hypervisor === "firecracker"
+      ? [`jailer_path = "/opt/kata/bin/jailer"`, `valid_jailer_paths = ["/opt/kata/bin/jailer"]`]
+      : [`shared_fs = "virtio-fs"`, `virtio_fs_daemon = "/opt/kata/libexec/virtiofsd"`, `valid_virtio_fs_daemon_paths = ["/opt/kata/libexec/virtiofsd"]`]),
     `default_vcpus = 1`,
     `default_memory = 2048`,
+    `enable_debug = false`,
+    ``,
+    `[agent.kata]`,
+    `enable_debug = false`,
     ``,
     `[runtime]`,
+    `enable_debug = false`,
     `internetworking_model = "tcfilter"`,
     ``,
   ].join("\n");

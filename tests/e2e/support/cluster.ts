@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { buildAllManifests, NAMES, type AllManifests, type DaemonSetManifest } from "../../../components/manifests";
 import { labelKeys, type ManifestOptions } from "../../../components/settings";
-import { normalizeSettings } from "../../../components/validation";
+import { normalizeSettings, type KataSettingsInput } from "../../../components/validation";
 import { buildKataDeployImage } from "../../image/kata-deploy-image";
 import { TINY } from "../../support/kata-artifacts";
 import { KubeStandin, type KubeObject } from "../../support/kube-standin";
@@ -56,9 +56,9 @@ export interface Deployment {
   runtimeHandlers: string[];
 }
 
-/** The component's default settings (both runtimes, shims qemu and fc) with the e2e image. */
-export function buildDeployment(image: string): Deployment {
-  const options: ManifestOptions = { ...normalizeSettings({}), image };
+/** The component's default settings (both runtimes, shims qemu and fc), or `input`, with the e2e image. */
+export function buildDeployment(image: string, input: KataSettingsInput = {}): Deployment {
+  const options: ManifestOptions = { ...normalizeSettings(input), image };
   const manifests = buildAllManifests(options);
   const daemonSets = [...manifests.deploy, ...manifests.cleanup];
   const byName = (name: string): DaemonSetManifest => {
@@ -90,8 +90,8 @@ export class Cluster {
     readonly workDir: string,
   ) {}
 
-  static async start(image: string): Promise<Cluster> {
-    const deployment = buildDeployment(image);
+  static async start(image: string, input: KataSettingsInput = {}): Promise<Cluster> {
+    const deployment = buildDeployment(image, input);
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "kata-e2e-"));
     const kube = await KubeStandin.start();
     const access = await startInClusterAccess(new URL(kube.url), deployment.options.namespace, path.join(workDir, "api"));

@@ -31,6 +31,7 @@ import { isRollout, runtimeFromVersion } from "./kube/labels";
 import { removeStartupTaints, taintName } from "./kube/taints";
 import * as log from "./report/log";
 import { buildRequest, parsePullTypeMapping, parseSnapshotterMapping } from "./lifecycle/request";
+import { parseKataNodeConfig } from "./lifecycle/kata-settings";
 import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
 import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
@@ -181,8 +182,20 @@ async function runInstall(values: Options): Promise<void> {
   // Each mapping means something to one runtime only; elsewhere it is said, not silently dropped.
   if (runtime !== "containerd" && snapshotters.size > 0) log.warn(`${AGENT_ENV.snapshotterHandlerMapping} is for containerd; ignored for --runtime ${runtime}`);
   if (runtime !== "crio" && guestPull.size > 0) log.warn(`${AGENT_ENV.pullTypeMapping} (CRI-O runtime_pull_image) is for CRI-O; ignored for --runtime ${runtime}`);
-  const request = buildRequest({ shims, defaultShim, prefix, artifactsKata, snapshotters: runtime === "containerd" ? snapshotters : new Map(), guestPull: runtime === "crio" ? guestPull : undefined, layouts: carriedLayouts });
-  const outcome = await install(target, { adapter, request, artifactsKata, details: { ...adapter.details, shims, defaultShim } });
+  const kataConfig = parseKataNodeConfig(process.env[AGENT_ENV.kataConfig], shims);
+  const { request, kata } = buildRequest({
+    runtime,
+    shims,
+    defaultShim,
+    prefix,
+    artifactsKata,
+    snapshotters: runtime === "containerd" ? snapshotters : new Map(),
+    guestPull: runtime === "crio" ? guestPull : undefined,
+    layouts: carriedLayouts,
+    kata: kataConfig,
+  });
+  const customRuntimes = (kataConfig.customRuntimes ?? []).map((custom) => custom.name);
+  const outcome = await install(target, { adapter, request, kata, artifactsKata, details: { ...adapter.details, shims, defaultShim, ...(customRuntimes.length > 0 ? { customRuntimes } : {}) } });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
   if (!kube) return;
   try {

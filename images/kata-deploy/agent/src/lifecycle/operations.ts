@@ -34,6 +34,7 @@ import {
   type RuntimeRecord,
 } from "./state";
 import { applyTransaction, resumePending, type PlannedWrite } from "./transaction";
+import { planKataConfig, planKataConfigRemoval, type KataConfigInput } from "./kata-config";
 
 export interface Target {
   root: HostRoot;
@@ -151,17 +152,34 @@ function plan<T>(mainConfig: string, work: () => T): T {
   }
 }
 
-/** Install: main file last (it points at the others); uninstall: main file first. */
-function ordered(edits: PlannedWrite[], mainReal: string, mainFirst: boolean): PlannedWrite[] {
+/**
+ * Install: main file last (it points at the others); uninstall: main file first. Kata's own configuration
+ * files (`kata`, real host paths) are what the runtime configs point at: created and changed before every
+ * runtime config, deleted after them (on install too: a dropped custom runtime's files go once no runtime
+ * config names them any more).
+ */
+function ordered(edits: PlannedWrite[], mainReal: string, mainFirst: boolean, kata: ReadonlySet<string> = new Set()): PlannedWrite[] {
   const main = edits.filter((edit) => edit.hostPath === mainReal);
-  const others = edits.filter((edit) => edit.hostPath !== mainReal);
-  return mainFirst ? [...main, ...others] : [...others, ...main];
+  const others = edits.filter((edit) => edit.hostPath !== mainReal && !kata.has(edit.hostPath));
+  const kataWrites = edits.filter((edit) => kata.has(edit.hostPath) && edit.after !== undefined);
+  const kataDeletes = edits.filter((edit) => kata.has(edit.hostPath) && edit.after === undefined);
+  return mainFirst ? [...kataWrites, ...main, ...others, ...kataDeletes] : [...kataWrites, ...others, ...main, ...kataDeletes];
 }
 
-function missingDirs(root: HostRoot, hostPath: string): string[] {
+/**
+ * The directories a write of `hostPath` creates, outermost first, plus the existing ones right above them
+ * that another runtime's record created (`shared`): recorded by both, such a directory (the Kata
+ * configuration root two runtimes of one prefix write under) is removed by whichever uninstall finds it empty.
+ */
+function missingDirs(root: HostRoot, hostPath: string, shared: ReadonlySet<string> = new Set()): string[] {
   const missing: string[] = [];
-  for (let dir = path.posix.dirname(hostPath); dir !== "/" && !fs.existsSync(root.local(dir)); dir = path.posix.dirname(dir)) missing.unshift(dir);
+  for (let dir = path.posix.dirname(hostPath); dir !== "/" && (shared.has(dir) || !fs.existsSync(root.local(dir))); dir = path.posix.dirname(dir)) missing.unshift(dir);
   return missing;
+}
+
+/** The config directories other runtimes' records created (see missingDirs). */
+function createdByOthers(state: AgentState | undefined, runtime: Runtime): Set<string> {
+  return new Set(Object.entries(state?.runtimes ?? {}).flatMap(([other, record]) => (other === runtime ? [] : (record?.createdDirs ?? []))));
 }
 
 function bytesOf(text: string | undefined): Buffer | undefined {
@@ -171,6 +189,8 @@ function bytesOf(text: string | undefined): Buffer | undefined {
 export interface InstallOptions {
   adapter: RuntimeAdapter;
   request: KataConfigRequest;
+  /** Kata's own configuration per handler (the copies and drop-ins `request`'s config paths name). */
+  kata: KataConfigInput;
   artifactsKata: string;
   details: Record<string, string | string[] | number | undefined>;
 }
@@ -184,7 +204,12 @@ export interface InstallOutcome {
  * Plans an install's config writes (reads only). Run once before anything is touched, so a refusal
  * changes nothing, and again under the lock for the real run.
  */
-function planInstallConfig(target: Target, options: InstallOptions, previous: RuntimeRecord | undefined): { writes: PlannedWrite[]; recordAfter: RuntimeRecord; notices: string[] } {
+function planInstallConfig(
+  target: Target,
+  options: InstallOptions,
+  previous: RuntimeRecord | undefined,
+  sharedDirs: ReadonlySet<string>,
+): { writes: PlannedWrite[]; recordAfter: RuntimeRecord; notices: string[]; removeDirs: string[] } {
   const { root } = target;
   const { adapter } = options;
   const reads = new PlannerReads(root);
@@ -197,6 +222,8 @@ function planInstallConfig(target: Target, options: InstallOptions, previous: Ru
     throw error;
   }
   assertNoOtherPrefix(target, adapter.runtime, reads);
+  const kataPlan = plan(adapter.mainConfig, () => planKataConfig(reads.read, options.kata, previous?.kata));
+  const kataReal = new Set(kataPlan.edits.map((edit) => reads.get(edit.path).realHostPath));
   // What the files are without us when someone edited them since our last write (see below).
   const stripped = new Map<string, string | undefined>();
   const strippedFor = (hostPath: string, owned: unknown): string | undefined => {
@@ -208,13 +235,15 @@ function planInstallConfig(target: Target, options: InstallOptions, previous: Ru
   const files: Record<string, ConfigFileRecord> = { ...(previous?.files ?? {}) };
   const createdDirs = [...(previous?.createdDirs ?? [])];
   const writes: PlannedWrite[] = [];
-  for (const edit of planned.edits) {
+  for (const edit of [...kataPlan.edits, ...planned.edits]) {
     const file = reads.get(edit.path);
     const current = file.bytes;
     const after = bytesOf(edit.after);
     const known = files[file.realHostPath];
     let original: string | null;
-    if (known !== undefined && current !== undefined && sha256(current) === known.written) original = known.original;
+    // Kata's configuration files are ours whole, in directories of ours (checked by the planner): removal deletes them.
+    if (kataReal.has(file.realHostPath)) original = null;
+    else if (known !== undefined && current !== undefined && sha256(current) === known.written) original = known.original;
     else if (known === undefined && (current === undefined || !(after?.equals(current) ?? false))) original = current?.toString("base64") ?? null;
     else {
       // Edited by someone since our write (or already ours without a record): the original is
@@ -232,20 +261,26 @@ function planInstallConfig(target: Target, options: InstallOptions, previous: Ru
           `${edit.path} has ${file.stats.nlink} hard links; it is replaced atomically (a new file renamed over it), so its other names keep the old content`,
         );
       }
-      for (const dir of missingDirs(root, file.realHostPath)) if (!createdDirs.includes(dir)) createdDirs.push(dir);
-      writes.push({ hostPath: file.realHostPath, before: current, after, like: file.stats });
+      if (after !== undefined) for (const dir of missingDirs(root, file.realHostPath, sharedDirs)) if (!createdDirs.includes(dir)) createdDirs.push(dir);
+      writes.push({ hostPath: file.realHostPath, before: current, after, like: file.stats, mode: kataPlan.modes.get(edit.path) });
     }
   }
+  // Directories we created only for files that are gone now (a dropped custom runtime's): removed (when
+  // empty) within this change, so a re-install converges to what a fresh install would leave.
+  const removedFiles = writes.filter((write) => write.after === undefined).map((write) => write.hostPath);
+  const stillOurs = Object.keys(files);
+  const removeDirs = createdDirs.filter((dir) => removedFiles.some((file) => file.startsWith(`${dir}/`)) && !stillOurs.some((file) => file.startsWith(`${dir}/`)));
   const record: RuntimeRecord = {
     status: target.host ? "configured" : "installed",
     reloaded: writes.length === 0 ? (previous?.reloaded ?? false) : false,
     files,
-    createdDirs,
+    createdDirs: createdDirs.filter((dir) => !removeDirs.includes(dir)),
     owned: planned.owned,
+    kata: kataPlan.owned,
     details: options.details,
   };
   if (writes.length === 0 && previous?.status === "installed" && (previous.reloaded || !target.host)) record.status = "installed";
-  return { writes: ordered(writes, root.resolve(adapter.mainConfig), false), recordAfter: record, notices: planned.notices ?? [] };
+  return { writes: ordered(writes, root.resolve(adapter.mainConfig), false, kataReal), recordAfter: record, notices: planned.notices ?? [], removeDirs };
 }
 
 /** Refuses a release tree that is the prefix itself (a release unpacked by hand into /opt/kata), or inside it, or around it. */
@@ -275,7 +310,7 @@ export async function install(target: Target, options: InstallOptions): Promise<
     await adapter.preflight?.(target.host, options.request);
     assertArtifactsApart(options.artifactsKata, prefixLocal, prefix);
     const recorded = loadState(root, prefix);
-    if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime]);
+    if (recorded?.pending === undefined) planInstallConfig(target, options, recorded?.runtimes[adapter.runtime], createdByOthers(recorded, adapter.runtime));
     // The release is read once, here, and must be readable where it will be copied. (Foreign files in
     // the prefix are checked under the lock, before anything is copied: another agent may be installing
     // there right now.)
@@ -319,7 +354,7 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
     const prefixLocal = root.local(prefix);
     const savedAs = fs.existsSync(root.local(stateFileHostPath(prefix))) ? (savedText(state) ?? JSON.stringify(state)) : undefined;
     // Under the lock, before anything is copied: another install may have configured the runtime meanwhile.
-    const plannedBeforeCopy = planInstallConfig(target, options, state.runtimes[adapter.runtime]);
+    const plannedBeforeCopy = planInstallConfig(target, options, state.runtimes[adapter.runtime], createdByOthers(state, adapter.runtime));
 
     const copied = await log.phase("artifacts", async () => {
       const result = await installArtifacts(options.artifactsKata, prefixLocal, release, state.artifacts, async (journal) => {
@@ -335,7 +370,7 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
     const previous = state.runtimes[adapter.runtime];
     // Planned again after a copy (which can take a while: someone may have edited a config meanwhile);
     // when nothing was copied, the plan made a moment ago under the lock still holds.
-    const { writes, recordAfter, notices } = await log.phase(`plan ${adapter.runtime} config`, async () => (copied.changed ? planInstallConfig(target, options, previous) : plannedBeforeCopy));
+    const { writes, recordAfter, notices, removeDirs } = await log.phase(`plan ${adapter.runtime} config`, async () => (copied.changed ? planInstallConfig(target, options, previous, createdByOthers(state, adapter.runtime)) : plannedBeforeCopy));
     for (const notice of notices) log.notice(`${adapter.runtime} config: ${notice}`);
 
     // Directories this run creates for config files; removed again if the run is undone.
@@ -349,6 +384,7 @@ async function installLocked(target: Target, options: InstallOptions, state: Age
         runtime: adapter.runtime,
         writes,
         recordAfter,
+        removeDirs,
         validate: host
           ? {
               hostPath: mainReal,
@@ -468,7 +504,9 @@ export async function uninstall(target: Target, adapter: RuntimeAdapter): Promis
       const writes = await log.phase(`plan ${adapter.runtime} config removal`, async () => {
         const surgical = new Map<string, string | undefined>();
         const surgicalEdits: FileEdit[] = plan(adapter.mainConfig, () => adapter.planUninstall(reads.read, record.owned));
-        for (const edit of surgicalEdits) surgical.set(reads.get(edit.path).realHostPath, edit.after);
+        const kataEdits = record.kata === undefined ? [] : planKataConfigRemoval(reads.read, record.kata);
+        for (const edit of [...surgicalEdits, ...kataEdits]) surgical.set(reads.get(edit.path).realHostPath, edit.after);
+        const kataReal = new Set(kataEdits.map((edit) => reads.get(edit.path).realHostPath));
         const writes: PlannedWrite[] = [];
         const seen = new Set<string>();
         for (const [hostPath, known] of Object.entries(record.files)) {
@@ -490,9 +528,9 @@ export async function uninstall(target: Target, adapter: RuntimeAdapter): Promis
           assertWritable(root, hostPath);
           writes.push({ hostPath, before: file.bytes, after: afterBytes, like: file.stats });
         }
-        return ordered(writes, root.resolve(adapter.mainConfig), true);
+        return ordered(writes, root.resolve(adapter.mainConfig), true, kataReal);
       });
-      const ourRuntimes = ((record.details.shims as string[] | undefined) ?? []).map((shim) => `kata-${shim}`);
+      const ourRuntimes = [...((record.details.shims as string[] | undefined) ?? []).map((shim) => `kata-${shim}`), ...((record.details.customRuntimes as string[] | undefined) ?? [])];
       if (target.host && adapter.removalStep) {
         const host = target.host;
         const step = adapter.removalStep;

@@ -4,8 +4,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 // The image build's own list of runtime-rs shims (upstream's RUST_SHIMS): one list for image and agent.
 import { isRustShim } from "../../../release/assets.mjs";
-import type { KataConfigRequest, KataRuntime } from "../runtimes/types";
+import type { KataConfigRequest, KataRuntime, Runtime } from "../runtimes/types";
 import { UserError } from "../report/errors";
+import { AGENT_ENV, INSTALL_PREFIX, type KataNodeConfig } from "../../../../../components/contract";
+import { kataConfigPath, type KataConfigInput, type KataHandler } from "./kata-config";
 
 const KATA_DEFAULTS = "share/defaults/kata-containers";
 
@@ -58,11 +60,33 @@ function checkMappedShims(variable: string, mapped: Iterable<string>, shims: rea
 }
 
 /**
- * Builds the request for `shims` with host paths under `prefix`, checking against the artifact tree
- * (`artifactsKata` = the release's opt/kata) that each shim's binary and configuration exist, so a
- * typo in --shims is refused instead of producing a runtime that cannot start.
+ * A file of the release tree (relative to its opt/kata), following symlinks inside the tree: an absolute
+ * link into /opt/kata is read where the tree is, not on this container's own /opt/kata.
+ */
+export function readReleaseFile(artifactsKata: string, rel: string): string {
+  let current = rel;
+  for (let hops = 0; hops < 40; hops++) {
+    const local = path.join(artifactsKata, current);
+    const stats = fs.lstatSync(local);
+    if (!stats.isSymbolicLink()) return fs.readFileSync(local, "utf8");
+    const target = fs.readlinkSync(local);
+    const next = target.startsWith(`${INSTALL_PREFIX}/`) ? target.slice(INSTALL_PREFIX.length + 1) : path.posix.normalize(path.posix.join(path.posix.dirname(current), target));
+    if (path.posix.isAbsolute(next) || next.startsWith("../")) throw new UserError(`--artifacts: opt/kata/${current} is a symlink out of the release (${target}); use an unmodified release`);
+    current = next;
+  }
+  throw new UserError(`--artifacts: opt/kata/${rel}: too many levels of symbolic links`);
+}
+
+/**
+ * Builds the request for `shims` (and the custom runtimes of `kata`) with host paths under `prefix`,
+ * checking against the artifact tree (`artifactsKata` = the release's opt/kata) that each shim's binary
+ * and configuration exist, so a typo in --shims is refused instead of producing a runtime that cannot
+ * start; and what Kata's own configuration needs per handler (lifecycle/kata-config.ts). Every runtime's
+ * configuration path is its handler's own copy, next to its config.d (not the release's file).
  */
 export function buildRequest(args: {
+  /** The container runtime being configured: each one gets its own Kata configuration directories. */
+  runtime: Runtime;
   shims: string[];
   defaultShim: string;
   prefix: string;
@@ -72,9 +96,13 @@ export function buildRequest(args: {
   guestPull?: ReadonlySet<string>;
   /** Per shim, the layout the image build recorded (kata-deploy-payload.json); others follow the release's naming. */
   layouts?: ReadonlyMap<string, ShimLayout>;
-}): KataConfigRequest {
+  /** Kata's settings per shim and the custom runtimes (KATA_DEPLOY_KATA_CONFIG, already checked). */
+  kata?: KataNodeConfig;
+}): { request: KataConfigRequest; kata: KataConfigInput } {
   checkMappedShims("SNAPSHOTTER_HANDLER_MAPPING", args.snapshotters.keys(), args.shims);
   checkMappedShims("PULL_TYPE_MAPPING", args.guestPull ?? [], args.shims);
+  const handlers: KataHandler[] = [];
+  const stockRels = new Map<string, string>();
   const runtimes: KataRuntime[] = args.shims.map((shim) => {
     const recorded = args.layouts?.get(shim);
     const rust = isRustShim(shim);
@@ -91,16 +119,45 @@ export function buildRequest(args: {
     if (!fs.existsSync(path.join(args.artifactsKata, binaryRel))) {
       throw new UserError(`--shims ${shim}: the artifacts have no ${binaryRel} (under ${args.artifactsKata})`);
     }
+    const name = `kata-${shim}`;
     const runtime: KataRuntime = {
-      name: `kata-${shim}`,
+      name,
       shim,
       shimBinary: path.posix.join(args.prefix, binaryRel),
-      configPath: path.posix.join(args.prefix, configRel),
+      configPath: kataConfigPath(args.prefix, args.runtime, name, shim),
     };
     const snapshotter = args.snapshotters.get(shim);
     if (snapshotter !== undefined) runtime.snapshotter = snapshotter;
     if (args.guestPull?.has(shim)) runtime.guestPull = true;
+    stockRels.set(shim, configRel);
+    handlers.push({ handler: name, shim, stockRel: configRel, stockText: readReleaseFile(args.artifactsKata, configRel), settings: { ...(args.kata?.shims?.[shim] ?? {}) }, settingsField: `${AGENT_ENV.kataConfig} shims.${shim}` });
     return runtime;
   });
-  return { runtimes, untrustedAlias: runtimes.find((runtime) => runtime.shim === args.defaultShim) };
+  const untrustedAlias = runtimes.find((runtime) => runtime.shim === args.defaultShim);
+  // A custom runtime runs its base shim's binary with its own copy of the base's configuration, the base's
+  // settings (annotations, proxy, debug) and its own drop-in instead of the base's (as upstream's
+  // customRuntimes: "Custom runtimes inherit these settings from their base").
+  for (const [index, custom] of (args.kata?.customRuntimes ?? []).entries()) {
+    const base = runtimes.find((runtime) => runtime.shim === custom.baseShim);
+    const stockRel = stockRels.get(custom.baseShim);
+    if (base === undefined || stockRel === undefined) throw new UserError(`customRuntimes[${index}].baseShim ${custom.baseShim}: not one of --shims (${args.shims.join(",")})`);
+    runtimes.push({ ...base, name: custom.name, configPath: kataConfigPath(args.prefix, args.runtime, custom.name, custom.baseShim) });
+    const { dropIn: _baseDropIn, ...inherited } = args.kata?.shims?.[custom.baseShim] ?? {};
+    void _baseDropIn;
+    handlers.push({
+      handler: custom.name,
+      shim: custom.baseShim,
+      stockRel,
+      stockText: readReleaseFile(args.artifactsKata, stockRel),
+      settings: { ...inherited, ...(custom.dropIn === undefined ? {} : { dropIn: custom.dropIn }) },
+      settingsField: `${AGENT_ENV.kataConfig} customRuntimes[${index}]`,
+    });
+  }
+  const kata: KataConfigInput = {
+    runtime: args.runtime,
+    prefix: args.prefix,
+    handlers,
+    releaseHas: (rel) => fs.existsSync(path.join(args.artifactsKata, rel)),
+  };
+  return { request: { runtimes, untrustedAlias }, kata };
 }

@@ -11,6 +11,7 @@ import * as log from "../report/log";
 
 export { RUNTIMES, type Runtime } from "../runtimes/types";
 import type { Runtime } from "../runtimes/types";
+import type { KataConfigOwned } from "./kata-config";
 
 export const STATE_DIR_NAME = ".kata-deploy";
 const STATE_FILE_NAME = "state.json";
@@ -58,6 +59,11 @@ export interface RuntimeRecord {
   createdDirs: string[];
   /** The planner's record of what it added (ContainerdOwned, CrioOwned, DockerOwned). */
   owned: unknown;
+  /**
+   * Kata's own configuration files written for this runtime's handlers (lifecycle/kata-config.ts); each is
+   * also in `files`. Absent in records of agents that wrote none (they pointed at the release's files).
+   */
+  kata?: KataConfigOwned;
   /** How it was installed, for status and for the next run. */
   details: Record<string, string | string[] | number | undefined>;
 }

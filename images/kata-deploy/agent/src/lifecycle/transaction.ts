@@ -17,6 +17,8 @@ export interface PlannedWrite {
   after: Buffer | undefined;
   /** Mode/owner to keep. */
   like?: fs.Stats;
+  /** Mode of a file this write creates (an existing file keeps its own, `like`); default 0644. */
+  mode?: number;
 }
 
 function toPending(write: PlannedWrite): PendingWrite {
@@ -30,6 +32,8 @@ function toPending(write: PlannedWrite): PendingWrite {
     pending.mode = write.like.mode & 0o7777;
     pending.uid = write.like.uid;
     pending.gid = write.like.gid;
+  } else if (write.mode !== undefined) {
+    pending.mode = write.mode;
   }
   return pending;
 }
