@@ -355,7 +355,13 @@ export function isPodReady(pod: KubeObject): boolean {
 
 /** The template hash label the controller stamps on a DaemonSet's pods (ControllerRevision hash). */
 export const TEMPLATE_HASH_LABEL = "controller-revision-hash";
-const templateHash = (template: unknown): string => createHash("sha256").update(JSON.stringify(template)).digest("hex").slice(0, 10);
+const templateHashes = new WeakMap<object, string>();
+/** Per stored template object (apply() stores a new one; nothing changes one in place): the controller asks on every pass. */
+const templateHash = (template: object): string => {
+  let hash = templateHashes.get(template);
+  if (hash === undefined) templateHashes.set(template, (hash = createHash("sha256").update(JSON.stringify(template)).digest("hex").slice(0, 10)));
+  return hash;
+};
 
 /** An integer or a percentage of `total`, rounded up, as intstr.GetScaledValueFromIntOrPercent for maxUnavailable... */
 function scaled(value: unknown, total: number): number {
