@@ -148,7 +148,8 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
   };
 }
 
-function main(argv: string[]): number {
+/** The CLI: writes the files (or, on a bad option, only the reason and usage to stderr) and returns the exit status. */
+export function main(argv: string[]): number {
   let parsed: ReturnType<typeof parseRenderArgs>;
   try {
     parsed = parseRenderArgs(argv);

@@ -355,7 +355,13 @@ export function isPodReady(pod: KubeObject): boolean {
 
 /** The template hash label the controller stamps on a DaemonSet's pods (ControllerRevision hash). */
 export const TEMPLATE_HASH_LABEL = "controller-revision-hash";
-const templateHash = (template: unknown): string => createHash("sha256").update(JSON.stringify(template)).digest("hex").slice(0, 10);
+const templateHashes = new WeakMap<object, string>();
+/** Per stored template object (apply() stores a new one; nothing changes one in place): the controller asks on every pass. */
+const templateHash = (template: object): string => {
+  let hash = templateHashes.get(template);
+  if (hash === undefined) templateHashes.set(template, (hash = createHash("sha256").update(JSON.stringify(template)).digest("hex").slice(0, 10)));
+  return hash;
+};
 
 /** An integer or a percentage of `total`, rounded up, as intstr.GetScaledValueFromIntOrPercent for maxUnavailable... */
 function scaled(value: unknown, total: number): number {
@@ -452,8 +458,17 @@ export class KubeStandin {
 
   /** Every stored object of a kind (copies), optionally in one namespace. */
   list(kind: string, namespace?: string): KubeObject[] {
+    return this.stored(kind, namespace).map(clone);
+  }
+
+  /**
+   * The stored objects themselves (not copies), for the stand-in's own read-only passes: the controller runs
+   * every few milliseconds in a test's cluster loop, and deep-copying every pod several times a pass was
+   * most of a stack-change test's CPU.
+   */
+  private stored(kind: string, namespace?: string): KubeObject[] {
     const type = typeOfKind(kind);
-    return [...this.objects.values()].filter((o) => o.kind === type.kind && (namespace === undefined || o.metadata.namespace === namespace)).map(clone);
+    return [...this.objects.values()].filter((o) => o.kind === type.kind && (namespace === undefined || o.metadata.namespace === namespace));
   }
 
   /**
@@ -545,12 +560,13 @@ export class KubeStandin {
    * foreground-deleted DaemonSet removed once its pods are gone.
    */
   reconcileDaemonSets(): void {
-    const nodes = this.list("Node");
-    for (const ds of [...this.objects.values()].filter((o) => o.kind === "DaemonSet")) {
+    // Reads the stored objects (no copies): only delete(), createPod() and the status below change them.
+    const nodes = this.stored("Node");
+    for (const ds of this.stored("DaemonSet")) {
       const namespace = ds.metadata.namespace!;
       const spec = ds.spec as { template: PodTemplate; updateStrategy?: { type?: string; rollingUpdate?: { maxUnavailable?: number | string } } };
       const hash = templateHash(spec.template);
-      const pods = this.podsOf(ds);
+      const pods = this.ownedPods(ds);
       if (ds.metadata.deletionTimestamp) {
         for (const pod of pods) this.delete("Pod", pod.metadata.name, namespace);
         if (pods.length === 0) this.objects.delete(this.key(typeOfKind("DaemonSet"), namespace, ds.metadata.name));
@@ -567,7 +583,7 @@ export class KubeStandin {
       // Rolling update (pkg/controller/daemon/update.go): old pods are deleted while fewer than maxUnavailable
       // of the desired nodes are unavailable; a node whose old pod is gone gets a new one above.
       if ((spec.updateStrategy?.type ?? "RollingUpdate") === "RollingUpdate") {
-        const current = this.podsOf(ds).filter((pod) => shouldRun.has((pod.spec as { nodeName: string }).nodeName));
+        const current = this.ownedPods(ds).filter((pod) => shouldRun.has((pod.spec as { nodeName: string }).nodeName));
         const maxUnavailable = scaled(spec.updateStrategy?.rollingUpdate?.maxUnavailable ?? 1, shouldRun.size);
         let unavailable = [...shouldRun].filter((nodeName) => {
           const pod = current.find((p) => (p.spec as { nodeName: string }).nodeName === nodeName);
@@ -583,7 +599,7 @@ export class KubeStandin {
           }
         }
       }
-      const placed = this.podsOf(ds);
+      const placed = this.ownedPods(ds);
       const onWanted = placed.filter((pod) => shouldRun.has((pod.spec as { nodeName: string }).nodeName));
       const ready = onWanted.filter((pod) => isPodReady(pod) && !pod.metadata.deletionTimestamp);
       ds.status = {
@@ -601,7 +617,12 @@ export class KubeStandin {
 
   /** The pods a DaemonSet owns (copies). */
   podsOf(ds: KubeObject): KubeObject[] {
-    return this.list("Pod", ds.metadata.namespace).filter((pod) =>
+    return this.ownedPods(ds).map(clone);
+  }
+
+  /** The stored pods a DaemonSet owns (not copies: see stored()). */
+  private ownedPods(ds: KubeObject): KubeObject[] {
+    return this.stored("Pod", ds.metadata.namespace).filter((pod) =>
       ((pod.metadata.ownerReferences as { kind: string; name: string }[] | undefined) ?? []).some((owner) => owner.kind === "DaemonSet" && owner.name === ds.metadata.name),
     );
   }
@@ -657,8 +678,8 @@ export class KubeStandin {
       return (role.rules as PolicyRule[] | undefined) ?? [];
     };
     const bindings = [
-      ...this.list("ClusterRoleBinding"),
-      ...(attributes.namespace ? this.list("RoleBinding", attributes.namespace) : []),
+      ...this.stored("ClusterRoleBinding"),
+      ...(attributes.namespace ? this.stored("RoleBinding", attributes.namespace) : []),
     ];
     for (const binding of bindings) {
       const bindingNamespace = binding.metadata.namespace ?? "";

@@ -6,6 +6,7 @@
 //
 // Tests that do not touch Pulumi are unaffected: nothing here runs per test beyond clearing an array.
 import * as pulumi from "@pulumi/pulumi";
+import "./pulumi-stacks";
 
 export const MOCK_PROJECT = "kata-deploy";
 export const MOCK_STACK = "test";
