@@ -7,6 +7,9 @@
 // cmd/run-plugin/run.js, getPulumiComponents) and infers their schema from the argument interfaces.
 export { KataDeployment, KATA_DEPLOYMENT_TYPE } from "./kataDeployment";
 export type { KataDeploymentArgs, KataImageBuildArgs, KataOverheadArgs, KataRegistryArgs, KataResources } from "./kataDeployment";
+// Mixed-architecture clusters (issue 12 point 3).
+export type { KataDefaultShimByArch, KataShimsByArch } from "./kataDeployment";
+export { NODE_ARCHES, NodeArch, SHIM_ARCHES } from "./settings";
 export { KataDockerHost, DOCKER_QUICK_START_SHIMS, DOCKER_SHIMS } from "./kataDockerHost";
 export type { KataDockerHostArgs, KataDockerRegistryAuth } from "./kataDockerHost";
 export {
