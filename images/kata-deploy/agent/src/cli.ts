@@ -41,6 +41,8 @@ const USAGE = `usage:
                         [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
                         [--startup-taints KEY[:EFFECT],...]
+                        (env SHIMS_<ARCH>/DEFAULT_SHIM_<ARCH>, ARCH = X86_64|AARCH64|S390X|PPC64LE: this node's
+                        architecture's shims replace --shims/--default-shim; none listed: nothing is installed)
   kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
   kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
   kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--containerd-flavor F] [--prefix DIR]
