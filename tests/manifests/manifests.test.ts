@@ -475,7 +475,7 @@ describe("shimsByArch: RuntimeClasses select only nodes that have the shim", () 
   // match: k8s.io/api node/v1 Scheduling.NodeSelector): one architecture is one `kubernetes.io/arch` value; two of
   // three cannot be one value, so the node label the installer sets where it installed the shim.
   const cases: [string, Parameters<typeof normalizeSettings>[0], Record<string, Record<string, string>>][] = [
-    ["one architecture: nothing to confine", { shimsByArch: { arm64: ["qemu", "fc"] } }, { "kata-qemu": installed, "kata-fc": installed, kata: installed }],
+    ["one architecture: its shims, nothing to confine", { shimsByArch: { arm64: ["qemu-runtime-rs", "clh"] } }, { "kata-qemu-runtime-rs": installed, "kata-clh": installed, kata: installed }],
     [
       "two architectures, fc only on amd64",
       { shimsByArch: { amd64: ["qemu", "fc"], arm64: ["qemu"] } },
@@ -488,8 +488,8 @@ describe("shimsByArch: RuntimeClasses select only nodes that have the shim", () 
     ],
     [
       "an architecture listed without shims does not count (its nodes are never labelled installed)",
-      { shimsByArch: { amd64: ["qemu", "fc"], s390x: [] } },
-      { "kata-qemu": installed, "kata-fc": installed, kata: installed },
+      { shimsByArch: { amd64: ["qemu", "clh"], s390x: [] } },
+      { "kata-qemu": installed, "kata-clh": installed, kata: installed },
     ],
     [
       "the user's RuntimeClass node labels are kept next to the architecture",
@@ -507,12 +507,4 @@ describe("shimsByArch: RuntimeClasses select only nodes that have the shim", () 
       await assertValidManifests(allObjects(options(input)));
     });
   }
-
-  it("without shimsByArch nothing changes: every node installs shims, no architecture selector, the installer gets --shims", () => {
-    const opts = options({ shims: ["qemu", "fc"] });
-    assert.deepEqual(selectors({ shims: ["qemu", "fc"] }), { "kata-qemu": installed, "kata-fc": installed, kata: installed });
-    const installer = buildInstallerDaemonSet("containerd", opts);
-    assert.ok(container(installer).command!.includes("--shims"));
-    assert.ok(!(container(installer).env ?? []).some((variable) => variable.name.startsWith("SHIMS_")));
-  });
 });
