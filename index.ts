@@ -79,7 +79,10 @@ const args: KataDeploymentArgs = {
   image: config.get("image"),
   imageBuild: imageBuildFromConfig(),
   runtimes: config.getObject<KataDeploymentArgs["runtimes"]>("runtimes"),
-  shims: config.getObject<string[]>("shims"),
+  // shimsByArch replaces shims (refused together), and `shims` always has its Pulumi.yaml default: pass one of them.
+  shims: config.getObject("shimsByArch") === undefined ? config.getObject<string[]>("shims") : undefined,
+  shimsByArch: config.getObject<KataDeploymentArgs["shimsByArch"]>("shimsByArch"),
+  defaultShimByArch: config.getObject<KataDeploymentArgs["defaultShimByArch"]>("defaultShimByArch"),
   defaultShim: config.get("defaultShim"),
   namespace: config.get("namespace"),
   labelPrefix: config.get("labelPrefix"),

@@ -268,3 +268,58 @@ export function installPrefixProblem(prefix: unknown): string | undefined {
   return undefined;
 }
 // ---- end of Kata configuration -----------------------------------------------------------------------------
+// ---- mixed-architecture clusters (issue 12 point 3) ---------------------------------------------------------
+
+/**
+ * Node architectures, as the kubelet labels them (`kubernetes.io/arch`, Go's GOARCH) and as Kata names its
+ * release assets (images/kata-deploy/release/assets.mjs RELEASE_ARCHES).
+ */
+export const NodeArch = {
+  amd64: "amd64",
+  arm64: "arm64",
+  s390x: "s390x",
+  ppc64le: "ppc64le",
+} as const;
+export type NodeArch = (typeof NodeArch)[keyof typeof NodeArch];
+export const NODE_ARCHES: readonly NodeArch[] = Object.values(NodeArch);
+
+/** The well-known node label holding the node's architecture (k8s.io/api core/v1 well_known_labels.go LabelArchStable). */
+export const NODE_ARCH_LABEL = "kubernetes.io/arch";
+
+/**
+ * Suffix of upstream kata-deploy's per-architecture variables (4.1.0 tools/packaging/kata-deploy/binary/src/
+ * config.rs get_arch_var_or_base: `_X86_64`, `_AARCH64`, `_S390X`, `_PPC64LE`).
+ */
+const ARCH_ENV_SUFFIX: Readonly<Record<NodeArch, string>> = { amd64: "X86_64", arm64: "AARCH64", s390x: "S390X", ppc64le: "PPC64LE" };
+
+/**
+ * `SHIMS_<ARCH>`: the shims a node of that architecture installs, space-separated (upstream's variable and format).
+ * The installer container carries one per architecture the deployment configures, so its readiness probe and its
+ * preStop (which share the container's environment, not the install's flags) know them too. Unlike upstream, an
+ * architecture whose variable is absent or empty installs nothing (upstream falls back to a built-in default list).
+ */
+export const shimsEnvName = (arch: NodeArch): string => `SHIMS_${ARCH_ENV_SUFFIX[arch]}`;
+/** `DEFAULT_SHIM_<ARCH>`: the default shim of that architecture's nodes (containerd's `untrusted` alias). */
+export const defaultShimEnvName = (arch: NodeArch): string => `DEFAULT_SHIM_${ARCH_ENV_SUFFIX[arch]}`;
+
+/**
+ * Test-only: the architecture the agent takes as its node's instead of its own (`process.arch`). The agent runs in a
+ * per-platform image, so its own architecture is the node's; the tests set this to exercise other architectures on
+ * one machine. The component never sets it.
+ */
+export const TEST_NODE_ARCH_ENV = "KATA_DEPLOY_TEST_NODE_ARCH";
+
+/** The node architecture of a Node.js `process.arch` (x64, arm64, s390x, ppc64: Node.js runs only little-endian ppc64 on Linux), or undefined. */
+export function nodeArchOf(processArch: string): NodeArch | undefined {
+  const mapped: Record<string, NodeArch> = { x64: "amd64", arm64: "arm64", s390x: "s390x", ppc64: "ppc64le" };
+  return mapped[processArch];
+}
+
+/**
+ * The node label an installer sets for each shim it installed in per-architecture mode (`<prefix>/kata-<shim>`,
+ * the handler's name, = "true"), so that a RuntimeClass whose shim only some architectures have can select exactly
+ * the nodes that have it. Removed on uninstall and by the cleanup.
+ */
+export const shimLabelKey = (labelPrefix: string, shim: string): string => `${labelPrefix}/kata-${shim}`;
+
+// ---- end of mixed-architecture clusters ---------------------------------------------------------------------

@@ -15,6 +15,9 @@ export type {
   KataResources,
   KataShimConfigArgs,
 } from "./kataDeployment";
+// Mixed-architecture clusters (issue 12 point 3).
+export type { KataDefaultShimByArch, KataShimsByArch } from "./kataDeployment";
+export { NODE_ARCHES, NodeArch, SHIM_ARCHES } from "./settings";
 export { KataDockerHost, DOCKER_QUICK_START_SHIMS, DOCKER_SHIMS } from "./kataDockerHost";
 export type { KataDockerHostArgs, KataDockerRegistryAuth } from "./kataDockerHost";
 export {

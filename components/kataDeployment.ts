@@ -55,7 +55,7 @@ import {
 } from "./imageBuild";
 import { installerNodeAffinity, SettingsGuard } from "./stack-changes";
 import type { KataLogLevel } from "./contract";
-import { normalizeSettings } from "./validation";
+import { normalizeSettings, singlePlatformImageProblem } from "./validation";
 
 export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
 
@@ -366,7 +366,52 @@ export interface KataDeploymentArgs {
   /** Custom runtimes, each with its own handler and RuntimeClass. Defaults to none. */
   customRuntimes?: KataCustomRuntimeArgs[];
   // ---- end of Kata configuration ----
+  // ---- mixed-architecture clusters (issue 12 point 3) ----
+  /**
+   * Per node architecture (a `kubernetes.io/arch` value: `amd64`, `arm64`, `s390x`, `ppc64le`), the shims its nodes
+   * install, e.g. `{ amd64: ["qemu", "fc"], arm64: ["qemu"] }`; replaces `shims` (refused together with it), which
+   * becomes the union of the lists (one RuntimeClass each; the built image carries them all). Each installer installs
+   * its node's architecture's list; an architecture not listed, or listed with `[]`, gets no Kata (its nodes are
+   * reported and skipped by the install wait). A shim some of those architectures lack gets a RuntimeClass that
+   * selects only nodes that have it: `kubernetes.io/arch=<arch>` when one architecture has it, else the node label
+   * `<labelPrefix>/kata-<shim>=true` the installers set. Shims Kata does not ship for an architecture are refused.
+   * Nodes of several architectures need a multi-architecture `image` (the component builds one platform).
+   * Defaults to none: every node installs `shims`.
+   */
+  shimsByArch?: KataShimsByArch;
+  /**
+   * Per architecture in `shimsByArch`, its nodes' default shim (containerd's `untrusted` alias). While the default
+   * RuntimeClass is created, each must equal `defaultShim` (that RuntimeClass has one handler on every node).
+   * Defaults to `defaultShim` where the architecture has it, else the architecture's first shim.
+   */
+  defaultShimByArch?: KataDefaultShimByArch;
+  // ---- end of mixed-architecture clusters ----
 }
+
+// ---- mixed-architecture clusters (issue 12 point 3) ----
+/** Shims per node architecture (`kubernetes.io/arch`). */
+export interface KataShimsByArch {
+  /** Shims of x86-64 nodes. Defaults to none: no Kata there. */
+  amd64?: string[];
+  /** Shims of 64-bit Arm nodes. Defaults to none: no Kata there. */
+  arm64?: string[];
+  /** Shims of IBM Z nodes. Defaults to none: no Kata there. */
+  s390x?: string[];
+  /** Shims of little-endian POWER nodes. Defaults to none: no Kata there. */
+  ppc64le?: string[];
+}
+/** The default shim per node architecture. */
+export interface KataDefaultShimByArch {
+  /** Default shim of x86-64 nodes. Defaults to `defaultShim` if listed for amd64, else the first. */
+  amd64?: string;
+  /** Default shim of 64-bit Arm nodes. Defaults to `defaultShim` if listed for arm64, else the first. */
+  arm64?: string;
+  /** Default shim of IBM Z nodes. Defaults to `defaultShim` if listed for s390x, else the first. */
+  s390x?: string;
+  /** Default shim of little-endian POWER nodes. Defaults to `defaultShim` if listed for ppc64le, else the first. */
+  ppc64le?: string;
+}
+// ---- end of mixed-architecture clusters ----
 
 /**
  * The builders emit plain Kubernetes JSON typed by kubernetes-models (the OpenAPI schema). Pulumi's input
@@ -419,6 +464,12 @@ export class KataDeployment extends pulumi.ComponentResource {
         this,
         true,
       );
+    }
+    if (args.image === undefined) {
+      // Mixed-architecture clusters: a single-platform image cannot serve another architecture's nodes.
+      const platform = args.imageBuild?.platform ?? DEFAULT_IMAGE_PLATFORM;
+      const problem = singlePlatformImageProblem(settings, typeof platform === "string" ? platform : undefined);
+      if (problem !== undefined) throw new pulumi.ResourceError(`KataDeployment: ${problem}`, this, true);
     }
     const pullSecretCredentials = args.imageBuild?.createPullSecret === true ? registryCredentials(args.imageBuild, this) : undefined;
     // Refuses, at preview, the setting changes that cannot be applied in place (see stack-changes.ts); every
@@ -570,6 +621,10 @@ export class KataDeployment extends pulumi.ComponentResource {
       KATA_DEPLOY_TIMEOUT_SECONDS: String(installTimeoutSeconds),
       KATA_DEPLOY_INSTALLERS: image.apply((ref) => installersFingerprint(settings.runtimes.map((runtime) => buildInstallerDaemonSet(runtime, { ...podSettings, image: ref })))),
     };
+    // Mixed-architecture clusters: nodes of an architecture without shims get no Kata; the wait skips them.
+    if (settings.shimsByArch !== undefined) {
+      installEnvironment.KATA_DEPLOY_SHIM_ARCHES = Object.entries(settings.shimsByArch).filter(([, shims]) => shims.length > 0).map(([arch]) => arch).join(",");
+    }
     // A node still carrying a startup taint is not done: it stays closed to workloads (set only when there are any).
     if (settings.startupTaints.length > 0) installEnvironment.KATA_DEPLOY_STARTUP_TAINTS = JSON.stringify(settings.startupTaints);
     if (args.kubeconfig !== undefined) installEnvironment.KATA_DEPLOY_KUBECONFIG = pulumi.secret(args.kubeconfig);

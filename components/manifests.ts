@@ -18,6 +18,7 @@ import type { IPodSpec } from "kubernetes-models/v1/PodSpec" with { "resolution-
 import type { IVolume } from "kubernetes-models/v1/Volume" with { "resolution-mode": "import" };
 import type { IVolumeMount } from "kubernetes-models/v1/VolumeMount" with { "resolution-mode": "import" };
 import type { IObjectMeta } from "@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta" with { "resolution-mode": "import" };
+import { defaultShimEnvName, shimsEnvName } from "./contract";
 import {
   ARTIFACTS_DIR,
   CONTAINER_RUNTIMES,
@@ -28,7 +29,10 @@ import {
   KataSettings,
   labelKeys,
   ManifestOptions,
+  NODE_ARCH_LABEL,
+  NodeArch,
   RUNTIME_CONFIG_DIRS,
+  shimLabelKey,
   TOLERATE_EVERYTHING,
   Toleration,
 } from "./settings";
@@ -316,8 +320,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       "--runtime", runtime,
       "--host-root", HOST_ROOT,
       "--artifacts", ARTIFACTS_DIR,
-      "--shims", opts.shims.join(","),
-      "--default-shim", opts.defaultShim,
+      ...shimArgs(opts),
       "--restart", "systemd",
       ...flavorArgs,
       ...prefixArgs(opts),
@@ -333,6 +336,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       ...pullPathEnv(runtime, opts),
       // Kata's own configuration (install only: uninstall removes what the install recorded).
       ...(kataConfig === undefined ? [] : [{ name: AGENT_ENV.kataConfig, value: JSON.stringify(kataConfig) }]),
+      ...shimsByArchEnv(opts),
     ],
     securityContext: { privileged: true },
     resources: structuredClone(opts.resources.installer),
@@ -433,11 +437,12 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
  * custom runtime's name), scheduled like its base shim.
  */
 export function buildRuntimeClasses(
-  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName" | "customRuntimes">,
+  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName" | "customRuntimes" | "shimsByArch">,
 ): RuntimeClassManifest[] {
   const installed = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
   const runtimeClass = (name: string, shim: string): RuntimeClassManifest => {
-    const { overhead, nodeSelector } = settings.runtimeClasses[shim];
+    const { overhead } = settings.runtimeClasses[shim];
+    const nodeSelector = { ...archSelector(settings, shim), ...settings.runtimeClasses[shim].nodeSelector };
     return {
       apiVersion: "node.k8s.io/v1",
       kind: "RuntimeClass",
@@ -477,6 +482,52 @@ export function kataNodeConfigOf(settings: Pick<KataSettings, "shimConfig" | "cu
   return { ...(shims ? { shims } : {}), ...(customRuntimes.length > 0 ? { customRuntimes } : {}) };
 }
 // ---- end of Kata configuration ----------------------------------------------------------------------------
+
+// ---- mixed-architecture clusters (issue 12 point 3) ---------------------------------------------------------
+
+/**
+ * The installer's shim flags: `--shims`/`--default-shim` for one list on every node; none with `shimsByArch`,
+ * whose lists travel in the container's environment (shimsByArchEnv), where the readiness probe and the preStop
+ * see them too.
+ */
+function shimArgs(opts: Pick<KataSettings, "shims" | "defaultShim" | "shimsByArch">): string[] {
+  return opts.shimsByArch === undefined ? ["--shims", opts.shims.join(","), "--default-shim", opts.defaultShim] : [];
+}
+
+/**
+ * Upstream kata-deploy's per-architecture variables (4.1.0 helm-chart `_helpers.tpl` kata-deploy.commonEnv):
+ * `SHIMS_<ARCH>` (space-separated) for every architecture in `shimsByArch`, empty for one without shims, and
+ * `DEFAULT_SHIM_<ARCH>` for those with shims. The agent installs its own architecture's list (nothing when absent).
+ */
+function shimsByArchEnv(opts: Pick<KataSettings, "shimsByArch" | "defaultShimByArch">): IEnvVar[] {
+  if (opts.shimsByArch === undefined) return [];
+  const env: IEnvVar[] = [];
+  for (const [arch, shims] of Object.entries(opts.shimsByArch) as [NodeArch, string[]][]) {
+    env.push({ name: shimsEnvName(arch), value: shims.join(" ") });
+    const defaultShim = opts.defaultShimByArch?.[arch];
+    if (defaultShim !== undefined) env.push({ name: defaultShimEnvName(arch), value: defaultShim });
+  }
+  return env;
+}
+
+/**
+ * The node labels that confine `shim`'s RuntimeClass to the architectures that install it. Without `shimsByArch`,
+ * or for a shim every architecture with shims installs: none (`<prefix>/kata-runtime=true` is set only where an
+ * architecture's shims were installed). A shim of exactly one of them: `kubernetes.io/arch=<arch>`. A shim of
+ * several but not all: a RuntimeClass nodeSelector is a map (ANDed), so it cannot say "amd64 or arm64"; the
+ * per-shim label `<prefix>/kata-<shim>=true`, which the installer sets on the nodes where it installed the shim.
+ * (Upstream's chart adds no architecture selector at all, so a pod may land on a node without its handler.)
+ */
+export function archSelector(settings: Pick<KataSettings, "shimsByArch" | "labelPrefix">, shim: string): Record<string, string> {
+  if (settings.shimsByArch === undefined) return {};
+  const withShims = Object.entries(settings.shimsByArch).filter(([, shims]) => shims.length > 0);
+  const having = withShims.filter(([, shims]) => shims.includes(shim)).map(([arch]) => arch);
+  if (having.length === withShims.length) return {};
+  if (having.length === 1) return { [NODE_ARCH_LABEL]: having[0] };
+  return { [shimLabelKey(settings.labelPrefix, shim)]: "true" };
+}
+
+// ---- end of mixed-architecture clusters ---------------------------------------------------------------------
 
 /** Registry login for the image pull Secret; all three come from the image build's push credentials. */
 export interface RegistryCredentials {

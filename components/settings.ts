@@ -1,7 +1,7 @@
 // The vocabulary shared by the argument validation, the pure manifest builders, the Pulumi component
 // and the YAML renderer. Plain data only: importing this file has no side effects. What the node agent must
 // agree on (runtimes, flavours, labels, paths, flags) is in contract.ts, which the agent imports too.
-import { ContainerdFlavor, ContainerRuntime, StartupTaint, TaintEffect, type KataShimConfig } from "./contract";
+import { ContainerdFlavor, ContainerRuntime, NodeArch, StartupTaint, TaintEffect, type KataShimConfig } from "./contract";
 
 export {
   ARTIFACTS_DIR,
@@ -17,6 +17,8 @@ export {
 // Startup taints (issue 12 point 5): shared with the agent.
 export { formatStartupTaints, TAINT_EFFECTS, TaintEffect } from "./contract";
 export type { StartupTaint } from "./contract";
+// Mixed-architecture clusters (issue 12 point 3): shared with the agent.
+export { NODE_ARCH_LABEL, NODE_ARCHES, NodeArch, shimLabelKey } from "./contract";
 
 /** Host directory holding the runtime's configuration, per runtime and containerd flavor. */
 export const RUNTIME_CONFIG_DIRS: Record<ContainerdFlavor, string> & { crio: string } = {
@@ -280,6 +282,16 @@ export interface KataSettings {
   startupTaints: StartupTaint[];
   /** imagePullPolicy of every container. */
   imagePullPolicy: ImagePullPolicy;
+  // ---- mixed-architecture clusters (issue 12 point 3) ----
+  /**
+   * Per node architecture, the shims its nodes install (a list may be empty: that architecture gets no Kata);
+   * undefined: every node installs `shims` whatever its architecture. When set, `shims` is the union of the lists
+   * and architectures not listed install nothing.
+   */
+  shimsByArch?: Partial<Record<NodeArch, string[]>>;
+  /** Per architecture that has shims, its default shim (containerd's `untrusted` alias); set exactly when `shimsByArch` is. */
+  defaultShimByArch?: Partial<Record<NodeArch, string>>;
+  // ---- end of mixed-architecture clusters ----
   /** Extra labels of every DaemonSet's pods (never in a DaemonSet's selector, which is immutable). */
   podLabels: Record<string, string>;
   /** Annotations of every DaemonSet's pods. */
@@ -315,3 +327,29 @@ export interface ManifestOptions extends KataSettings {
   /** Image reference, ideally pinned by digest (`repo@sha256:...`). */
   image: string;
 }
+
+// ---- mixed-architecture clusters (issue 12 point 3) ---------------------------------------------------------
+
+/**
+ * The architectures Kata 4.1.0 ships each known shim for: kata-containers/kata-containers
+ * tools/packaging/kata-deploy/binary/src/config.rs at tag 4.1.0, get_default_shims_for_arch (what kata-deploy
+ * installs by default on x86_64, aarch64, s390x, ppc64le, i.e. the shims whose configuration that architecture's
+ * release assets carry). The chart's `supportedArches` (values.yaml) is narrower for fc, clh and dragonball
+ * (amd64 only), but the aarch64 assets carry them (local-build/Makefile builds firecracker-tarball on aarch64).
+ * Shims of older releases (`qemu-sev`, `cloud-hypervisor`) and `stratovirt` are not in that list: the project does
+ * not know their architectures and does not check them.
+ */
+export const SHIM_ARCHES: Readonly<Record<string, readonly NodeArch[]>> = {
+  qemu: ["amd64", "arm64", "s390x", "ppc64le"],
+  "qemu-runtime-rs": ["amd64", "arm64", "s390x", "ppc64le"],
+  "qemu-coco-dev": ["amd64", "s390x"],
+  "qemu-tdx": ["amd64"],
+  "qemu-snp": ["amd64"],
+  "qemu-se": ["s390x"],
+  "qemu-nvidia-gpu": ["amd64", "arm64"],
+  fc: ["amd64", "arm64"],
+  clh: ["amd64", "arm64"],
+  dragonball: ["amd64", "arm64"],
+};
+
+// ---- end of mixed-architecture clusters ---------------------------------------------------------------------

@@ -37,6 +37,9 @@ import {
   NODE_SELECTOR_OPERATORS,
   NodeSelectorOperator,
   NodeSelectorTerm,
+  NODE_ARCHES,
+  NodeArch,
+  SHIM_ARCHES,
   PodOverhead,
   RESOURCE_NAMES,
   RESOURCE_TARGETS,
@@ -88,6 +91,10 @@ export interface KataSettingsInput {
   shimConfig?: Readonly<Record<string, Readonly<KataShimConfig>>>;
   customRuntimes?: readonly Readonly<{ name: string; baseShim: string; dropIn?: string; overhead?: Partial<PodOverhead> }>[];
   // ---- end of Kata configuration ----
+  // Mixed-architecture clusters (issue 12 point 3).
+  // Keys are checked at run time (config is untyped); the type only says what is meant.
+  shimsByArch?: Readonly<Partial<Record<NodeArch, readonly string[]>>>;
+  defaultShimByArch?: Readonly<Partial<Record<NodeArch, string>>>;
 }
 
 /** Namespaces Kubernetes itself owns: the component may deploy into them but never creates or deletes them. */
@@ -150,9 +157,11 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   };
 
   const runtimes = uniqueList("runtimes", input.runtimes ?? DEFAULT_RUNTIMES, CONTAINER_RUNTIMES, fail);
-  const shims = uniqueList("shims", input.shims ?? DEFAULT_SHIMS, KNOWN_SHIMS, fail);
+  // Mixed-architecture clusters: with shimsByArch, `shims` is the union of its lists.
+  const byArch = normalizeShimsByArch(input, fail);
+  const shims = byArch?.shims ?? uniqueList("shims", input.shims ?? DEFAULT_SHIMS, KNOWN_SHIMS, fail);
 
-  const defaultShim = input.defaultShim ?? shims[0];
+  const defaultShim = input.defaultShim ?? byArch?.commonDefault ?? shims[0];
   if (!shims.includes(defaultShim)) {
     fail("defaultShim", `is ${quote(defaultShim)}, which is not in shims; allowed values: ${shims.join(", ")}`);
   }
@@ -207,6 +216,8 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   if (clash !== undefined) {
     fail("defaultRuntimeClassName", `is ${quote(defaultRuntimeClassName)}, the name of shim ${clash}'s own RuntimeClass; choose another name (default ${quote(DEFAULT_RUNTIME_CLASS_NAME)})`);
   }
+
+  const defaultShimByArch = byArch === undefined ? undefined : normalizeDefaultShimByArch(byArch.shimsByArch, input.defaultShimByArch, defaultShim, createDefaultRuntimeClass, fail);
 
   const ownLabels = Object.values(labelKeys(labelPrefix));
   const nodeSelector = input.nodeSelector ?? {};
@@ -290,6 +301,7 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     installPrefix,
     shimConfig,
     customRuntimes,
+    ...(byArch !== undefined ? { shimsByArch: byArch.shimsByArch, defaultShimByArch } : {}),
   };
 }
 
@@ -727,3 +739,107 @@ function uniqueList(
   });
   return [...seen];
 }
+
+// ---- mixed-architecture clusters (issue 12 point 3) ---------------------------------------------------------
+
+/**
+ * `shimsByArch`: per architecture (a `kubernetes.io/arch` value) the shims its nodes install. Each list holds known
+ * shims, each at most once, that Kata ships for that architecture (SHIM_ARCHES); a list may be empty (that
+ * architecture gets no Kata), but some list must not be. Refused together with `shims`, which it replaces (`shims`
+ * becomes the union of the lists, in the order they name them). `commonDefault`: the one `defaultShimByArch` value
+ * when all given ones agree, which then is the default of `defaultShim`.
+ */
+function normalizeShimsByArch(input: KataSettingsInput, fail: Fail): { shimsByArch: Partial<Record<NodeArch, string[]>>; shims: string[]; commonDefault?: string } | undefined {
+  const given: unknown = input.shimsByArch;
+  if (given === undefined) {
+    if (input.defaultShimByArch !== undefined) fail("defaultShimByArch", "is set without shimsByArch; set shimsByArch too (the shims of each architecture), or use defaultShim");
+    return undefined;
+  }
+  const example = '{"amd64": ["qemu", "fc"], "arm64": ["qemu"]}';
+  if (!isPlainObject(given)) return fail("shimsByArch", `is ${quote(given)}; it must map node architectures to shim lists, e.g. ${example}`);
+  if (input.shims !== undefined) {
+    fail("shims", "is set together with shimsByArch, which replaces it (the RuntimeClasses and the image then cover the union of shimsByArch's lists); remove shims");
+  }
+  const shimsByArch: Partial<Record<NodeArch, string[]>> = {};
+  for (const [arch, list] of Object.entries(given)) {
+    if (!(NODE_ARCHES as readonly string[]).includes(arch)) {
+      fail(`shimsByArch.${arch}`, `is not a node architecture (a kubernetes.io/arch value Kata publishes releases for); ${allowed(NODE_ARCHES)}`);
+    }
+    if (!Array.isArray(list)) return fail(`shimsByArch.${arch}`, `is ${quote(list)}; it must be a list of shims, e.g. ${example} (an empty list: no Kata on ${arch} nodes)`);
+    const shims = list.length === 0 ? [] : uniqueList(`shimsByArch.${arch}`, list, KNOWN_SHIMS, fail);
+    shims.forEach((shim, index) => {
+      const arches = SHIM_ARCHES[shim];
+      if (arches !== undefined && !arches.includes(arch as NodeArch)) {
+        fail(
+          `shimsByArch.${arch}[${index}]`,
+          `is ${quote(shim)}, which Kata ships for ${arches.join(", ")} only, not for ${arch} (kata-containers 4.1.0 kata-deploy get_default_shims_for_arch); remove it from shimsByArch.${arch}`,
+        );
+      }
+    });
+    shimsByArch[arch as NodeArch] = shims;
+  }
+  const union = [...new Set(Object.values(shimsByArch).flat())];
+  if (union.length === 0) fail("shimsByArch", `lists no shim for any architecture; give at least one, e.g. ${example}`);
+  const defaults: unknown = input.defaultShimByArch ?? {};
+  if (!isPlainObject(defaults)) return fail("defaultShimByArch", `is ${quote(defaults)}; it must map node architectures to one shim each, e.g. {"amd64": "qemu"}`);
+  // One default given for every architecture with shims: it is the deployment's default too (the `kata` RuntimeClass).
+  const withShims = Object.entries(shimsByArch).filter(([, list]) => list.length > 0).map(([arch]) => arch);
+  const distinct = [...new Set(withShims.map((arch) => defaults[arch]))];
+  return { shimsByArch, shims: union, ...(distinct.length === 1 && typeof distinct[0] === "string" ? { commonDefault: distinct[0] } : {}) };
+}
+
+/**
+ * Each architecture's default shim: `defaultShimByArch.<arch>`, else `defaultShim` when that architecture has it,
+ * else its first shim. It is what the node agent points containerd's `untrusted` alias at. The `kata` RuntimeClass
+ * has a single handler (`kata-<defaultShim>`) for every node, so an explicit per-architecture default other than
+ * `defaultShim` is refused while it is created: a per-node alias handler is not implemented.
+ */
+function normalizeDefaultShimByArch(
+  shimsByArch: Partial<Record<NodeArch, string[]>>,
+  given: Readonly<Partial<Record<NodeArch, string>>> | undefined,
+  defaultShim: string,
+  createDefaultRuntimeClass: boolean,
+  fail: Fail,
+): Partial<Record<NodeArch, string>> {
+  const explicit: Readonly<Partial<Record<string, string>>> = given ?? {};
+  for (const [arch, shim] of Object.entries(explicit)) {
+    const shims = shimsByArch[arch as NodeArch];
+    if (shims === undefined || shims.length === 0) {
+      const withShims = Object.entries(shimsByArch).filter(([, list]) => list.length > 0).map(([name]) => name);
+      fail(`defaultShimByArch.${arch}`, `names an architecture without shims in shimsByArch; allowed keys: ${withShims.join(", ")}`);
+    }
+    if (typeof shim !== "string" || !shims!.includes(shim)) fail(`defaultShimByArch.${arch}`, `is ${quote(shim)}, which is not in shimsByArch.${arch}; allowed values: ${shims!.join(", ")}`);
+    if (createDefaultRuntimeClass && shim !== defaultShim) {
+      fail(
+        `defaultShimByArch.${arch}`,
+        `is ${quote(shim)}, but the default RuntimeClass has one handler, kata-${defaultShim} (defaultShim), on every node whatever its architecture; ` +
+          `use the same default shim on every architecture (set defaultShim), or set createDefaultRuntimeClass to false (defaultShimByArch then picks only each node's containerd untrusted alias)`,
+      );
+    }
+  }
+  const result: Partial<Record<NodeArch, string>> = {};
+  for (const [arch, shims] of Object.entries(shimsByArch) as [NodeArch, string[]][]) {
+    if (shims.length === 0) continue;
+    result[arch] = explicit[arch] ?? (shims.includes(defaultShim) ? defaultShim : shims[0]);
+  }
+  return result;
+}
+
+/**
+ * Why a component-built image cannot serve `shimsByArch`, or undefined: the component builds one platform
+ * (`imageBuild.platform`, @pulumi/docker's Image builds a single one), so nodes of another architecture could not
+ * run the image. `platform` undefined: not known at preview (an Output), not checked.
+ */
+export function singlePlatformImageProblem(settings: Pick<KataSettings, "shimsByArch">, platform: string | undefined): string | undefined {
+  if (settings.shimsByArch === undefined || platform === undefined) return undefined;
+  const builtArch = platform.split("/")[1];
+  const others = Object.entries(settings.shimsByArch).filter(([arch, shims]) => shims.length > 0 && arch !== builtArch).map(([arch]) => arch);
+  if (others.length === 0) return undefined;
+  const platforms = [...new Set([builtArch, ...others])].map((arch) => `linux/${arch}`).join(",");
+  return (
+    `shimsByArch lists shims for ${others.join(", ")}, but the component builds the image for one platform only (imageBuild.platform ${platform}), ` +
+    `which nodes of ${others.join(", ")} cannot run; push a multi-architecture image (\`npm run image:push -- --platform ${platforms}\`) and set image to it`
+  );
+}
+
+// ---- end of mixed-architecture clusters ---------------------------------------------------------------------

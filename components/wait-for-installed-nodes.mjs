@@ -30,6 +30,8 @@
 //   KATA_DEPLOY_STARTUP_TAINTS     JSON array of {key, effect?}: the taints the installers remove (default [])
 //   KATA_DEPLOY_INSTALL_ATTEMPTS   failures of one node's installer before the wait fails (default 2)
 //   KATA_DEPLOY_POLL_SECONDS       poll interval (default 5)
+//   KATA_DEPLOY_SHIM_ARCHES        comma-separated node architectures that have shims (shimsByArch); unset: every
+//                                  architecture. A node whose kubernetes.io/arch is not listed gets no Kata: skipped.
 import * as k8s from "@kubernetes/client-node";
 import {
   badSetting,
@@ -68,6 +70,9 @@ const nodeAffinity = jsonSetting(env, "KATA_DEPLOY_NODE_AFFINITY", undefined, is
 const timeoutSeconds = positiveNumber(env, "KATA_DEPLOY_TIMEOUT_SECONDS", 1200);
 const pollSeconds = positiveNumber(env, "KATA_DEPLOY_POLL_SECONDS", 5);
 const attempts = positiveNumber(env, "KATA_DEPLOY_INSTALL_ATTEMPTS", 2);
+// Mixed-architecture clusters (issue 12 point 3): the installer on a node of another architecture installs nothing
+// and never labels the node installed, so waiting for it would only run into the deadline.
+const shimArches = env.KATA_DEPLOY_SHIM_ARCHES === undefined ? undefined : commaList(env.KATA_DEPLOY_SHIM_ARCHES);
 
 /**
  * @typedef {{ installed: string[]; pending: string[]; failed: string[]; skipped: string[] }} Survey
@@ -90,6 +95,11 @@ async function survey(core) {
     if (verdict === undefined) continue;
     if (verdict.skip !== undefined) {
       result.skipped.push(`${name}: ${verdict.skip}`);
+      continue;
+    }
+    const arch = node.metadata?.labels?.["kubernetes.io/arch"];
+    if (shimArches !== undefined && !shimArches.includes(arch ?? "")) {
+      result.skipped.push(`${name}: its architecture ${arch ?? "(no kubernetes.io/arch label)"} has no shims in shimsByArch (only ${shimArches.join(", ")} do)`);
       continue;
     }
     const labelled = node.metadata?.labels?.[kataRuntime] === "true";

@@ -527,3 +527,47 @@ describe("registry pull Secret", () => {
     assert.equal(Buffer.from(entry.auth, "base64").toString("utf8"), "ci:p@ss:word");
   });
 });
+
+// ---- mixed-architecture clusters (issue 12 point 3) ---------------------------------------------------------
+describe("shimsByArch: RuntimeClasses select only nodes that have the shim", () => {
+  const selectors = (input: Parameters<typeof normalizeSettings>[0]): Record<string, Record<string, string>> =>
+    Object.fromEntries(buildRuntimeClasses(normalizeSettings(input)).map((rc) => [rc.metadata.name, rc.scheduling?.nodeSelector ?? {}]));
+  const installed = { "kata-containers.io/kata-runtime": "true" };
+
+  // Expected per architecture set, from what a RuntimeClass nodeSelector can express (a map of labels that must all
+  // match: k8s.io/api node/v1 Scheduling.NodeSelector): one architecture is one `kubernetes.io/arch` value; two of
+  // three cannot be one value, so the node label the installer sets where it installed the shim.
+  const cases: [string, Parameters<typeof normalizeSettings>[0], Record<string, Record<string, string>>][] = [
+    ["one architecture: its shims, nothing to confine", { shimsByArch: { arm64: ["qemu-runtime-rs", "clh"] } }, { "kata-qemu-runtime-rs": installed, "kata-clh": installed, kata: installed }],
+    [
+      "two architectures, fc only on amd64",
+      { shimsByArch: { amd64: ["qemu", "fc"], arm64: ["qemu"] } },
+      { "kata-qemu": installed, "kata-fc": { ...installed, "kubernetes.io/arch": "amd64" }, kata: installed },
+    ],
+    [
+      "three architectures, fc on two of them; the default RuntimeClass follows its shim",
+      { shimsByArch: { amd64: ["fc", "qemu"], arm64: ["fc", "qemu"], ppc64le: ["qemu"] } },
+      { "kata-fc": { ...installed, "kata-containers.io/kata-fc": "true" }, "kata-qemu": installed, kata: { ...installed, "kata-containers.io/kata-fc": "true" } },
+    ],
+    [
+      "an architecture listed without shims does not count (its nodes are never labelled installed)",
+      { shimsByArch: { amd64: ["qemu", "clh"], s390x: [] } },
+      { "kata-qemu": installed, "kata-clh": installed, kata: installed },
+    ],
+    [
+      "the user's RuntimeClass node labels are kept next to the architecture",
+      { labelPrefix: "example.com", shimsByArch: { amd64: ["qemu", "qemu-tdx"], arm64: ["qemu"], s390x: ["qemu"] }, runtimeClassNodeSelector: { "qemu-tdx": { "intel.feature.node.kubernetes.io/tdx": "true" } } },
+      {
+        "kata-qemu": { "example.com/kata-runtime": "true" },
+        "kata-qemu-tdx": { "example.com/kata-runtime": "true", "kubernetes.io/arch": "amd64", "intel.feature.node.kubernetes.io/tdx": "true" },
+        kata: { "example.com/kata-runtime": "true" },
+      },
+    ],
+  ];
+  for (const [label, input, expected] of cases) {
+    it(label, async () => {
+      assert.deepEqual(selectors(input), expected);
+      await assertValidManifests(allObjects(options(input)));
+    });
+  }
+});

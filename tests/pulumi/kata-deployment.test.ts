@@ -296,6 +296,17 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["guestPull for a shim not deployed", { guestPull: ["qemu-coco-dev"] }, /guestPull\[0\] is "qemu-coco-dev"; allowed values: qemu, fc$/],
       ["repeated guestPull", { guestPull: ["qemu", "qemu"] }, /guestPull\[1\] repeats "qemu"/],
       // --- end snapshotter / guest pull ---
+      // Mixed-architecture clusters (issue 12 point 3).
+      ["shimsByArch with shims", { shims: ["qemu"], shimsByArch: { amd64: ["qemu"] } }, /shims is set together with shimsByArch, which replaces it .*; remove shims/],
+      ["shimsByArch with an architecture Kubernetes does not name so", { shimsByArch: { x86_64: ["qemu"] } as KataDeploymentArgs["shimsByArch"] }, /shimsByArch.x86_64 is not a node architecture .*; allowed values: amd64, arm64, s390x, ppc64le/],
+      ["shimsByArch with a shim Kata does not ship for the architecture", { shimsByArch: { amd64: ["qemu", "fc"], s390x: ["qemu", "fc"] } }, /shimsByArch.s390x\[1\] is "fc", which Kata ships for amd64, arm64 only, not for s390x .*; remove it from shimsByArch.s390x/],
+      ["shimsByArch with an unknown shim", { shimsByArch: { arm64: ["qemu", "vmware"] } }, /shimsByArch.arm64\[1\] is "vmware"; allowed values: qemu/],
+      ["shimsByArch without any shim", { shimsByArch: { amd64: [], arm64: [] } }, /shimsByArch lists no shim for any architecture; give at least one/],
+      ["shimsByArch with a list that is not one", { shimsByArch: { amd64: "qemu" as unknown as string[] } }, /shimsByArch.amd64 is "qemu"; it must be a list of shims/],
+      ["defaultShimByArch without shimsByArch", { defaultShimByArch: { amd64: "qemu" } }, /defaultShimByArch is set without shimsByArch/],
+      ["defaultShimByArch not in that architecture's shims", { shimsByArch: { amd64: ["qemu", "fc"], arm64: ["qemu"] }, defaultShimByArch: { arm64: "fc" } }, /defaultShimByArch.arm64 is "fc", which is not in shimsByArch.arm64; allowed values: qemu$/],
+      ["defaultShimByArch for an architecture without shims", { shimsByArch: { amd64: ["qemu"], arm64: [] }, defaultShimByArch: { arm64: "qemu" } }, /defaultShimByArch.arm64 names an architecture without shims in shimsByArch; allowed keys: amd64$/],
+      ["different default shims per architecture with the default RuntimeClass", { shimsByArch: { amd64: ["qemu", "qemu-runtime-rs"], arm64: ["qemu", "qemu-runtime-rs"] }, defaultShimByArch: { amd64: "qemu", arm64: "qemu-runtime-rs" } }, /defaultShimByArch.arm64 is "qemu-runtime-rs", but the default RuntimeClass has one handler, kata-qemu \(defaultShim\), on every node .*set createDefaultRuntimeClass to false/],
       ["createPullSecret without a password", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "ci" }, createPullSecret: true } }, /imageBuild.createPullSecret is true but imageBuild.registry.password is not set/],
     ];
     for (const [label, args, message] of cases) {
@@ -507,6 +518,74 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       // Through the dynamic provider's check, as `pulumi preview` runs it.
       const check = await guardProvider.check!(before, { ...recorded, installerNodeAffinity: required });
       assert.equal(check.failures?.length, 1);
+    });
+  });
+
+  // ---- mixed-architecture clusters (issue 12 point 3) ----
+  describe("shimsByArch (mixed-architecture clusters)", () => {
+    const RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass";
+    const selectorOf = (name: string): Record<string, string> =>
+      (registrationNamed(`kata-runtimeclass-${name}`).inputs as { scheduling: { nodeSelector: Record<string, string> } }).scheduling.nodeSelector;
+    const installerEnv = (): Record<string, string> =>
+      Object.fromEntries(
+        (registrationNamed("kata-installer-containerd").inputs as { spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } } }).spec.template.spec.containers[0].env
+          .filter((variable) => variable.value !== undefined)
+          .map((variable) => [variable.name, variable.value!]),
+      );
+
+    it("one RuntimeClass per shim of any architecture, each selecting only nodes that have it; the installers carry upstream's per-architecture variables", async () => {
+      await deploy("kata", { runtimes: ["containerd"], shimsByArch: { amd64: ["qemu", "fc", "qemu-tdx"], arm64: ["qemu", "fc"], s390x: ["qemu", "qemu-se"] } });
+      const names = registrationsOfType(RUNTIME_CLASS).map((registration) => registration.name).sort();
+      assert.deepEqual(names, ["kata-runtimeclass-kata", "kata-runtimeclass-kata-fc", "kata-runtimeclass-kata-qemu", "kata-runtimeclass-kata-qemu-se", "kata-runtimeclass-kata-qemu-tdx"]);
+      const installed = { "kata-containers.io/kata-runtime": "true" };
+      assert.deepEqual(selectorOf("kata-qemu"), installed, "qemu is on every architecture");
+      assert.deepEqual(selectorOf("kata"), installed, "the default RuntimeClass (qemu, the first shim) too");
+      assert.deepEqual(selectorOf("kata-qemu-tdx"), { ...installed, "kubernetes.io/arch": "amd64" }, "one architecture: kubernetes.io/arch");
+      assert.deepEqual(selectorOf("kata-qemu-se"), { ...installed, "kubernetes.io/arch": "s390x" });
+      // amd64 and arm64 but not s390x: a nodeSelector cannot OR two architectures, so the per-shim node label.
+      assert.deepEqual(selectorOf("kata-fc"), { ...installed, "kata-containers.io/kata-fc": "true" });
+      const env = installerEnv();
+      assert.equal(env.SHIMS_X86_64, "qemu fc qemu-tdx");
+      assert.equal(env.SHIMS_AARCH64, "qemu fc");
+      assert.equal(env.SHIMS_S390X, "qemu qemu-se");
+      assert.equal(env.SHIMS_PPC64LE, undefined, "ppc64le is not configured");
+      assert.deepEqual([env.DEFAULT_SHIM_X86_64, env.DEFAULT_SHIM_AARCH64, env.DEFAULT_SHIM_S390X], ["qemu", "qemu", "qemu"]);
+      const command = (registrationNamed("kata-installer-containerd").inputs as { spec: { template: { spec: { containers: { command: string[] }[] } } } }).spec.template.spec.containers[0].command;
+      assert.ok(!command.includes("--shims") && !command.includes("--default-shim"), "the lists travel in the environment only");
+      const waitEnv = registrationNamed("kata-wait-for-installed-nodes").inputs.environment as Record<string, string>;
+      assert.equal(waitEnv.KATA_DEPLOY_SHIM_ARCHES, "amd64,arm64,s390x");
+      for (const registration of registrations().filter((r) => r.type.startsWith("kubernetes:"))) {
+        assert.deepEqual(await schemaProblems({ ...(registration.inputs as object) } as never), [], registration.name);
+      }
+    });
+
+    it("an architecture listed without shims gets no Kata: no variable content, no default, left out of the install wait", async () => {
+      await deploy("kata", { runtimes: ["containerd"], shimsByArch: { amd64: ["qemu-runtime-rs", "qemu"], ppc64le: [] }, defaultShimByArch: { amd64: "qemu-runtime-rs" } });
+      const env = installerEnv();
+      assert.equal(env.SHIMS_PPC64LE, "", "present and empty: the agent installs nothing there");
+      assert.equal(env.DEFAULT_SHIM_PPC64LE, undefined);
+      assert.equal(env.DEFAULT_SHIM_X86_64, "qemu-runtime-rs");
+      assert.equal((registrationNamed("kata-wait-for-installed-nodes").inputs.environment as Record<string, string>).KATA_DEPLOY_SHIM_ARCHES, "amd64");
+      assert.equal((registrationNamed("kata-runtimeclass-kata").inputs as { handler: string }).handler, "kata-qemu-runtime-rs", "defaultShim follows defaultShimByArch");
+    });
+
+    it("different default shims per architecture are accepted without the default RuntimeClass", async () => {
+      await deploy("kata", { runtimes: ["containerd"], createDefaultRuntimeClass: false, shimsByArch: { amd64: ["qemu", "qemu-runtime-rs"], arm64: ["qemu", "qemu-runtime-rs"] }, defaultShimByArch: { arm64: "qemu-runtime-rs" } });
+      const env = installerEnv();
+      assert.deepEqual([env.DEFAULT_SHIM_X86_64, env.DEFAULT_SHIM_AARCH64], ["qemu", "qemu-runtime-rs"]);
+    });
+
+    it("refuses shims for another architecture than the one image the component builds, naming the multi-architecture way", async () => {
+      const build = { repository: "registry.example.com/kata-deploy" };
+      assert.throws(
+        () => new KataDeployment("kata", { imageBuild: build, shimsByArch: { amd64: ["qemu"], arm64: ["qemu"] } }),
+        (error: unknown) =>
+          pulumi.ResourceError.isInstance(error) &&
+          /shimsByArch lists shims for arm64, but the component builds the image for one platform only \(imageBuild.platform linux\/amd64\).*`npm run image:push -- --platform linux\/amd64,linux\/arm64`\) and set image to it/.test(error.message),
+      );
+      assert.throws(() => new KataDeployment("kata2", { imageBuild: { ...build, platform: "linux/arm64" }, shimsByArch: { amd64: ["qemu"], arm64: ["qemu"] } }), /shimsByArch lists shims for amd64/);
+      await settled();
+      assert.deepEqual(registrations().map((registration) => registration.type), [COMPONENT, COMPONENT], "no child registered");
     });
   });
 

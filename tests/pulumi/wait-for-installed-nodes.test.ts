@@ -241,6 +241,22 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
     });
   });
 
+  // ---- mixed-architecture clusters (issue 12 point 3) ----
+  it("shimsByArch: skips nodes whose architecture has no shims, naming the architecture, and waits for the others", async () => {
+    // The installer on an s390x node of a deployment with shims for amd64 and arm64 installs nothing and never labels
+    // the node installed; without the skip the wait would run into its deadline.
+    kube.putNode(node("x86", "containerd://1.7.24", { "kubernetes.io/arch": "amd64", [`${P}/container-runtime`]: "containerd" }));
+    kube.putNode(node("arm", "containerd://1.7.24", { "kubernetes.io/arch": "arm64", [`${P}/container-runtime`]: "containerd", [`${P}/kata-runtime`]: "true" }));
+    kube.putNode(node("z", "containerd://1.7.24", { "kubernetes.io/arch": "s390x", [`${P}/container-runtime`]: "containerd" }));
+    const result = await runWait({ KATA_DEPLOY_SHIM_ARCHES: "amd64,arm64", KATA_DEPLOY_TIMEOUT_SECONDS: "10" }, (lists) => {
+      if (lists === 3) label("x86", { [`${P}/kata-runtime`]: "true" });
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /not installing on 1 node\(s\): z: its architecture s390x has no shims in shimsByArch \(only amd64, arm64 do\)/);
+    assert.match(result.stdout, /waiting for Kata on 1 node\(s\): x86/);
+    assert.match(result.stdout, /installed on every selected node \(2\): (x86, arm|arm, x86)/);
+  });
+
   it("times out naming the nodes that never became ready, and how to look at them", async () => {
     kube.putNode(node("n1", "containerd://1.7.24", { [`${P}/container-runtime`]: "containerd", [`${P}/kata-runtime`]: "true" }));
     kube.putNode(node("stuck", "containerd://1.7.24", { [`${P}/container-runtime`]: "containerd" }));

@@ -17,6 +17,8 @@ import {
   parseStartupTaints,
   type StartupTaint,
 } from "../../../../components/contract";
+// Mixed-architecture clusters (issue 12 point 3).
+import { defaultShimEnvName, NODE_ARCHES, nodeArchOf, shimLabelKey, shimsEnvName, TEST_NODE_ARCH_ENV, type NodeArch } from "../../../../components/contract";
 import type { ContainerdConfigVersion, ContainerdFlavor } from "./runtimes/containerd/layout";
 import type { DockerRuntimeForm } from "./runtimes/docker/config";
 import { install, status, uninstall, type Target } from "./lifecycle/operations";
@@ -40,6 +42,8 @@ const USAGE = `usage:
                         [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
                         [--startup-taints KEY[:EFFECT],...]
+                        (env SHIMS_<ARCH>/DEFAULT_SHIM_<ARCH>, ARCH = X86_64|AARCH64|S390X|PPC64LE: this node's
+                        architecture's shims replace --shims/--default-shim; none listed: nothing is installed)
   kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
   kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
   kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--containerd-flavor F] [--prefix DIR]
@@ -123,6 +127,100 @@ function withTaintsLeft(error: unknown, node: string, startupTaints: readonly St
 
 // ---- end of startup taints ----------------------------------------------------------------------------------
 
+// ---- mixed-architecture clusters (issue 12 point 3) ---------------------------------------------------------
+
+/** This node's architecture and the shims the deployment gives it (SHIMS_<ARCH>, DEFAULT_SHIM_<ARCH>). */
+interface ArchShims {
+  arch: NodeArch;
+  shims: string[];
+  defaultShim: string | undefined;
+}
+
+/**
+ * Per-architecture mode: when the environment carries any `SHIMS_<ARCH>` (upstream kata-deploy's variables; the
+ * component sets one per architecture of `shimsByArch`), this node installs its own architecture's list, and nothing
+ * when that variable is absent or empty (upstream would fall back to a built-in list). The node's architecture is
+ * the agent's own: the image is per platform (4.1.0 binary/src/config.rs get_arch reads the binary's too).
+ * Undefined: not per-architecture mode (--shims applies to every node).
+ */
+function archShimsOf(env: NodeJS.ProcessEnv = process.env): ArchShims | undefined {
+  if (!NODE_ARCHES.some((arch) => env[shimsEnvName(arch)] !== undefined)) return undefined;
+  const override = env[TEST_NODE_ARCH_ENV];
+  if (override !== undefined && !(NODE_ARCHES as readonly string[]).includes(override)) {
+    throw new UserError(`${TEST_NODE_ARCH_ENV}=${override}: must be one of ${NODE_ARCHES.join(", ")} (a test-only override of the node's architecture)`);
+  }
+  const arch = (override as NodeArch | undefined) ?? nodeArchOf(process.arch);
+  if (arch === undefined) throw new UserError(`this node's architecture (${process.arch}) is none of ${NODE_ARCHES.join(", ")}, the ones Kata publishes releases for`);
+  const shims = (env[shimsEnvName(arch)] ?? "").split(/\s+/).filter((shim) => shim !== "");
+  const defaultShim = env[defaultShimEnvName(arch)] || undefined;
+  return { arch, shims, defaultShim };
+}
+
+/** The shim list of an install: --shims/--default-shim, or in per-architecture mode this architecture's (possibly empty). */
+function shimChoice(values: Options): { shims: string[]; defaultShim: string | undefined; arch?: ArchShims } {
+  const arch = archShimsOf();
+  if (arch === undefined) {
+    const shims = (values.shims ?? "qemu,fc").split(",").map((shim) => shim.trim()).filter((shim) => shim !== "");
+    if (shims.length === 0) throw new UserError("--shims: give at least one shim, e.g. --shims qemu,fc");
+    return { shims, defaultShim: values["default-shim"] };
+  }
+  if (values.shims !== undefined || values["default-shim"] !== undefined) {
+    throw new UserError(`--shims/--default-shim and ${shimsEnvName(arch.arch)} are both given; the per-architecture variables replace the flags: drop the flags`);
+  }
+  if (arch.defaultShim !== undefined && !arch.shims.includes(arch.defaultShim)) {
+    throw new UserError(`${defaultShimEnvName(arch.arch)}=${arch.defaultShim}: must be one of ${shimsEnvName(arch.arch)} (${arch.shims.join(" ") || "empty"})`);
+  }
+  log.info(`node architecture ${arch.arch}: shims ${arch.shims.join(", ") || "none"} (${shimsEnvName(arch.arch)})`);
+  return { shims: arch.shims, defaultShim: arch.defaultShim, arch };
+}
+
+/**
+ * Install on a node whose architecture has no shims: nothing to put there. Kata an earlier deployment installed
+ * (when this architecture still had shims) is uninstalled, so no RuntimeClass selects a node without its handler;
+ * the node is not labelled installed (the install wait skips such nodes by architecture). Its startup taints go:
+ * Kata is not coming, and the taint would otherwise keep the node closed for good.
+ */
+async function installNothing(runtime: Runtime, values: Options, arch: ArchShims): Promise<void> {
+  const root = hostRootOf(values);
+  const prefix = prefixOf(values);
+  const restart = restartOf(values);
+  const { kataLabel } = labelKeys(values);
+  const labelPrefix = labelPrefixOf(values);
+  const startupTaints = startupTaintsOf(values);
+  const kube = await kubeOf(values);
+  const recorded = loadState(root, prefix)?.runtimes[runtime]?.details;
+  const reason = `this node's architecture ${arch.arch} has no shims (${shimsEnvName(arch.arch)} is ${process.env[shimsEnvName(arch.arch)] === undefined ? "not set" : "empty"})`;
+  if (recorded !== undefined) {
+    const host = restart === "systemd" ? new HostCommands(root) : undefined;
+    const adapter = await adapterFor(runtime, values, root, undefined, recorded);
+    const outcome = await uninstall({ root, prefix, host }, adapter);
+    log.info(`install ${runtime}: ${reason}; removed the Kata installed earlier${outcome.artifactsRemoved ? ` (${prefix} emptied)` : ""}`);
+    if (kube) await log.phase(`remove label ${kataLabel} from node ${kube.node}`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: null, ...shimLabelRemovals(labelPrefix, recorded) }));
+  } else {
+    log.info(`install ${runtime}: ${reason}; installing nothing on this node`);
+  }
+  if (kube && startupTaints.length > 0) await removeTaintsAfterInstall(kube.client, kube.node, startupTaints, kataLabel);
+}
+
+function labelPrefixOf(values: Options): string {
+  return values["label-prefix"] ?? process.env[AGENT_ENV.labelPrefix] ?? DEFAULT_LABEL_PREFIX;
+}
+
+/** `<prefix>/kata-<shim>` = "true" per shim installed in per-architecture mode (RuntimeClasses of shims some architectures lack select it). */
+function shimLabels(labelPrefix: string, shims: readonly string[], previous: Record<string, unknown> | undefined): Record<string, string | null> {
+  const labels: Record<string, string | null> = shimLabelRemovals(labelPrefix, previous);
+  for (const shim of shims) labels[shimLabelKey(labelPrefix, shim)] = "true";
+  return labels;
+}
+
+/** Removes the per-shim labels an earlier per-architecture install recorded (`labelledShims`). */
+function shimLabelRemovals(labelPrefix: string, recorded: Record<string, unknown> | undefined): Record<string, null> {
+  const labelled = Array.isArray(recorded?.labelledShims) ? (recorded.labelledShims as string[]) : [];
+  return Object.fromEntries(labelled.map((shim) => [shimLabelKey(labelPrefix, shim), null]));
+}
+
+// ---- end of mixed-architecture clusters ---------------------------------------------------------------------
+
 function restartOf(values: Options, fallback: "none" | "systemd" = "none"): "none" | "systemd" {
   return oneOf("restart", values.restart, RESTART_MODES, fallback);
 }
@@ -161,11 +259,13 @@ async function runInstall(values: Options): Promise<void> {
   const artifacts = required("artifacts", values.artifacts);
   const artifactsKata = path.join(artifacts, "opt/kata");
   if (!fs.existsSync(artifactsKata)) throw new UserError(`--artifacts ${artifacts}: has no opt/kata directory; pass the directory the Kata release tarball was unpacked into`);
-  const shims = (values.shims ?? "qemu,fc").split(",").map((shim) => shim.trim()).filter((shim) => shim !== "");
-  if (shims.length === 0) throw new UserError("--shims: give at least one shim, e.g. --shims qemu,fc");
+  // Mixed-architecture clusters: per-architecture lists (SHIMS_<ARCH>) replace --shims; an empty one installs nothing.
+  const choice = shimChoice(values);
+  if (choice.arch !== undefined && choice.shims.length === 0) return installNothing(runtime, values, choice.arch);
+  const shims = choice.shims;
   for (const shim of shims) if (!/^[a-z0-9][a-z0-9-]*$/.test(shim)) throw new UserError(`--shims: "${shim}" is not a shim name (lowercase letters, digits and -)`);
   if (new Set(shims).size !== shims.length) throw new UserError(`--shims ${shims.join(",")}: lists a shim twice`);
-  const defaultShim = values["default-shim"] ?? shims[0];
+  const defaultShim = choice.defaultShim ?? shims[0];
   if (!shims.includes(defaultShim)) throw new UserError(`--default-shim ${defaultShim}: must be one of --shims (${shims.join(",")})`);
   const carriedLayouts = checkShimsCarried(artifacts, shims);
   const prefix = prefixOf(values);
@@ -195,11 +295,21 @@ async function runInstall(values: Options): Promise<void> {
     kata: kataConfig,
   });
   const customRuntimes = (kataConfig.customRuntimes ?? []).map((custom) => custom.name);
-  const outcome = await install(target, { adapter, request, kata, artifactsKata, details: { ...adapter.details, shims, defaultShim, ...(customRuntimes.length > 0 ? { customRuntimes } : {}) } });
+  // Per-architecture mode records the shims it labels the node with, so a later install or the uninstall removes them.
+  const previous = choice.arch === undefined ? undefined : loadState(root, prefix)?.runtimes[runtime]?.details;
+  const archDetails = choice.arch === undefined ? {} : { nodeArch: choice.arch.arch, labelledShims: shims };
+  const outcome = await install(target, {
+    adapter,
+    request,
+    kata,
+    artifactsKata,
+    details: { ...adapter.details, shims, defaultShim, ...(customRuntimes.length > 0 ? { customRuntimes } : {}), ...archDetails },
+  });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
   if (!kube) return;
   try {
-    await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true" }));
+    const perShim = choice.arch === undefined ? {} : shimLabels(labelPrefixOf(values), shims, previous);
+    await log.phase(`label node ${kube.node} ${kataLabel}=true`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "true", ...perShim }));
   } catch (error) {
     throw withTaintsLeft(error, kube.node, startupTaints);
   }
@@ -226,11 +336,18 @@ async function runUninstall(values: Options): Promise<void> {
   }
   const host = restart === "systemd" ? new HostCommands(root) : undefined;
   const recorded = loadState(root, prefix)?.runtimes[runtime]?.details;
+  // Mixed-architecture clusters: on a node whose architecture has no shims nothing was installed; labelling it
+  // `cleanup` would only make the cleanup DaemonSet restart its runtime for nothing.
+  const arch = archShimsOf();
+  if (arch !== undefined && arch.shims.length === 0 && recorded === undefined) {
+    log.info(`uninstall ${runtime}: nothing installed (this node's architecture ${arch.arch} has no shims)`);
+    return;
+  }
   // Removal does not depend on the Docker runtime form; use the recorded one and detect nothing.
   const adapter = await adapterFor(runtime, { ...values, "docker-runtime-form": values["docker-runtime-form"] ?? (recorded?.form as string | undefined) ?? "shim-v2" }, root, undefined, recorded);
   const outcome = await uninstall({ root, prefix, host }, adapter);
   log.info(`uninstall ${runtime}: complete${outcome.artifactsRemoved ? ` (${prefix} emptied)` : ""}`);
-  if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=cleanup`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "cleanup" }));
+  if (kube) await log.phase(`label node ${kube.node} ${kataLabel}=cleanup`, () => kube.client.patchNodeLabels(kube.node, { [kataLabel]: "cleanup", ...shimLabelRemovals(labelPrefixOf(values), recorded) }));
 }
 
 async function runLabel(values: Options): Promise<void> {
@@ -301,6 +418,9 @@ function runStatus(values: Options): number {
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   if (!values.ready) return 0;
   const runtime = oneOf("runtime", values.runtime, RUNTIMES);
+  // Mixed-architecture clusters: a node whose architecture has no shims is ready once nothing is installed there.
+  const arch = archShimsOf();
+  if (arch !== undefined && arch.shims.length === 0) return report.runtimes[runtime] === undefined && !report.pendingChange ? 0 : 1;
   return report.runtimes[runtime]?.status === "installed" && !report.pendingChange ? 0 : 1;
 }
 
