@@ -11,6 +11,7 @@ import { parse as parseTomlRaw } from "smol-toml";
 import { planKataConfig, type KataConfigInput, type KataConfigOwned, type KataHandler } from "../../images/kata-deploy/agent/src/lifecycle/kata-config";
 import { parseKataNodeConfig } from "../../images/kata-deploy/agent/src/lifecycle/kata-settings";
 import { buildRequest } from "../../images/kata-deploy/agent/src/lifecycle/request";
+import { formatConfigProblem } from "../../images/kata-deploy/agent/src/report/format";
 import { ConfigError } from "../../images/kata-deploy/agent/src/runtimes/types";
 import type { KataNodeConfig, KataShimConfig } from "../../components/contract";
 import { hasContainerd, requireTool } from "../support/env";
@@ -175,7 +176,7 @@ describe("Kata configuration planner (agent lifecycle/kata-config.ts), read back
     const foreign = new FakeHost({ [userFile]: "[runtime]\nenable_debug = true\n" });
     assert.throws(
       () => planKataConfig(foreign.read, input([handler("qemu", STOCK_QEMU_REL, { dropIn: "" })]), undefined),
-      (error: unknown) => error instanceof ConfigError && error.file === userFile && /was not written by kata-deploy .* move it elsewhere/.test(error.message),
+      (error: unknown) => error instanceof ConfigError && error.file === userFile && /was not written by kata-deploy .* move it elsewhere/.test(formatConfigProblem(error)),
     );
     const ours = new FakeHost();
     plan(ours, input([handler("qemu", STOCK_QEMU_REL, { dropIn: "" })]));
@@ -184,8 +185,8 @@ describe("Kata configuration planner (agent lifecycle/kata-config.ts), read back
 
   it("refuses a user drop-in that is not TOML, or that names another hypervisor or agent table, naming the field, the line and the fix", function () {
     const kata = (dropIn: string) => input([handler("qemu", STOCK_QEMU_REL, { dropIn })]);
-    assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.qemu]\ndefault_memory = = 1\n"), undefined), /^ConfigError: shims\.qemu\.dropIn: invalid TOML at line 2, column \d+: .*; fix the drop-in$/);
-    assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.clh]\ndefault_memory = 1\n"), undefined), /^ConfigError: shims\.qemu\.dropIn: sets \[hypervisor\.clh\], but the configuration of shim qemu has \[hypervisor\.qemu\]; use that table name$/);
+    assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.qemu]\ndefault_memory = = 1\n"), undefined), (error: unknown) => error instanceof ConfigError && /^shims\.qemu\.dropIn: line 2, column \d+: invalid TOML: .*; fix the drop-in$/.test(formatConfigProblem(error)));
+    assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.clh]\ndefault_memory = 1\n"), undefined), (error: unknown) => error instanceof ConfigError && /^shims\.qemu\.dropIn: sets \[hypervisor\.clh\], but the configuration of shim qemu has \[hypervisor\.qemu\]; use that table name$/.test(formatConfigProblem(error)));
     assert.throws(() => planKataConfig(new FakeHost().read, kata("[agent.other]\nenable_debug = true\n"), undefined), /sets \[agent\.other\], but the configuration of shim qemu has \[agent\.kata\]/);
   });
 
@@ -347,7 +348,7 @@ describe("the agent writes Kata's configuration on host roots (install, re-insta
     const before = snapshot(root);
     const result = runAgent(install("containerd", root), withConfig({ shims: { qemu: { dropIn: "[hypervisor.qemu\n" } } }));
     assert.equal(result.code, 1, result.stdout);
-    assert.match(result.stderr.trim(), /^kata-deploy: \/opt\/kata\/share\/defaults\/kata-containers\/runtimes\/containerd\/kata-qemu\/config\.d\/50-user-overrides\.toml: KATA_DEPLOY_KATA_CONFIG shims\.qemu\.dropIn: invalid TOML at line 1, column \d+: .*; fix the drop-in$/);
+    assert.match(result.stderr.trim(), /^kata-deploy: \/opt\/kata\/share\/defaults\/kata-containers\/runtimes\/containerd\/kata-qemu\/config\.d\/50-user-overrides\.toml: KATA_DEPLOY_KATA_CONFIG shims\.qemu\.dropIn: line 1, column \d+: invalid TOML: .*; fix the drop-in$/);
     assert.equal(result.stderr.trim().split("\n").length, 1);
     assert.deepEqual(snapshot(root), before);
   });

@@ -58,10 +58,12 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
   describe("a runtime-rs shim whose name does not say so (3.x cloud-hypervisor)", () => {
     const rustBinary = "runtime-rs/bin/containerd-shim-kata-v2";
     const rustConfig = "share/defaults/kata-containers/runtime-rs/configuration-cloud-hypervisor.toml";
+    const RUST_MARKER = "runtime-rs configuration of cloud-hypervisor";
     before(() => {
-      fs.copyFileSync(
-        path.join(artifacts, "opt/kata/share/defaults/kata-containers/configuration-clh.toml"),
+      // The Go shim's file plus a marker, so the installed copy tells which of the two it was made from.
+      fs.writeFileSync(
         path.join(artifacts, "opt/kata", rustConfig),
+        `${fs.readFileSync(path.join(artifacts, "opt/kata/share/defaults/kata-containers/configuration-clh.toml"), "utf8")}\n# ${RUST_MARKER}\n`,
       );
     });
     after(() => fs.rmSync(path.join(artifacts, "opt/kata", rustConfig), { force: true }));
@@ -69,6 +71,12 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
     const installedDropIn = (root: string): string => {
       const dir = path.join(root, "etc/crio/crio.conf.d");
       return fs.readdirSync(dir).map((file) => fs.readFileSync(path.join(dir, file), "utf8")).join("\n");
+    };
+    /** The Kata configuration CRI-O's runtime points at (the handler's own copy of a release file), as installed. */
+    const installedKataConfig = (root: string): string => {
+      const configPath = /^runtime_config_path = "([^"]+)"$/m.exec(installedDropIn(root))?.[1];
+      assert.ok(configPath, "the CRI-O runtime names a Kata configuration");
+      return fs.readFileSync(path.join(root, configPath), "utf8");
     };
     const installCloudHypervisor = () => {
       const root = fs.mkdtempSync(path.join(dir, "host-"));
@@ -85,14 +93,16 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
       assert.equal(result.status, 0, result.stderr);
       const dropIn = installedDropIn(root);
       assert.match(dropIn, new RegExp(`/opt/kata/${rustBinary.replace(/[/.]/g, "\\$&")}`));
-      assert.match(dropIn, /\/opt\/kata\/share\/defaults\/kata-containers\/runtime-rs\/configuration-cloud-hypervisor\.toml/);
+      // Its configuration is the handler's copy of the runtime-rs file the payload names (not the Go shim's).
+      assert.ok(installedKataConfig(root).includes(RUST_MARKER), "the installed configuration is a copy of the runtime-rs one");
     });
 
     it("without a payload file, knows it from the image build's runtime-rs shim list", () => {
       fs.rmSync(path.join(artifacts, "kata-deploy-payload.json"), { force: true });
       const { result, root } = installCloudHypervisor();
       assert.equal(result.status, 0, result.stderr);
-      assert.match(installedDropIn(root), /runtime-rs\/configuration-cloud-hypervisor\.toml/);
+      assert.match(installedDropIn(root), /runtime-rs\/bin\/containerd-shim-kata-v2/);
+      assert.ok(installedKataConfig(root).includes(RUST_MARKER), "the installed configuration is a copy of the runtime-rs one");
     });
 
     it("refuses a payload whose recorded paths leave the release tree", () => {

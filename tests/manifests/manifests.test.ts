@@ -234,9 +234,9 @@ describe("manifest builders", () => {
     assert.deepEqual(
       classes.map((rc) => [rc.metadata.name, rc.handler, rc.overhead?.podFixed]),
       [
-        ["kata-qemu", "kata-qemu", { memory: "160Mi", cpu: "250m" }],
+        ["kata-qemu", "kata-qemu", { memory: "320Mi", cpu: "250m" }],
         ["kata-fc", "kata-fc", { memory: "130Mi", cpu: "250m" }],
-        ["kata", "kata-qemu", { memory: "160Mi", cpu: "250m" }],
+        ["kata", "kata-qemu", { memory: "320Mi", cpu: "250m" }],
         ["kata-fc-big", "kata-fc-big", { memory: "130Mi", cpu: "500m" }],
       ],
     );

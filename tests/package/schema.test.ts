@@ -87,6 +87,8 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       runtimes: "array<ref:ContainerRuntime>",
       shims: "array<string>",
       defaultShim: "string",
+      shimsByArch: "ref:KataShimsByArch",
+      defaultShimByArch: "ref:KataDefaultShimByArch",
       namespace: "string",
       kubeconfig: "string",
       labelPrefix: "string",

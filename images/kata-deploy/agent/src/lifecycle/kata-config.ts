@@ -202,7 +202,11 @@ function checkUserDropIn(text: string, field: string, hypervisor: string, agents
   try {
     value = parseToml(text, file).value;
   } catch (error) {
-    if (error instanceof ConfigError) throw new ConfigError({ file, ...(error.line === undefined ? {} : { line: error.line }), ...(error.column === undefined ? {} : { column: error.column }), problem: `${field}.dropIn: ${error.problem}`, fix: "fix the drop-in" });
+    if (error instanceof ConfigError) {
+      // The position is in the user's drop-in text, not in the file on disk: it belongs to the problem.
+      const where = error.line === undefined ? "" : `line ${error.line}${error.column === undefined ? "" : `, column ${error.column}`}: `;
+      throw new ConfigError({ file, problem: `${field}.dropIn: ${where}${error.problem}`, fix: "fix the drop-in" });
+    }
     throw error;
   }
   for (const name of isPlainTable(value.hypervisor) ? Object.keys(value.hypervisor) : []) {
