@@ -570,7 +570,7 @@ function normalizeCustomRuntimes(
     const shimOfName = KNOWN_SHIMS.find((shim) => `kata-${shim}` === handler);
     if (shimOfName !== undefined) fail(`${field}.name`, `is ${quote(handler)}, the handler and RuntimeClass of shim ${shimOfName}; choose another name, e.g. "${handler}-custom"`);
     if (RESERVED_HANDLERS.includes(handler)) fail(`${field}.name`, `is ${quote(handler)}, a runtime name kata-deploy writes into containerd's configuration itself; choose another name`);
-    if (handler === defaultRuntimeClass) fail(`${field}.name`, `is ${quote(handler)}, the default RuntimeClass (defaultRuntimeClassName); choose another name (or set createDefaultRuntimeClass to false)`);
+    if (handler === defaultRuntimeClass) fail(`${field}.name`, `is ${quote(handler)}, the default RuntimeClass; choose another name (or set createDefaultRuntimeClass to false)`);
     if (names.has(handler)) fail(`${field}.name`, `repeats ${quote(handler)}; each custom runtime needs its own name`);
     names.add(handler);
     if (typeof baseShim !== "string" || !shims.includes(baseShim)) fail(`${field}.baseShim`, `is ${quote(baseShim)}; it must be one of shims (the image carries only those): ${shims.join(", ")}`);
