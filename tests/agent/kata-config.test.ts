@@ -185,7 +185,7 @@ describe("Kata configuration planner (agent lifecycle/kata-config.ts), read back
 
   it("refuses a user drop-in that is not TOML, or that names another hypervisor or agent table, naming the field, the line and the fix", function () {
     const kata = (dropIn: string) => input([handler("qemu", STOCK_QEMU_REL, { dropIn })]);
-    assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.qemu]\ndefault_memory = = 1\n"), undefined), (error: unknown) => error instanceof ConfigError && /^shims\.qemu\.dropIn: line 2, column \d+: invalid TOML: .*; fix the drop-in$/.test(formatConfigProblem(error)));
+    assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.qemu]\ndefault_memory = = 1\n"), undefined), (error: unknown) => error instanceof ConfigError && /^line 2, column \d+: shims\.qemu\.dropIn: invalid TOML: .*; fix the drop-in$/.test(formatConfigProblem(error)));
     assert.throws(() => planKataConfig(new FakeHost().read, kata("[hypervisor.clh]\ndefault_memory = 1\n"), undefined), (error: unknown) => error instanceof ConfigError && /^shims\.qemu\.dropIn: sets \[hypervisor\.clh\], but the configuration of shim qemu has \[hypervisor\.qemu\]; use that table name$/.test(formatConfigProblem(error)));
     assert.throws(() => planKataConfig(new FakeHost().read, kata("[agent.other]\nenable_debug = true\n"), undefined), /sets \[agent\.other\], but the configuration of shim qemu has \[agent\.kata\]/);
   });
@@ -348,7 +348,7 @@ describe("the agent writes Kata's configuration on host roots (install, re-insta
     const before = snapshot(root);
     const result = runAgent(install("containerd", root), withConfig({ shims: { qemu: { dropIn: "[hypervisor.qemu\n" } } }));
     assert.equal(result.code, 1, result.stdout);
-    assert.match(result.stderr.trim(), /^kata-deploy: \/opt\/kata\/share\/defaults\/kata-containers\/runtimes\/containerd\/kata-qemu\/config\.d\/50-user-overrides\.toml: KATA_DEPLOY_KATA_CONFIG shims\.qemu\.dropIn: line 1, column \d+: invalid TOML: .*; fix the drop-in$/);
+    assert.match(result.stderr.trim(), /^kata-deploy: \/opt\/kata\/share\/defaults\/kata-containers\/runtimes\/containerd\/kata-qemu\/config\.d\/50-user-overrides\.toml: line 1, column \d+: KATA_DEPLOY_KATA_CONFIG shims\.qemu\.dropIn: invalid TOML: .*; fix the drop-in$/);
     assert.equal(result.stderr.trim().split("\n").length, 1);
     assert.deepEqual(snapshot(root), before);
   });

@@ -202,10 +202,9 @@ function checkUserDropIn(text: string, field: string, hypervisor: string, agents
   try {
     value = parseToml(text, file).value;
   } catch (error) {
+    // The drop-in is written verbatim as `file`, so its line and column are that file's.
     if (error instanceof ConfigError) {
-      // The position is in the user's drop-in text, not in the file on disk: it belongs to the problem.
-      const where = error.line === undefined ? "" : `line ${error.line}${error.column === undefined ? "" : `, column ${error.column}`}: `;
-      throw new ConfigError({ file, problem: `${field}.dropIn: ${where}${error.problem}`, fix: "fix the drop-in" });
+      throw new ConfigError({ file, ...(error.line === undefined ? {} : { line: error.line }), ...(error.column === undefined ? {} : { column: error.column }), problem: `${field}.dropIn: ${error.problem}`, fix: "fix the drop-in" });
     }
     throw error;
   }
