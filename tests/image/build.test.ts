@@ -106,9 +106,17 @@ describe("kata-deploy image: docker build from Kata releases as published @integ
       const result = installInImage(tag, "qemu,fc");
       assert.equal(result.status, 0, result.stderr);
       const [installed, dropIn] = result.stdout.split("---\n");
-      assert.deepEqual(installed.trim().split("\n"), carriedFiles(tag));
-      assert.match(dropIn, /configuration-qemu\.toml/);
-      assert.match(dropIn, /configuration-fc\.toml/);
+      // The release tree as carried, plus Kata's configuration per runtime handler the agent writes beside it
+      // (a copy of the release's file for each handler, which CRI-O's runtime_config_path names).
+      const HANDLER_CONFIGS = "share/defaults/kata-containers/runtimes/";
+      const files = installed.trim().split("\n");
+      assert.deepEqual(files.filter((file) => !file.startsWith(HANDLER_CONFIGS)), carriedFiles(tag));
+      assert.deepEqual(files.filter((file) => file.startsWith(HANDLER_CONFIGS)), [
+        `${HANDLER_CONFIGS}crio/kata-fc/configuration-fc.toml`,
+        `${HANDLER_CONFIGS}crio/kata-qemu/configuration-qemu.toml`,
+      ]);
+      assert.match(dropIn, new RegExp(`runtime_config_path = "/opt/kata/${HANDLER_CONFIGS}crio/kata-qemu/configuration-qemu\\.toml"`));
+      assert.match(dropIn, new RegExp(`runtime_config_path = "/opt/kata/${HANDLER_CONFIGS}crio/kata-fc/configuration-fc\\.toml"`));
     });
 
     it("refuses to install a shim the image does not carry, in one line naming the shim and the fix", () => {
