@@ -95,6 +95,7 @@ export const AGENT_OPTIONS = {
   artifacts: { type: "string" },
   shims: { type: "string" },
   "default-shim": { type: "string" },
+  "default-handler": { type: "string" },
   restart: { type: "string" },
   prefix: { type: "string" },
   "containerd-flavor": { type: "string" },

@@ -321,6 +321,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       "--host-root", HOST_ROOT,
       "--artifacts", ARTIFACTS_DIR,
       ...shimArgs(opts),
+      ...defaultHandlerArgs(opts),
       "--restart", "systemd",
       ...flavorArgs,
       ...prefixArgs(opts),
@@ -437,7 +438,8 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
  * custom runtime's name), scheduled like its base shim.
  */
 export function buildRuntimeClasses(
-  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName" | "customRuntimes" | "shimsByArch">,
+  settings: Pick<KataSettings, "shims" | "defaultShim" | "labelPrefix" | "runtimeClasses" | "createDefaultRuntimeClass" | "defaultRuntimeClassName" | "customRuntimes" | "shimsByArch"> &
+    Partial<Pick<KataSettings, "defaultShimByArch">>,
 ): RuntimeClassManifest[] {
   const installed = { [labelKeys(settings.labelPrefix).kataRuntime]: "true" };
   const runtimeClass = (name: string, shim: string): RuntimeClassManifest => {
@@ -453,7 +455,9 @@ export function buildRuntimeClasses(
     };
   };
   const classes = settings.shims.map((shim) => runtimeClass(NAMES.runtimeClass(shim), shim));
-  if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(settings.defaultRuntimeClassName, settings.defaultShim));
+  const perNode = perNodeDefaultHandler(settings);
+  if (perNode !== undefined) classes.push(perNodeDefaultRuntimeClass(settings, perNode, installed));
+  else if (settings.createDefaultRuntimeClass) classes.push(runtimeClass(settings.defaultRuntimeClassName, settings.defaultShim));
   // ---- Kata configuration on the node: custom runtimes ----
   for (const custom of settings.customRuntimes) {
     const base = runtimeClass(custom.name, custom.baseShim);
@@ -526,6 +530,75 @@ export function archSelector(settings: Pick<KataSettings, "shimsByArch" | "label
   if (having.length === 1) return { [NODE_ARCH_LABEL]: having[0] };
   return { [shimLabelKey(settings.labelPrefix, shim)]: "true" };
 }
+
+// ---- per-node default handler (mixed-architecture clusters whose default shims differ) ------------------------
+
+/**
+ * The handler of the default RuntimeClass when the architectures' default shims differ (`defaultShimByArch`
+ * names more than one shim): `defaultRuntimeClassName` itself, a runtime that each node's installer configures
+ * to run that node's own default shim (`--default-handler`). Undefined otherwise: the default RuntimeClass
+ * then keeps handler `kata-<defaultShim>`, as upstream's chart renders it (4.1.0 runtimeclasses.yaml: handler
+ * `kata-<defaultShim.amd64>` on every node; upstream's DEFAULT_SHIM_<ARCH> is only validated and logged,
+ * binary/src/config.rs), so a stack whose defaults agree keeps its RuntimeClass unchanged (a changed handler
+ * replaces the RuntimeClass: components/kataDeployment.ts replaceOnChanges).
+ */
+export function perNodeDefaultHandler(
+  settings: Pick<KataSettings, "createDefaultRuntimeClass" | "defaultRuntimeClassName"> & Partial<Pick<KataSettings, "defaultShimByArch">>,
+): string | undefined {
+  if (!settings.createDefaultRuntimeClass || settings.defaultShimByArch === undefined) return undefined;
+  return new Set(Object.values(settings.defaultShimByArch)).size > 1 ? settings.defaultRuntimeClassName : undefined;
+}
+
+function defaultHandlerArgs(settings: Pick<KataSettings, "createDefaultRuntimeClass" | "defaultRuntimeClassName"> & Partial<Pick<KataSettings, "defaultShimByArch">>): string[] {
+  const handler = perNodeDefaultHandler(settings);
+  return handler === undefined ? [] : ["--default-handler", handler];
+}
+
+/**
+ * The default RuntimeClass with the per-node handler. Its overhead must fit every node it may land on, and a
+ * RuntimeClass has one `overhead.podFixed` for all of them, so each resource is the largest of the
+ * architectures' default shims' figures (an amd64 qemu default and an arm64 fc default: qemu's 320Mi; a pod on
+ * an fc node is charged more than fc needs rather than a qemu pod less). None when no default shim declares
+ * overhead. Scheduling: the default shims' own node labels (validation refuses defaults whose labels differ).
+ */
+function perNodeDefaultRuntimeClass(
+  settings: Pick<KataSettings, "runtimeClasses" | "defaultRuntimeClassName"> & Partial<Pick<KataSettings, "defaultShimByArch">>,
+  handler: string,
+  installed: Record<string, string>,
+): RuntimeClassManifest {
+  const defaults = [...new Set(Object.values(settings.defaultShimByArch ?? {}))];
+  const overheads = defaults.flatMap((shim) => (settings.runtimeClasses[shim]?.overhead === undefined ? [] : [settings.runtimeClasses[shim].overhead]));
+  const largest = (key: "memory" | "cpu"): string => overheads.map((overhead) => overhead[key]).reduce((a, b) => (quantityValue(b) > quantityValue(a) ? b : a));
+  return {
+    apiVersion: "node.k8s.io/v1",
+    kind: "RuntimeClass",
+    metadata: { name: settings.defaultRuntimeClassName, labels: labelsFor("runtimeclass") },
+    handler,
+    ...(overheads.length > 0 ? { overhead: { podFixed: { memory: largest("memory"), cpu: largest("cpu") } } } : {}),
+    scheduling: { nodeSelector: { ...installed, ...(settings.runtimeClasses[defaults[0]]?.nodeSelector ?? {}) } },
+  };
+}
+
+const QUANTITY_SUFFIX: Readonly<Record<string, number>> = {
+  "": 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/**
+ * A resource quantity's value, for comparing two (kubernetes/apimachinery pkg/api/resource/quantity.go: number
+ * times a decimal SI, binary SI or decimal exponent suffix). Validation has checked the grammar already.
+ */
+export function quantityValue(quantity: string): number {
+  const match = /^\+?(\d+(?:\.\d*)?|\.\d+)([eE][+-]?\d+|[A-Za-z]*)$/.exec(quantity);
+  if (match === null) throw new Error(`internal error: ${quantity} is not a quantity`);
+  const [, number, suffix] = match;
+  if (/^[eE]/.test(suffix)) return Number(number) * 10 ** Number(suffix.slice(1));
+  const factor = QUANTITY_SUFFIX[suffix];
+  if (factor === undefined) throw new Error(`internal error: ${quantity} has an unknown suffix`);
+  return Number(number) * factor;
+}
+
+// ---- end of per-node default handler ------------------------------------------------------------------------
 
 // ---- end of mixed-architecture clusters ---------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import {
   type KataShimConfig,
 } from "./contract";
 import { release } from "./imageBuild";
+import { perNodeDefaultHandler } from "./manifests";
 import {
   Affinity,
   CONTAINERD_FLAVORS,
@@ -217,7 +218,10 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     fail("defaultRuntimeClassName", `is ${quote(defaultRuntimeClassName)}, the name of shim ${clash}'s own RuntimeClass; choose another name (default ${quote(DEFAULT_RUNTIME_CLASS_NAME)})`);
   }
 
-  const defaultShimByArch = byArch === undefined ? undefined : normalizeDefaultShimByArch(byArch.shimsByArch, input.defaultShimByArch, defaultShim, createDefaultRuntimeClass, fail);
+  const defaultShimByArch = byArch === undefined ? undefined : normalizeDefaultShimByArch(byArch.shimsByArch, input.defaultShimByArch, defaultShim, fail);
+  if (perNodeDefaultHandler({ createDefaultRuntimeClass, defaultRuntimeClassName, defaultShimByArch }) !== undefined) {
+    checkPerNodeDefaultHandler(defaultRuntimeClassName, defaultShimByArch ?? {}, runtimeClasses, fail);
+  }
 
   const ownLabels = Object.values(labelKeys(labelPrefix));
   const nodeSelector = input.nodeSelector ?? {};
@@ -790,15 +794,13 @@ function normalizeShimsByArch(input: KataSettingsInput, fail: Fail): { shimsByAr
 
 /**
  * Each architecture's default shim: `defaultShimByArch.<arch>`, else `defaultShim` when that architecture has it,
- * else its first shim. It is what the node agent points containerd's `untrusted` alias at. The `kata` RuntimeClass
- * has a single handler (`kata-<defaultShim>`) for every node, so an explicit per-architecture default other than
- * `defaultShim` is refused while it is created: a per-node alias handler is not implemented.
+ * else its first shim. It is what the node agent points containerd's `untrusted` alias at, and, when the defaults
+ * differ, the runtime the default RuntimeClass's per-node handler runs on that node (perNodeDefaultHandler).
  */
 function normalizeDefaultShimByArch(
   shimsByArch: Partial<Record<NodeArch, string[]>>,
   given: Readonly<Partial<Record<NodeArch, string>>> | undefined,
   defaultShim: string,
-  createDefaultRuntimeClass: boolean,
   fail: Fail,
 ): Partial<Record<NodeArch, string>> {
   const explicit: Readonly<Partial<Record<string, string>>> = given ?? {};
@@ -809,13 +811,6 @@ function normalizeDefaultShimByArch(
       fail(`defaultShimByArch.${arch}`, `names an architecture without shims in shimsByArch; allowed keys: ${withShims.join(", ")}`);
     }
     if (typeof shim !== "string" || !shims!.includes(shim)) fail(`defaultShimByArch.${arch}`, `is ${quote(shim)}, which is not in shimsByArch.${arch}; allowed values: ${shims!.join(", ")}`);
-    if (createDefaultRuntimeClass && shim !== defaultShim) {
-      fail(
-        `defaultShimByArch.${arch}`,
-        `is ${quote(shim)}, but the default RuntimeClass has one handler, kata-${defaultShim} (defaultShim), on every node whatever its architecture; ` +
-          `use the same default shim on every architecture (set defaultShim), or set createDefaultRuntimeClass to false (defaultShimByArch then picks only each node's containerd untrusted alias)`,
-      );
-    }
   }
   const result: Partial<Record<NodeArch, string>> = {};
   for (const [arch, shims] of Object.entries(shimsByArch) as [NodeArch, string[]][]) {
@@ -823,6 +818,34 @@ function normalizeDefaultShimByArch(
     result[arch] = explicit[arch] ?? (shims.includes(defaultShim) ? defaultShim : shims[0]);
   }
   return result;
+}
+
+/**
+ * The default RuntimeClass with a per-node handler (the architectures' default shims differ): its name is the
+ * handler, and a handler is a DNS label (kubernetes pkg/apis/node/validation ValidateRuntimeClass:
+ * IsDNS1123Label), not a subdomain; and its one `scheduling.nodeSelector` must suit every default shim, so their
+ * own node labels (runtimeClassNodeSelector) must agree.
+ */
+function checkPerNodeDefaultHandler(
+  name: string,
+  defaultShimByArch: Partial<Record<NodeArch, string>>,
+  runtimeClasses: Record<string, ShimRuntimeClass>,
+  fail: Fail,
+): void {
+  const shims = [...new Set(Object.values(defaultShimByArch))];
+  if (name.length > 63 || !DNS_LABEL.test(name)) {
+    fail(
+      "defaultRuntimeClassName",
+      `is ${quote(name)}, which is also the handler of the default RuntimeClass while defaultShimByArch names different shims (${shims.join(", ")}), and a handler must be a DNS label (no '.'); choose a name such as ${quote(DEFAULT_RUNTIME_CLASS_NAME)}`,
+    );
+  }
+  const selectors = shims.map((shim) => JSON.stringify(Object.entries(runtimeClasses[shim]?.nodeSelector ?? {}).sort()));
+  if (new Set(selectors).size > 1) {
+    fail(
+      "runtimeClassNodeSelector",
+      `gives the default shims of defaultShimByArch (${shims.join(", ")}) different node labels, but their default RuntimeClass has one nodeSelector for every architecture; give them the same labels, or set createDefaultRuntimeClass to false`,
+    );
+  }
 }
 
 /**

@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { KubeStandin, type KubeObject } from "../support/kube-standin";
+import { dumpWithHostContainerd, parseDump } from "../support/runtime-readback";
 import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgentAsync as runAgent, snapshot, tempDir } from "./agent-harness";
 
 const P = "kata-containers.io";
@@ -72,6 +73,77 @@ describe("agent on mixed-architecture clusters (SHIMS_<ARCH>, issue 12 point 3)"
     const result = await runAgent([...install, root, "--artifacts", artifacts(), "--shims", "qemu"], isolatedEnv({ ...DEPLOYMENT, KATA_DEPLOY_TEST_NODE_ARCH: "amd64" }));
     assert.equal(result.code, 1);
     assert.match(result.stderr.trim(), /^kata-deploy: --shims\/--default-shim and SHIMS_X86_64 are both given; the per-architecture variables replace the flags: drop the flags$/);
+  });
+
+  // The default RuntimeClass of a deployment whose architectures' default shims differ names handler `kata`
+  // (components/manifests.ts perNodeDefaultHandler); the installer passes --default-handler kata, and each node's
+  // `kata` must run that node's own default shim: DEFAULT_SHIM_X86_64=qemu, DEFAULT_SHIM_AARCH64=qemu-runtime-rs.
+  describe("the default RuntimeClass's per-node handler (--default-handler)", function () {
+    type CriRuntime = { runtime_type?: string; runtime_path?: string; options?: { ConfigPath?: string } };
+    const v2Runtimes = (text: string): Record<string, CriRuntime> =>
+      ((parseToml(text) as { plugins?: Record<string, { containerd?: { runtimes?: Record<string, CriRuntime> } }> }).plugins?.["io.containerd.grpc.v1.cri"]?.containerd?.runtimes ?? {});
+
+    for (const [arch, defaultShim] of [["amd64", "qemu"], ["arm64", "qemu-runtime-rs"]] as const) {
+      it(`containerd on ${arch}: \`kata\` runs ${arch}'s default shim ${defaultShim} (binary, type and Kata configuration of kata-${defaultShim}), and uninstall gives the config back byte for byte`, async function () {
+        const original = "version = 2\n\n# the node's own settings\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.9\"\n";
+        const root = makeHost({ "/etc/containerd/config.toml": original });
+        const before = snapshot(root);
+        const env = isolatedEnv({ ...DEPLOYMENT, KATA_DEPLOY_TEST_NODE_ARCH: arch });
+        const result = await runAgent([...install, root, "--artifacts", artifacts(), "--default-handler", "kata"], env);
+        assert.equal(result.code, 0, result.stderr);
+        const runtimes = v2Runtimes(fs.readFileSync(path.join(root, "etc/containerd/config.toml"), "utf8"));
+        assert.ok(runtimes.kata, "a runtime named kata");
+        assert.deepEqual(runtimes.kata, runtimes[`kata-${defaultShim}`], `kata is kata-${defaultShim} under another name`);
+        assert.equal(runtimes.kata.runtime_type, `io.containerd.kata-${defaultShim}.v2`);
+        assert.equal((await runAgent(["status", "--host-root", root, "--ready", "--runtime", "containerd"], env)).code, 0, "ready");
+        const removal = await runAgent(["uninstall", "--runtime", "containerd", "--host-root", root], env);
+        assert.equal(removal.code, 0, removal.stderr);
+        assert.deepEqual(snapshot(root), before);
+      });
+    }
+
+    it("@integration real containerd (config dump) reads the kata runtime the agent wrote, pointing at the node's default shim's configuration", async function () {
+      const root = makeHost({ "/etc/containerd/config.toml": "version = 2\n" });
+      const result = await runAgent([...install, root, "--artifacts", artifacts(), "--default-handler", "kata"], isolatedEnv({ ...DEPLOYMENT, KATA_DEPLOY_TEST_NODE_ARCH: "arm64" }));
+      assert.equal(result.code, 0, result.stderr);
+      const dump = parseDump(dumpWithHostContainerd(path.join(root, "etc/containerd/config.toml")), "config with the kata handler") as {
+        plugins: Record<string, { containerd: { runtimes: Record<string, CriRuntime> } }>;
+      };
+      const effective = dump.plugins["io.containerd.grpc.v1.cri"].containerd.runtimes;
+      assert.equal(effective.kata?.runtime_type, "io.containerd.kata-qemu-runtime-rs.v2");
+      assert.equal(effective.kata?.runtime_path, effective["kata-qemu-runtime-rs"]?.runtime_path);
+      assert.equal(effective.kata?.options?.ConfigPath, effective["kata-qemu-runtime-rs"]?.options?.ConfigPath);
+      assert.match(effective.kata?.options?.ConfigPath ?? "", /configuration-qemu-runtime-rs\.toml$/);
+    });
+
+    it("CRI-O on arm64: the drop-in's `kata` runtime runs qemu-runtime-rs; uninstall removes the drop-in", async function () {
+      const root = makeHost({ "/etc/crio/crio.conf": "[crio.runtime]\n" });
+      const before = snapshot(root);
+      const env = isolatedEnv({ ...DEPLOYMENT, KATA_DEPLOY_TEST_NODE_ARCH: "arm64" });
+      const result = await runAgent(["install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts(), "--default-handler", "kata"], env);
+      assert.equal(result.code, 0, result.stderr);
+      const dropIn = parseToml(fs.readFileSync(path.join(root, "etc/crio/crio.conf.d/99-kata-deploy.toml"), "utf8")) as { crio: { runtime: { runtimes: Record<string, Record<string, unknown>> } } };
+      const runtimes = dropIn.crio.runtime.runtimes;
+      assert.deepEqual(Object.keys(runtimes).sort(), ["kata", "kata-qemu", "kata-qemu-runtime-rs"]);
+      assert.deepEqual(runtimes.kata, runtimes["kata-qemu-runtime-rs"]);
+      const removal = await runAgent(["uninstall", "--runtime", "crio", "--host-root", root], env);
+      assert.equal(removal.code, 0, removal.stderr);
+      assert.deepEqual(snapshot(root), before);
+    });
+
+    it("refuses a handler that is not a DNS label, or that a shim's runtime already has, before touching the host", async function () {
+      for (const [handler, message] of [
+        ["Kata.default", /^kata-deploy: --default-handler Kata\.default: must be a DNS label \(lowercase letters, digits and -, at most 63\), as a RuntimeClass handler is$/],
+        ["kata-qemu", /^kata-deploy: --default-handler kata-qemu: a shim's or custom runtime's handler has that name already \(base shim qemu\); give the default RuntimeClass another name$/],
+      ] as const) {
+        const root = makeHost({ "/etc/containerd/config.toml": "version = 2\n" });
+        const before = snapshot(root);
+        const result = await runAgent([...install, root, "--artifacts", artifacts(), "--default-handler", handler], isolatedEnv({ ...DEPLOYMENT, KATA_DEPLOY_TEST_NODE_ARCH: "amd64" }));
+        assert.equal(result.code, 1, result.stdout);
+        assert.match(result.stderr.trim(), message);
+        assert.deepEqual(snapshot(root), before);
+      }
+    });
   });
 
   describe("node labels (against the API stand-in)", function () {

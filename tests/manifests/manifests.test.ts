@@ -545,9 +545,10 @@ describe("shimsByArch: RuntimeClasses select only nodes that have the shim", () 
       { "kata-qemu": installed, "kata-fc": { ...installed, "kubernetes.io/arch": "amd64" }, kata: installed },
     ],
     [
-      "three architectures, fc on two of them; the default RuntimeClass follows its shim",
+      // ppc64le's default is qemu (it has no fc): the defaults differ, so `kata` is each node's own default (per-node handler).
+      "three architectures, fc on two of them; the default RuntimeClass runs each node's default shim, so it needs no per-shim label",
       { shimsByArch: { amd64: ["fc", "qemu"], arm64: ["fc", "qemu"], ppc64le: ["qemu"] } },
-      { "kata-fc": { ...installed, "kata-containers.io/kata-fc": "true" }, "kata-qemu": installed, kata: { ...installed, "kata-containers.io/kata-fc": "true" } },
+      { "kata-fc": { ...installed, "kata-containers.io/kata-fc": "true" }, "kata-qemu": installed, kata: installed },
     ],
     [
       "an architecture listed without shims does not count (its nodes are never labelled installed)",
@@ -570,4 +571,34 @@ describe("shimsByArch: RuntimeClasses select only nodes that have the shim", () 
       await assertValidManifests(allObjects(options(input)));
     });
   }
+});
+
+// ---- per-node default handler (the architectures' default shims differ) -----------------------------------------
+describe("the default RuntimeClass when the architectures' default shims differ", () => {
+  const perArch = { runtimes: ["containerd", "crio"], shimsByArch: { amd64: ["qemu", "fc"], arm64: ["fc", "qemu"] }, defaultShimByArch: { amd64: "qemu", arm64: "fc" } };
+  const defaultClass = (input: Parameters<typeof normalizeSettings>[0]) => buildRuntimeClasses(normalizeSettings(input)).find((rc) => rc.metadata.name === "kata");
+
+  it("has the per-node handler `kata`, which every installer is told to configure (--default-handler kata)", async () => {
+    const opts = options(perArch);
+    assert.equal(defaultClass(perArch)?.handler, "kata");
+    for (const runtime of ["containerd", "crio"] as const) {
+      const command = container(buildInstallerDaemonSet(runtime, opts)).command ?? [];
+      assert.equal(command[command.indexOf("--default-handler") + 1], "kata", runtime);
+    }
+    await assertValidManifests(allObjects(opts));
+  });
+
+  it("charges the largest overhead of the default shims per resource: every node it lands on is covered (upstream figures qemu 320Mi/250m, fc 130Mi/250m)", () => {
+    assert.deepEqual(defaultClass(perArch)?.overhead, { podFixed: { memory: "320Mi", cpu: "250m" } });
+    const custom = { ...perArch, runtimeClassOverhead: { qemu: { memory: "200Mi", cpu: "500m" }, fc: { memory: "0.25Gi", cpu: "0.3" } } };
+    assert.deepEqual(defaultClass(custom)?.overhead, { podFixed: { memory: "0.25Gi", cpu: "500m" } }, "0.25Gi = 256Mi > 200Mi; 500m > 0.3");
+  });
+
+  it("keeps handler kata-<defaultShim> when the defaults agree (an unchanged stack keeps its RuntimeClass), and passes no flag", () => {
+    const same = { shimsByArch: { amd64: ["qemu", "fc"], arm64: ["qemu"] } };
+    assert.equal(defaultClass(same)?.handler, "kata-qemu");
+    assert.ok(!(container(buildInstallerDaemonSet("containerd", options(same))).command ?? []).includes("--default-handler"));
+    const off = { ...perArch, createDefaultRuntimeClass: false };
+    assert.ok(!(container(buildInstallerDaemonSet("containerd", options(off))).command ?? []).includes("--default-handler"), "no default RuntimeClass: no handler");
+  });
 });

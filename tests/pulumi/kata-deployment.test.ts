@@ -306,7 +306,16 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["defaultShimByArch without shimsByArch", { defaultShimByArch: { amd64: "qemu" } }, /defaultShimByArch is set without shimsByArch/],
       ["defaultShimByArch not in that architecture's shims", { shimsByArch: { amd64: ["qemu", "fc"], arm64: ["qemu"] }, defaultShimByArch: { arm64: "fc" } }, /defaultShimByArch.arm64 is "fc", which is not in shimsByArch.arm64; allowed values: qemu$/],
       ["defaultShimByArch for an architecture without shims", { shimsByArch: { amd64: ["qemu"], arm64: [] }, defaultShimByArch: { arm64: "qemu" } }, /defaultShimByArch.arm64 names an architecture without shims in shimsByArch; allowed keys: amd64$/],
-      ["different default shims per architecture with the default RuntimeClass", { shimsByArch: { amd64: ["qemu", "qemu-runtime-rs"], arm64: ["qemu", "qemu-runtime-rs"] }, defaultShimByArch: { amd64: "qemu", arm64: "qemu-runtime-rs" } }, /defaultShimByArch.arm64 is "qemu-runtime-rs", but the default RuntimeClass has one handler, kata-qemu \(defaultShim\), on every node .*set createDefaultRuntimeClass to false/],
+      [
+        "different default shims per architecture, and a default RuntimeClass name that cannot be a handler",
+        { shimsByArch: { amd64: ["qemu", "qemu-runtime-rs"], arm64: ["qemu", "qemu-runtime-rs"] }, defaultShimByArch: { amd64: "qemu", arm64: "qemu-runtime-rs" }, defaultRuntimeClassName: "kata.default" },
+        /defaultRuntimeClassName is "kata.default", which is also the handler of the default RuntimeClass while defaultShimByArch names different shims \(qemu, qemu-runtime-rs\), and a handler must be a DNS label \(no '.'\); choose a name such as "kata"$/,
+      ],
+      [
+        "different default shims per architecture whose RuntimeClass node labels differ",
+        { shimsByArch: { amd64: ["qemu", "qemu-tdx"], arm64: ["qemu"] }, defaultShimByArch: { amd64: "qemu-tdx", arm64: "qemu" }, runtimeClassNodeSelector: { "qemu-tdx": { "intel.feature.node.kubernetes.io/tdx": "true" } } },
+        /runtimeClassNodeSelector gives the default shims of defaultShimByArch \(qemu-tdx, qemu\) different node labels, but their default RuntimeClass has one nodeSelector for every architecture; give them the same labels, or set createDefaultRuntimeClass to false$/,
+      ],
       ["createPullSecret without a password", { imageBuild: { repository: "r.example.com/k", registry: { server: "r.example.com", username: "ci" }, createPullSecret: true } }, /imageBuild.createPullSecret is true but imageBuild.registry.password is not set/],
     ];
     for (const [label, args, message] of cases) {
@@ -567,6 +576,16 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       assert.equal(env.DEFAULT_SHIM_X86_64, "qemu-runtime-rs");
       assert.equal((registrationNamed("kata-wait-for-installed-nodes").inputs.environment as Record<string, string>).KATA_DEPLOY_SHIM_ARCHES, "amd64");
       assert.equal((registrationNamed("kata-runtimeclass-kata").inputs as { handler: string }).handler, "kata-qemu-runtime-rs", "defaultShim follows defaultShimByArch");
+    });
+
+    it("different default shims per architecture: the default RuntimeClass gets the per-node handler `kata`, replaced in place of its fixed name", async () => {
+      await deploy("kata", { runtimes: ["containerd"], shimsByArch: { amd64: ["qemu", "qemu-runtime-rs"], arm64: ["qemu", "qemu-runtime-rs"] }, defaultShimByArch: { arm64: "qemu-runtime-rs" } });
+      const env = installerEnv();
+      assert.deepEqual([env.DEFAULT_SHIM_X86_64, env.DEFAULT_SHIM_AARCH64], ["qemu", "qemu-runtime-rs"]);
+      const rc = registrationNamed("kata-runtimeclass-kata");
+      assert.equal((rc.inputs as { handler: string }).handler, "kata");
+      // A stack whose defaults come to differ changes the handler, which the API server does not update in place.
+      assert.deepEqual([rc.options.replaceOnChanges, rc.options.deleteBeforeReplace], [["handler"], true]);
     });
 
     it("different default shims per architecture are accepted without the default RuntimeClass", async () => {

@@ -13,6 +13,7 @@ import {
   INSTALL_PREFIX,
   LABEL_PREFIX_PATTERN,
   RESTART_MODES,
+  RUNTIME_HANDLER_PATTERN,
   labelKeys as contractLabelKeys,
   parseStartupTaints,
   type StartupTaint,
@@ -39,6 +40,7 @@ import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
 const USAGE = `usage:
   kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
+                        [--default-handler kata]
                         [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
                         [--startup-taints KEY[:EFFECT],...]
@@ -219,6 +221,20 @@ function shimLabelRemovals(labelPrefix: string, recorded: Record<string, unknown
   return Object.fromEntries(labelled.map((shim) => [shimLabelKey(labelPrefix, shim), null]));
 }
 
+/**
+ * `--default-handler NAME`: a runtime handler named NAME that runs this node's default shim, so the default
+ * RuntimeClass (handler NAME) starts each architecture's own default shim. A handler is a DNS label
+ * (kubernetes pkg/apis/node/validation ValidateRuntimeClass: IsDNS1123Label).
+ */
+function defaultHandlerOf(values: Options): string | undefined {
+  const handler = values["default-handler"];
+  if (handler === undefined) return undefined;
+  if (handler.length > 63 || !RUNTIME_HANDLER_PATTERN.test(handler)) {
+    throw new UserError(`--default-handler ${handler}: must be a DNS label (lowercase letters, digits and -, at most 63), as a RuntimeClass handler is`);
+  }
+  return handler;
+}
+
 // ---- end of mixed-architecture clusters ---------------------------------------------------------------------
 
 function restartOf(values: Options, fallback: "none" | "systemd" = "none"): "none" | "systemd" {
@@ -283,6 +299,7 @@ async function runInstall(values: Options): Promise<void> {
   if (runtime !== "containerd" && snapshotters.size > 0) log.warn(`${AGENT_ENV.snapshotterHandlerMapping} is for containerd; ignored for --runtime ${runtime}`);
   if (runtime !== "crio" && guestPull.size > 0) log.warn(`${AGENT_ENV.pullTypeMapping} (CRI-O runtime_pull_image) is for CRI-O; ignored for --runtime ${runtime}`);
   const kataConfig = parseKataNodeConfig(process.env[AGENT_ENV.kataConfig], shims);
+  const defaultHandler = defaultHandlerOf(values);
   const { request, kata } = buildRequest({
     runtime,
     shims,
@@ -293,6 +310,7 @@ async function runInstall(values: Options): Promise<void> {
     guestPull: runtime === "crio" ? guestPull : undefined,
     layouts: carriedLayouts,
     kata: kataConfig,
+    ...(defaultHandler === undefined ? {} : { defaultHandler }),
   });
   const customRuntimes = (kataConfig.customRuntimes ?? []).map((custom) => custom.name);
   // Per-architecture mode records the shims it labels the node with, so a later install or the uninstall removes them.
@@ -303,7 +321,7 @@ async function runInstall(values: Options): Promise<void> {
     request,
     kata,
     artifactsKata,
-    details: { ...adapter.details, shims, defaultShim, ...(customRuntimes.length > 0 ? { customRuntimes } : {}), ...archDetails },
+    details: { ...adapter.details, shims, defaultShim, ...(defaultHandler === undefined ? {} : { defaultHandler }), ...(customRuntimes.length > 0 ? { customRuntimes } : {}), ...archDetails },
   });
   log.info(`install ${runtime}: complete (${outcome.changedFiles.length} config file(s) changed${outcome.restarted ? ", runtime restarted" : ""})`);
   if (!kube) return;

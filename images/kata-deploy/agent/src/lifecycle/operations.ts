@@ -530,7 +530,8 @@ export async function uninstall(target: Target, adapter: RuntimeAdapter): Promis
         }
         return ordered(writes, root.resolve(adapter.mainConfig), true, kataReal);
       });
-      const ourRuntimes = [...((record.details.shims as string[] | undefined) ?? []).map((shim) => `kata-${shim}`), ...((record.details.customRuntimes as string[] | undefined) ?? [])];
+      const ourRuntimes = [...((record.details.shims as string[] | undefined) ?? []).map((shim) => `kata-${shim}`), ...((record.details.customRuntimes as string[] | undefined) ?? []),
+        ...(typeof record.details.defaultHandler === "string" ? [record.details.defaultHandler] : [])];
       if (target.host && adapter.removalStep) {
         const host = target.host;
         const step = adapter.removalStep;

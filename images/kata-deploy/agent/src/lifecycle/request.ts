@@ -98,6 +98,11 @@ export function buildRequest(args: {
   layouts?: ReadonlyMap<string, ShimLayout>;
   /** Kata's settings per shim and the custom runtimes (KATA_DEPLOY_KATA_CONFIG, already checked). */
   kata?: KataNodeConfig;
+  /**
+   * `--default-handler`: one more runtime of this name that runs this node's default shim (same binary, same Kata
+   * configuration), so one RuntimeClass handler means each node's own default shim (mixed-architecture clusters).
+   */
+  defaultHandler?: string;
 }): { request: KataConfigRequest; kata: KataConfigInput } {
   checkMappedShims("SNAPSHOTTER_HANDLER_MAPPING", args.snapshotters.keys(), args.shims);
   checkMappedShims("PULL_TYPE_MAPPING", args.guestPull ?? [], args.shims);
@@ -152,6 +157,15 @@ export function buildRequest(args: {
       settings: { ...inherited, ...(custom.dropIn === undefined ? {} : { dropIn: custom.dropIn }) },
       settingsField: `${AGENT_ENV.kataConfig} customRuntimes[${index}]`,
     });
+  }
+  if (args.defaultHandler !== undefined) {
+    const taken = runtimes.find((runtime) => runtime.name === args.defaultHandler);
+    if (taken !== undefined) {
+      throw new UserError(`--default-handler ${args.defaultHandler}: a shim's or custom runtime's handler has that name already (base shim ${taken.shim}); give the default RuntimeClass another name`);
+    }
+    // Same shim binary and Kata configuration copy as kata-<defaultShim>: its settings and drop-ins apply to both.
+    const target = runtimes.find((runtime) => runtime.name === `kata-${args.defaultShim}`);
+    if (target !== undefined) runtimes.push({ ...target, name: args.defaultHandler });
   }
   const kata: KataConfigInput = {
     runtime: args.runtime,
