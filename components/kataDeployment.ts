@@ -481,7 +481,6 @@ export class KataDeployment extends pulumi.ComponentResource {
         createNamespace: settings.createNamespace,
         labelPrefix: settings.labelPrefix,
         containerdFlavor: settings.containerdFlavor,
-        installerNodeAffinity: installerNodeAffinity(settings),
         installPrefix: settings.installPrefix,
       },
       { parent: this },

@@ -15,16 +15,15 @@
 //   namespace) or, when the component stops creating the namespace, the namespace is deleted after the
 //   program with every DaemonSet still in it; the ServiceAccount the preStop hooks authenticate with is
 //   deleted with them, so uninstalls are refused (401) and Kata stays on nodes with no owner.
-// - installerNodeAffinity (affinity.nodeAffinity's required terms): the DaemonSet controller honours it
-//   (kubernetes pkg/controller/daemon NodeShouldRunDaemonPod), but the installers' preStop tells a removal
-//   from a rollout by the DaemonSet's nodeSelector alone (images/kata-deploy/agent/src/kube/labels.ts
-//   isRollout): a node a changed affinity leaves out would keep Kata with no installer. Removing it only
-//   widens the selection, which is safe; so is a change of the preferred terms (no effect on a DaemonSet).
 // - installPrefix: a rollout (the preStop leaves Kata installed) whose new pods install into the new prefix,
 //   which the agent refuses while the runtime is still configured from the old one ("one Kata install per
 //   runtime"): every node's installer crash-loops, and the old prefix keeps no owner.
-// Every other setting (runtimes, shims, defaultShim, image, nodeSelector, tolerations, resources, pod labels
-// and annotations, imagePullPolicy, RuntimeClass overhead and scheduling, ...) is safe and tested so.
+// Every other setting (runtimes, shims, defaultShim, image, nodeSelector, affinity, tolerations, resources, pod
+// labels and annotations, imagePullPolicy, RuntimeClass overhead and scheduling, ...) is safe and tested so. The
+// installers' required node affinity was guarded here while their preStop told a removal from a rollout by
+// nodeSelector alone; it now evaluates the affinity as the DaemonSet controller does (agent kube/labels.ts
+// isRollout), so a node a changed affinity leaves out is uninstalled like one a narrowed nodeSelector leaves out.
+// Guards recorded with `installerNodeAffinity` are read as before; the key is no longer compared.
 import * as pulumi from "@pulumi/pulumi";
 import type { KataSettings } from "./settings";
 
@@ -34,8 +33,6 @@ export interface GuardedSettings {
   createNamespace: boolean;
   labelPrefix: string;
   containerdFlavor: string;
-  /** JSON of the installers' required node affinity (`affinity.nodeAffinity.requiredDuringScheduling...`), "" for none. */
-  installerNodeAffinity: string;
   /** Absent in guards recorded before the setting existed (treated as /opt/kata). */
   installPrefix?: string;
 }
@@ -51,19 +48,15 @@ const WHY: Record<keyof GuardedSettings, string> = {
   createNamespace: "deleting or adopting the namespace would delete or collide with the DaemonSets in it",
   labelPrefix: "nodes labelled with the old prefix would never be cleaned",
   containerdFlavor: "Kata would stay configured in the old flavor's containerd config with no owner",
-  installerNodeAffinity:
-    "the installers' preStop tells a removal from a rollout by nodeSelector only, so nodes the new affinity leaves out would keep Kata with no owner; select with nodeSelector instead, or remove the required affinity (that only widens)",
   installPrefix: "the new installers would be refused while the nodes' runtimes still point at the old prefix, which would keep no owner",
 };
 
 /**
- * What the state of a stack deployed before a setting was guarded stands for: no required node affinity (the
- * component had none), the install prefix /opt/kata (the contract's INSTALL_PREFIX, spelled out: this is
- * serialized into the state by value). Other settings missing from an old state are not compared.
+ * What the state of a stack deployed before a setting was guarded stands for: the install prefix /opt/kata (the
+ * contract's INSTALL_PREFIX, spelled out: this is serialized into the state by value). Other settings missing
+ * from an old state are not compared.
  */
-const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installerNodeAffinity: "", installPrefix: "/opt/kata" };
-/** Changes of a guarded setting that are safe anyway: dropping the required node affinity only widens the selection. */
-const SAFE_NEW_VALUE: Partial<GuardedSettings> = { installerNodeAffinity: "" };
+const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installPrefix: "/opt/kata" };
 
 /**
  * One line per refused change (empty: the change is safe), each naming the setting, the old and new value,
@@ -74,12 +67,10 @@ export function unsafeSettingChanges(olds: Partial<GuardedSettings> | undefined,
   const problems: string[] = [];
   for (const key of Object.keys(WHY) as (keyof GuardedSettings)[]) {
     const old = olds[key] ?? RECORDED_BEFORE_GUARDED[key];
-    if (old === undefined || old === news[key] || SAFE_NEW_VALUE[key] === news[key]) continue;
-    const name = key === "installerNodeAffinity" ? "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution" : key;
-    const shown = (value: unknown): string => (key === "installerNodeAffinity" ? (value === "" ? "none" : String(value)) : JSON.stringify(value));
+    if (old === undefined || old === news[key]) continue;
     problems.push(
-      `KataDeployment: ${name} changed from ${shown(old)} to ${shown(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
-        `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${name}`,
+      `KataDeployment: ${key} changed from ${JSON.stringify(old)} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
+        `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${key}`,
     );
   }
   return problems;

@@ -495,6 +495,43 @@ describe("scheduling on real clusters", () => {
     assert.equal(schedulable(cleanup, { ...leftOut, [kataKey]: "cleanup" }, [controlPlane, draining]), true);
   });
 
+  it("a required node affinity changed on a later update: the installer's preStop sees a removal on the nodes it leaves out", () => {
+    const poolIn = (...values: string[]) => ({ nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: "pool.example.com/name", operator: "In" as const, values }] }] } } });
+    const after = buildInstallerDaemonSet("containerd", options({ affinity: poolIn("sandbox") })) as unknown as Parameters<typeof isRollout>[0];
+    const node = (pool: string) => ({ metadata: { name: "n", labels: { [runtimeKey]: "containerd", [kataKey]: "true", "pool.example.com/name": pool } } });
+    assert.equal(isRollout(after, node("sandbox")), true, "still selected: a rollout, Kata stays");
+    assert.equal(isRollout(after, node("general")), false, "left out by the affinity: a removal");
+    const wider = buildInstallerDaemonSet("containerd", options({ affinity: poolIn("sandbox", "general") })) as unknown as Parameters<typeof isRollout>[0];
+    assert.equal(isRollout(wider, node("general")), true);
+  });
+
+  it("isRollout evaluates required node affinity as Kubernetes does (component-helpers nodeaffinity, apimachinery labels)", () => {
+    type Term = { matchExpressions?: { key: string; operator: string; values?: string[] }[]; matchFields?: { key: string; operator: string; values?: string[] }[] };
+    const daemonSet = (terms: Term[]) => ({ metadata: { name: "ds" }, spec: { selector: {}, template: { spec: { containers: [], affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } } } } } }) as unknown as Parameters<typeof isRollout>[0];
+    const node = { metadata: { name: "n1", labels: { zone: "a", cores: "16", odd: "x16" } } };
+    // Each expectation is read off the Go source: LazyErrorNodeSelector.Match ORs the terms and skips empty ones;
+    // labels.Requirement.Matches: NotIn/DoesNotExist match an absent key, Gt/Lt parse the label as int64 (else false);
+    // NewRequirement refuses In without values (the term then fails); matchFields In/NotIn on metadata.name.
+    const cases: [string, Term[], boolean][] = [
+      ["no terms: matches nothing", [], false],
+      ["only an empty term: matches nothing", [{}], false],
+      ["an empty term next to a matching one", [{}, { matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }] }], true],
+      ["terms ORed", [{ matchExpressions: [{ key: "zone", operator: "In", values: ["b"] }] }, { matchExpressions: [{ key: "zone", operator: "Exists" }] }], true],
+      ["requirements ANDed", [{ matchExpressions: [{ key: "zone", operator: "In", values: ["a"] }, { key: "gpu", operator: "Exists" }] }], false],
+      ["NotIn on an absent key", [{ matchExpressions: [{ key: "gpu", operator: "NotIn", values: ["yes"] }] }], true],
+      ["DoesNotExist", [{ matchExpressions: [{ key: "gpu", operator: "DoesNotExist" }] }], true],
+      ["Gt on an integer label", [{ matchExpressions: [{ key: "cores", operator: "Gt", values: ["8"] }] }], true],
+      ["Lt on an integer label", [{ matchExpressions: [{ key: "cores", operator: "Lt", values: ["8"] }] }], false],
+      ["Gt on a label that is not an integer", [{ matchExpressions: [{ key: "odd", operator: "Gt", values: ["1"] }] }], false],
+      ["In without values does not parse: the term fails", [{ matchExpressions: [{ key: "zone", operator: "In", values: [] }] }], false],
+      ["matchFields metadata.name In", [{ matchFields: [{ key: "metadata.name", operator: "In", values: ["n1"] }] }], true],
+      ["matchFields metadata.name NotIn", [{ matchFields: [{ key: "metadata.name", operator: "NotIn", values: ["n1"] }] }], false],
+      ["matchFields with two values does not parse", [{ matchFields: [{ key: "metadata.name", operator: "In", values: ["n1", "n2"] }] }], false],
+    ];
+    for (const [label, terms, expected] of cases) assert.equal(isRollout(daemonSet(terms), node), expected, label);
+    assert.equal(isRollout({ metadata: { name: "ds" }, spec: { selector: {}, template: { spec: { containers: [] } } } } as unknown as Parameters<typeof isRollout>[0], node), true, "no affinity: nodeSelector alone");
+  });
+
   it("imagePullSecrets and resources reach every DaemonSet; crashes surface the agent's last log line", async () => {
     const opts = options({
       imagePullSecrets: ["registry-a", "registry-b"],

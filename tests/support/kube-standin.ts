@@ -26,7 +26,7 @@
 //   (pkg/admission/plugin/policy/validating/dispatcher.go: 422 Invalid unless the policy gives another reason).
 //   `beforeWrite` lets a test change the cluster between a client's read and its write (a concurrent writer).
 // - The DaemonSet controller (`reconcileDaemonSets()`, called by a test's cluster loop): places one pod per
-//   node the DaemonSet should run on (nodeSelector, taints vs tolerations plus the tolerations the
+//   node the DaemonSet should run on (nodeSelector, required node affinity, taints vs tolerations plus the tolerations the
 //   controller adds: pkg/controller/daemon/daemon_controller.go NodeShouldRunDaemonPod,
 //   pkg/controller/daemon/util/daemonset_util.go), deletes pods on nodes it no longer selects, rolls out a
 //   changed template within maxUnavailable (pkg/controller/daemon/update.go rollingUpdate), and computes
@@ -338,10 +338,54 @@ interface PodTemplate {
   spec: { nodeSelector?: Record<string, string>; tolerations?: Toleration[]; [key: string]: unknown };
 }
 
-/** NodeShouldRunDaemonPod: the pod's node selector matches and every NoSchedule/NoExecute taint is tolerated. */
+interface NodeSelectorRequirement {
+  key: string;
+  operator: string;
+  values?: string[];
+}
+interface NodeSelectorTerm {
+  matchExpressions?: NodeSelectorRequirement[];
+  matchFields?: NodeSelectorRequirement[];
+}
+
+/**
+ * A pod's required node affinity against a node's labels and name, as k8s.io/component-helpers/scheduling/corev1/
+ * nodeaffinity/nodeaffinity.go (LazyErrorNodeSelector.Match) and k8s.io/apimachinery pkg/labels/selector.go
+ * (Requirement.Matches) evaluate it: terms ORed, requirements ANDed, an empty term matches nothing; `matchFields`
+ * only `metadata.name` with In/NotIn and one value.
+ */
+function requiredAffinityMatches(node: KubeObject, terms: NodeSelectorTerm[]): boolean {
+  const labels = node.metadata.labels ?? {};
+  const holds = (requirement: NodeSelectorRequirement, values: Record<string, string>): boolean => {
+    const has = requirement.key in values;
+    const wanted = requirement.values ?? [];
+    const value = values[requirement.key];
+    if (requirement.operator === "In") return has && wanted.includes(value);
+    if (requirement.operator === "NotIn") return !has || !wanted.includes(value);
+    if (requirement.operator === "Exists") return has;
+    if (requirement.operator === "DoesNotExist") return !has;
+    if (requirement.operator !== "Gt" && requirement.operator !== "Lt") return false;
+    if (!has || !/^[+-]?\d+$/.test(value) || wanted.length !== 1) return false;
+    return requirement.operator === "Gt" ? BigInt(value) > BigInt(wanted[0]) : BigInt(value) < BigInt(wanted[0]);
+  };
+  return terms.some((term) => {
+    const expressions = term.matchExpressions ?? [];
+    const fields = term.matchFields ?? [];
+    if (expressions.length + fields.length === 0) return false;
+    return expressions.every((requirement) => holds(requirement, labels)) && fields.every((requirement) => holds(requirement, { "metadata.name": node.metadata.name }));
+  });
+}
+
+/**
+ * NodeShouldRunDaemonPod: the pod's node selector and required node affinity match (a node that fails them has its
+ * daemon pod deleted), and every NoSchedule/NoExecute taint is tolerated.
+ */
 export function nodeShouldRunDaemonPod(node: KubeObject, template: PodTemplate): boolean {
   const labels = node.metadata.labels ?? {};
   if (!Object.entries(template.spec.nodeSelector ?? {}).every(([key, value]) => labels[key] === value)) return false;
+  const affinity = template.spec.affinity as { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: NodeSelectorTerm[] } } } | undefined;
+  const required = affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution;
+  if (required !== undefined && !requiredAffinityMatches(node, required.nodeSelectorTerms ?? [])) return false;
   const tolerations = [...(template.spec.tolerations ?? []), ...DAEMON_POD_TOLERATIONS];
   const taints = ((node.spec as { taints?: Taint[] } | undefined)?.taints ?? []).filter((taint) => taint.effect === "NoSchedule" || taint.effect === "NoExecute");
   return taints.every((taint) => tolerations.some((toleration) => toleratesTaint(toleration, taint)));
