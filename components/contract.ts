@@ -216,6 +216,12 @@ export interface KataShimConfig {
   debug?: boolean;
   /** runtime-rs shims only: the runtime's `log_level`. */
   runtimeLogLevel?: KataLogLevel;
+  /**
+   * containerd only: the guest pulls every container image itself, without a remote snapshotter (confidential
+   * containers). Go runtime: `[runtime] experimental_force_guest_pull = true`; runtime-rs: `force_guest_pull` in
+   * `[runtime] experimental`. Upstream: `shims.<shim>.containerd.forceGuestPull` (EXPERIMENTAL_FORCE_GUEST_PULL).
+   */
+  forceGuestPull?: boolean;
   /** Kata TOML applied last (a user drop-in), verbatim. */
   dropIn?: string;
 }

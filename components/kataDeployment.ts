@@ -194,6 +194,12 @@ export interface KataShimConfigArgs {
   /** runtime-rs shims only: the runtime's log level (`trace` ... `critical`). Defaults to the release's (`info`). */
   runtimeLogLevel?: KataLogLevel;
   /**
+   * containerd only (refused without containerd in `runtimes`): the guest pulls every image itself, without a
+   * remote snapshotter (Kata's experimental force guest pull; `config.d/25-force-guest-pull.toml`). CRI-O
+   * installers ignore it: use `guestPull` there. Upstream's `shims.<shim>.containerd.forceGuestPull`. Defaults to `false`.
+   */
+  forceGuestPull?: boolean;
+  /**
    * Kata TOML applied after everything else (`config.d/50-user-overrides.toml`), e.g.
    * `"[hypervisor.qemu]\ndefault_memory = 4096\n"`; checked to be TOML at preview. Defaults to none.
    */

@@ -273,7 +273,7 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   const installPrefix = input.installPrefix ?? INSTALL_PREFIX;
   const prefixProblem = installPrefixProblem(installPrefix);
   if (prefixProblem !== undefined) fail("installPrefix", `is ${quote(installPrefix)}; it ${prefixProblem}`);
-  const shimConfig = normalizeShimConfig(input.shimConfig ?? {}, shims, fail);
+  const shimConfig = normalizeShimConfig(input.shimConfig ?? {}, shims, runtimes, fail);
   const baseOverheads = Object.fromEntries(shims.map((shim) => [shim, runtimeClasses[shim]?.overhead ?? {}]));
   const customRuntimes = normalizeCustomRuntimes(input.customRuntimes ?? [], shims, baseOverheads, createDefaultRuntimeClass ? defaultRuntimeClassName : undefined, fail);
   // ---- end of Kata configuration ----
@@ -492,7 +492,7 @@ function normalizeNodeSelectorTerm(field: string, value: unknown, fail: Fail): N
 // The agent checks the same values again (images/kata-deploy/agent/src/lifecycle/kata-settings.ts, with the
 // shared checks from contract.ts) for DaemonSets written by hand; here they fail at preview.
 
-const SHIM_CONFIG_KEYS: readonly (keyof KataShimConfig)[] = ["allowedHypervisorAnnotations", "agentHttpsProxy", "agentNoProxy", "debug", "runtimeLogLevel", "dropIn"];
+const SHIM_CONFIG_KEYS: readonly (keyof KataShimConfig)[] = ["allowedHypervisorAnnotations", "agentHttpsProxy", "agentNoProxy", "debug", "runtimeLogLevel", "forceGuestPull", "dropIn"];
 const CUSTOM_RUNTIME_KEYS = ["name", "baseShim", "dropIn", "overhead"];
 /** Runtime names the agent writes into containerd's config itself (the `untrusted` alias, the runc stand-in). */
 const RESERVED_HANDLERS = ["untrusted", "runc"];
@@ -510,7 +510,7 @@ function checkDropIn(field: string, value: unknown, fail: Fail): string {
   return value;
 }
 
-function normalizeShimConfig(value: unknown, shims: readonly string[], fail: Fail): Record<string, KataShimConfig> {
+function normalizeShimConfig(value: unknown, shims: readonly string[], runtimes: readonly string[], fail: Fail): Record<string, KataShimConfig> {
   if (!isObject(value)) return fail("shimConfig", `is ${quote(value)}; it must map shims to their settings, e.g. {"qemu": {"debug": true}}`);
   const result: Record<string, KataShimConfig> = {};
   for (const [shim, entry] of Object.entries(value)) {
@@ -520,7 +520,7 @@ function normalizeShimConfig(value: unknown, shims: readonly string[], fail: Fai
     const config = entry as Record<string, unknown>;
     for (const key of Object.keys(config)) if (!(SHIM_CONFIG_KEYS as readonly string[]).includes(key)) fail(`${field}.${key}`, `is not a setting; allowed keys: ${SHIM_CONFIG_KEYS.join(", ")}`);
     const settings: KataShimConfig = {};
-    const { allowedHypervisorAnnotations, agentHttpsProxy, agentNoProxy, debug, runtimeLogLevel, dropIn } = config;
+    const { allowedHypervisorAnnotations, agentHttpsProxy, agentNoProxy, debug, runtimeLogLevel, forceGuestPull, dropIn } = config;
     if (allowedHypervisorAnnotations !== undefined) {
       if (!Array.isArray(allowedHypervisorAnnotations)) fail(`${field}.allowedHypervisorAnnotations`, `is ${quote(allowedHypervisorAnnotations)}; it must be a list of annotation names`);
       (allowedHypervisorAnnotations as unknown[]).forEach((name, index) => {
@@ -545,6 +545,15 @@ function normalizeShimConfig(value: unknown, shims: readonly string[], fail: Fai
       // Only runtime-rs has a log level (kata-types config/runtime.rs `log_level`); the Go runtime has `enable_debug` only.
       if (!release.isRustShim(shim)) fail(`${field}.runtimeLogLevel`, `is set for ${shim}, a Go runtime shim, which has no log level setting; use debug: true`);
       settings.runtimeLogLevel = runtimeLogLevel as KataShimConfig["runtimeLogLevel"];
+    }
+    if (forceGuestPull !== undefined) {
+      if (typeof forceGuestPull !== "boolean") fail(`${field}.forceGuestPull`, `is ${quote(forceGuestPull)}; allowed values: true, false`);
+      if (forceGuestPull) {
+        if (!runtimes.includes("containerd")) {
+          fail(`${field}.forceGuestPull`, `is true, but runtimes (${runtimes.join(", ")}) has no containerd, the only runtime it is for; on CRI-O use guestPull (runtime_pull_image)`);
+        }
+        settings.forceGuestPull = true;
+      }
     }
     if (dropIn !== undefined) settings.dropIn = checkDropIn(`${field}.dropIn`, dropIn, fail);
     if (Object.keys(settings).length > 0) result[shim] = settings;

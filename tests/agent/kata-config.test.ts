@@ -106,6 +106,25 @@ describe("Kata configuration planner (agent lifecycle/kata-config.ts), read back
     });
   }
 
+  it("forceGuestPull on containerd: the Go runtime's experimental_force_guest_pull, runtime-rs' `force_guest_pull` next to the release's experimental features; nothing on CRI-O", function () {
+    const host = new FakeHost();
+    // A release whose runtime-rs configuration already lists an experimental feature: a drop-in array replaces it whole.
+    const rsStock = releaseFile(STOCK_RS_REL).replace(/^internetworking_model\b/m, 'experimental = ["some_feature"]\ninternetworking_model');
+    assert.notEqual(rsStock, releaseFile(STOCK_RS_REL), "the fixture has a [runtime] internetworking_model line to put the feature in front of");
+    plan(host, input([handler("qemu", STOCK_QEMU_REL, { forceGuestPull: true }), handler("qemu-runtime-rs", STOCK_RS_REL, { forceGuestPull: true }, "kata-qemu-runtime-rs", rsStock)]));
+    const go = view(host, copyOf("kata-qemu", "qemu"), "go");
+    assert.equal((go.value.runtime as TomlTable).experimental_force_guest_pull, true);
+    assert.deepEqual(go.dropIns, [`/opt/kata/${DEFAULTS}/runtimes/containerd/kata-qemu/config.d/25-force-guest-pull.toml`]);
+    const rust = view(host, copyOf("kata-qemu-runtime-rs", "qemu-runtime-rs"), "rust");
+    assert.deepEqual((rust.value.runtime as TomlTable).experimental, ["some_feature", "force_guest_pull"]);
+    assert.equal((rust.value.runtime as TomlTable).experimental_force_guest_pull, undefined, "runtime-rs has no such key");
+    const crio = new FakeHost();
+    plan(crio, input([handler("qemu", STOCK_QEMU_REL, { forceGuestPull: true })], "/opt/kata", "crio"));
+    const onCrio = view(crio, copyOf("kata-qemu", "qemu", "/opt/kata", "crio"), "go");
+    assert.deepEqual(onCrio.dropIns, []);
+    assert.equal((onCrio.value.runtime as TomlTable).experimental_force_guest_pull, undefined);
+  });
+
   it("keeps the release's own kernel_params in front of the proxy (a drop-in string replaces the whole value)", function () {
     const stock = releaseFile(STOCK_QEMU_REL).replace('kernel_params = ""', 'kernel_params = "cgroup_no_v1=all pci=realloc"');
     const host = new FakeHost();
@@ -224,6 +243,7 @@ describe("KATA_DEPLOY_KATA_CONFIG (agent lifecycle/kata-settings.ts): one line n
     ["a proxy that is not a URL", '{"shims":{"qemu":{"agentHttpsProxy":"proxy:3128 x"}}}', /^UserError: KATA_DEPLOY_KATA_CONFIG: shims\.qemu\.agentHttpsProxy must not contain white space/],
     ["a proxy with another scheme", '{"shims":{"qemu":{"agentHttpsProxy":"socks5://proxy:1080"}}}', /agentHttpsProxy has scheme socks5:; the agent's proxy must be http:\/\/ or https:\/\//],
     ["a full annotation key", '{"shims":{"qemu":{"allowedHypervisorAnnotations":["io.katacontainers.config.hypervisor.default_memory"]}}}', /allowedHypervisorAnnotations\[0\] is "io\.katacontainers\.config\.hypervisor\.default_memory"; give the name after io\.katacontainers\.config\.hypervisor\., e\.g\. default_memory/],
+    ["forceGuestPull that is not a boolean", '{"shims":{"qemu":{"forceGuestPull":"yes"}}}', /^UserError: KATA_DEPLOY_KATA_CONFIG: shims\.qemu\.forceGuestPull must be true or false$/],
     ["a log level on a Go shim", '{"shims":{"qemu":{"runtimeLogLevel":"debug"}}}', /shims\.qemu\.runtimeLogLevel is set for qemu, a Go runtime shim, which has no log level setting; use debug: true/],
     ["a custom runtime named like a shim's handler", '{"customRuntimes":[{"name":"kata-fc","baseShim":"qemu"}]}', /customRuntimes\[0\]\.name is kata-fc, the handler of shim fc; give the custom runtime another name/],
     ["a custom runtime on a shim that is not installed", '{"customRuntimes":[{"name":"kata-big","baseShim":"clh"}]}', /customRuntimes\[0\]\.baseShim is "clh"; it must be one of the installed shims \(qemu, fc\)/],

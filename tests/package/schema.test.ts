@@ -187,6 +187,7 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       agentNoProxy: "string",
       debug: "boolean",
       runtimeLogLevel: "ref:KataLogLevel",
+      forceGuestPull: "boolean",
       dropIn: "string",
     });
     assert.deepEqual(objectType("KataCustomRuntimeArgs"), { name: "string", baseShim: "string", dropIn: "string", overhead: "ref:KataOverheadArgs" });

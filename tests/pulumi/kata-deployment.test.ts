@@ -661,6 +661,8 @@ describe("KataDeployment (under Pulumi mocks)", () => {
         ["a no_proxy with a space", { shimConfig: { qemu: { agentNoProxy: "a, b" } } }, /shimConfig.qemu.agentNoProxy is "a, b"; it must not contain white space/],
         ["an annotation that is not a name", { shimConfig: { qemu: { allowedHypervisorAnnotations: ["default_memory", "io.katacontainers.config.hypervisor.path"] } } }, /shimConfig.qemu.allowedHypervisorAnnotations\[1\] is "io.katacontainers.config.hypervisor.path"; give the name after io.katacontainers.config.hypervisor., e.g. "default_memory"/],
         ["a log level for a Go shim", { shimConfig: { qemu: { runtimeLogLevel: "trace" } } }, /shimConfig.qemu.runtimeLogLevel is set for qemu, a Go runtime shim, which has no log level setting; use debug: true/],
+        ["forceGuestPull that is not a boolean", { shimConfig: { qemu: { forceGuestPull: "yes" } } } as unknown as KataDeploymentArgs, /shimConfig.qemu.forceGuestPull is "yes"; allowed values: true, false$/],
+        ["forceGuestPull without containerd", { runtimes: ["crio"], shimConfig: { qemu: { forceGuestPull: true } } }, /shimConfig.qemu.forceGuestPull is true, but runtimes \(crio\) has no containerd, the only runtime it is for; on CRI-O use guestPull \(runtime_pull_image\)$/],
         ["a drop-in that is not TOML", { shimConfig: { qemu: { dropIn: "[hypervisor.qemu]\ndefault_memory = \n" } } }, /shimConfig.qemu.dropIn is not valid TOML \(line 2, column \d+: .*\); fix the drop-in/],
         ["a custom runtime named like a shim's RuntimeClass", { customRuntimes: [{ name: "kata-clh", baseShim: "qemu" }] }, /customRuntimes\[0\].name is "kata-clh", the handler and RuntimeClass of shim clh; choose another name, e.g. "kata-clh-custom"/],
         ["a custom runtime named kata", { customRuntimes: [{ name: "kata", baseShim: "qemu" }] }, /customRuntimes\[0\].name is "kata", the default RuntimeClass; choose another name \(or set createDefaultRuntimeClass to false\)/],
@@ -699,7 +701,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
 
     it("shimConfig and customRuntimes: the installers get them as KATA_DEPLOY_KATA_CONFIG; a custom runtime gets its RuntimeClass with the base shim's overhead", async () => {
       const kata = await deploy("kata", {
-        shimConfig: { qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy:3128", debug: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" } },
+        shimConfig: { qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy:3128", debug: true, forceGuestPull: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" } },
         customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu", dropIn: "[hypervisor.qemu]\ndefault_memory = 8192\n", overhead: { memory: "8400Mi" } }],
       });
       for (const ds of registrationsOfType(DAEMONSET)) {
@@ -710,7 +712,7 @@ describe("KataDeployment (under Pulumi mocks)", () => {
           continue;
         }
         assert.deepEqual(JSON.parse(value ?? "null"), {
-          shims: { qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy:3128", debug: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" } },
+          shims: { qemu: { allowedHypervisorAnnotations: ["default_memory"], agentHttpsProxy: "http://proxy:3128", debug: true, forceGuestPull: true, dropIn: "[hypervisor.qemu]\ndefault_vcpus = 2\n" } },
           customRuntimes: [{ name: "kata-qemu-big", baseShim: "qemu", dropIn: "[hypervisor.qemu]\ndefault_memory = 8192\n" }],
         });
       }

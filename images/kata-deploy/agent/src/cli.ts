@@ -299,6 +299,8 @@ async function runInstall(values: Options): Promise<void> {
   if (runtime !== "containerd" && snapshotters.size > 0) log.warn(`${AGENT_ENV.snapshotterHandlerMapping} is for containerd; ignored for --runtime ${runtime}`);
   if (runtime !== "crio" && guestPull.size > 0) log.warn(`${AGENT_ENV.pullTypeMapping} (CRI-O runtime_pull_image) is for CRI-O; ignored for --runtime ${runtime}`);
   const kataConfig = parseKataNodeConfig(process.env[AGENT_ENV.kataConfig], shims);
+  const forcedShims = Object.entries(kataConfig.shims ?? {}).filter(([, settings]) => settings.forceGuestPull === true).map(([shim]) => shim);
+  if (runtime !== "containerd" && forcedShims.length > 0) log.warn(`${AGENT_ENV.kataConfig}: forceGuestPull (shims ${forcedShims.join(", ")}) is for containerd; ignored for --runtime ${runtime}`);
   const defaultHandler = defaultHandlerOf(values);
   const { request, kata } = buildRequest({
     runtime,

@@ -28,6 +28,7 @@ import { INSTALL_PREFIX, type KataShimConfig } from "../../../../../components/c
 import { OWNED_FILE_MARKER } from "../formats/owned-file";
 import { isPlainTable, parseToml, type TomlTable } from "../formats/toml-document";
 import { stringify as stringifyToml } from "smol-toml";
+import { isRustShim } from "../../../release/assets.mjs";
 import { ConfigError, type FileEdit, type Runtime } from "../runtimes/types";
 
 /** Where the per-handler directories live, relative to the prefix. */
@@ -37,6 +38,7 @@ export const DROP_IN_DIR = "config.d";
 export const DROP_INS = {
   installPrefix: "10-installation-prefix.toml",
   logging: "20-logging.toml",
+  forceGuestPull: "25-force-guest-pull.toml",
   kernelParams: "30-kernel-params.toml",
   annotations: "40-hypervisor-annotations.toml",
   user: "50-user-overrides.toml",
@@ -240,6 +242,19 @@ function filesFor(input: KataConfigInput, handler: KataHandler): PlannedFile[] {
         ]) + handler.stockText,
     },
   ];
+  // Force guest pull (containerd only: on CRI-O the guest pulls through runtime_pull_image, the runtime's own).
+  if (settings.forceGuestPull === true && input.runtime === "containerd") {
+    const rust = isRustShim(handler.shim);
+    // Go: src/runtime/pkg/katautils/config.go runtime `ForceGuestPull bool toml:"experimental_force_guest_pull"`.
+    // runtime-rs: kata-types config/runtime.rs `experimental` (a list, replaced whole by a drop-in, so the release's
+    // entries are kept) holding "force_guest_pull" (kata-types mount.rs KATA_IMAGE_FORCE_GUEST_PULL, read by
+    // runtime-rs crates/resource manager_inner.rs is_experiment_enabled). Upstream kata-deploy 4.1.0 sets the Go
+    // key in every shim's configuration (binary/src/artifacts/install.rs configure_experimental_force_guest_pull).
+    const stockRuntime = isPlainTable(stock.runtime) ? stock.runtime : {};
+    const released = Array.isArray(stockRuntime.experimental) ? stockRuntime.experimental.filter((item): item is string => typeof item === "string") : [];
+    const runtimeTable: TomlTable = rust ? { experimental: [...new Set([...released, "force_guest_pull"])] } : { experimental_force_guest_pull: true };
+    files.push({ path: path.posix.join(dropIns, DROP_INS.forceGuestPull), text: render([`From ${handler.settingsField}.forceGuestPull: the guest pulls the images.`], { runtime: runtimeTable }) });
+  }
   const moves = input.prefix !== INSTALL_PREFIX;
   const needsHypervisor = moves || settings.debug === true || settings.agentHttpsProxy !== undefined || settings.agentNoProxy !== undefined || (settings.allowedHypervisorAnnotations ?? []).length > 0 || settings.dropIn !== undefined;
   if (!needsHypervisor && settings.runtimeLogLevel === undefined) return files;

@@ -16,7 +16,7 @@ import {
 import { isRustShim } from "../../../release/assets.mjs";
 import { UserError } from "../report/errors";
 
-const SHIM_KEYS: readonly (keyof KataShimConfig)[] = ["allowedHypervisorAnnotations", "agentHttpsProxy", "agentNoProxy", "debug", "runtimeLogLevel", "dropIn"];
+const SHIM_KEYS: readonly (keyof KataShimConfig)[] = ["allowedHypervisorAnnotations", "agentHttpsProxy", "agentNoProxy", "debug", "runtimeLogLevel", "forceGuestPull", "dropIn"];
 const CUSTOM_KEYS: readonly (keyof KataCustomRuntime)[] = ["name", "baseShim", "dropIn"];
 /** containerd names the agent writes itself: the `untrusted` alias and the runc stand-in (runtimes/containerd/config.ts). */
 const RESERVED_HANDLERS = ["untrusted", "runc"];
@@ -80,7 +80,7 @@ function checkShimConfig(value: unknown, field: string, shim: string, fail: (fie
   if (!isObject(value)) return fail(field, `must be an object with ${SHIM_KEYS.join(", ")}`);
   for (const key of Object.keys(value)) if (!(SHIM_KEYS as readonly string[]).includes(key)) fail(`${field}.${key}`, `is not a setting; allowed keys: ${SHIM_KEYS.join(", ")}`);
   const settings: KataShimConfig = {};
-  const { allowedHypervisorAnnotations, agentHttpsProxy, agentNoProxy, debug, runtimeLogLevel, dropIn } = value;
+  const { allowedHypervisorAnnotations, agentHttpsProxy, agentNoProxy, debug, runtimeLogLevel, forceGuestPull, dropIn } = value;
   if (allowedHypervisorAnnotations !== undefined) {
     if (!Array.isArray(allowedHypervisorAnnotations)) fail(`${field}.allowedHypervisorAnnotations`, "must be a list of annotation names");
     for (const [index, name] of (allowedHypervisorAnnotations as unknown[]).entries()) {
@@ -106,6 +106,10 @@ function checkShimConfig(value: unknown, field: string, shim: string, fail: (fie
     // no log level of its own (src/runtime/pkg/katautils/config.go: `enable_debug` only).
     if (!isRustShim(shim)) fail(`${field}.runtimeLogLevel`, `is set for ${shim}, a Go runtime shim, which has no log level setting; use debug: true`);
     settings.runtimeLogLevel = runtimeLogLevel as KataShimConfig["runtimeLogLevel"];
+  }
+  if (forceGuestPull !== undefined) {
+    if (typeof forceGuestPull !== "boolean") fail(`${field}.forceGuestPull`, "must be true or false");
+    settings.forceGuestPull = forceGuestPull as boolean;
   }
   if (dropIn !== undefined) {
     if (typeof dropIn !== "string") fail(`${field}.dropIn`, "must be a string of Kata TOML");
