@@ -92,6 +92,7 @@ const args: KataDeploymentArgs = {
   runtimeClassOverheadEnabled: config.getBoolean("runtimeClassOverheadEnabled"),
   runtimeClassNodeSelector: config.getObject<KataDeploymentArgs["runtimeClassNodeSelector"]>("runtimeClassNodeSelector"),
   createDefaultRuntimeClass: config.getBoolean("createDefaultRuntimeClass"),
+  containerRuntimeDebug: config.getBoolean("containerRuntimeDebug"),
   defaultRuntimeClassName: config.get("defaultRuntimeClassName"),
   cleanupTimeoutSeconds: config.getNumber("cleanupTimeoutSeconds"),
   installTimeout: config.get("installTimeout"),

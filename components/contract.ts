@@ -96,6 +96,7 @@ export const AGENT_OPTIONS = {
   shims: { type: "string" },
   "default-shim": { type: "string" },
   "default-handler": { type: "string" },
+  "container-runtime-debug": { type: "boolean" },
   restart: { type: "string" },
   prefix: { type: "string" },
   "containerd-flavor": { type: "string" },

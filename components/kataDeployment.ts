@@ -279,6 +279,13 @@ export interface KataDeploymentArgs {
   runtimeClassNodeSelector?: Record<string, Record<string, string>>;
   /** Also create RuntimeClass `defaultRuntimeClassName` for the default shim. Defaults to `true`. */
   createDefaultRuntimeClass?: boolean;
+  /**
+   * Also raise the container runtime's own log level to debug on every node: containerd's `[debug] level`,
+   * CRI-O's `log_level` (upstream kata-deploy does so with `debug: true`), removed again on uninstall. Refused with
+   * `containerdFlavor` k3s or rke2 while `runtimes` has containerd (they set containerd's log level themselves,
+   * from `CONTAINERD_LOG_LEVEL`). Kata's own debug logs are `shimConfig.<shim>.debug`. Defaults to `false`.
+   */
+  containerRuntimeDebug?: boolean;
   /** Name of the default shim's RuntimeClass (handler `kata-<defaultShim>`); must not be a `kata-<shim>` name. Defaults to `kata`. */
   defaultRuntimeClassName?: string;
   /** How long `pulumi destroy` waits for every node to be cleaned before failing, in whole seconds. Defaults to `600`. */

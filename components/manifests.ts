@@ -322,6 +322,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       "--artifacts", ARTIFACTS_DIR,
       ...shimArgs(opts),
       ...defaultHandlerArgs(opts),
+      ...(opts.containerRuntimeDebug ? ["--container-runtime-debug"] : []),
       "--restart", "systemd",
       ...flavorArgs,
       ...prefixArgs(opts),

@@ -40,7 +40,7 @@ export function renderManifests(opts: ManifestOptions): Record<string, string> {
 
 const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes containerd,crio] [--shims qemu,fc]
   [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor containerd|k3s|rke2]
-  [--max-unavailable N|N%] [--without-default-runtime-class] [--default-runtime-class-name NAME]
+  [--max-unavailable N|N%] [--without-default-runtime-class] [--default-runtime-class-name NAME] [--container-runtime-debug]
   [--runtime-class-overhead JSON] [--without-runtime-class-overhead] [--runtime-class-node-selector JSON]
   [--node-selector KEY=VALUE,...] [--tolerations JSON] [--affinity JSON] [--priority-class-name NAME|""]
   [--image-pull-secrets NAME,...] [--image-pull-policy Always|IfNotPresent|Never] [--pod-labels KEY=VALUE,...]
@@ -88,6 +88,7 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       "containerd-flavor": { type: "string" },
       "max-unavailable": { type: "string" },
       "without-default-runtime-class": { type: "boolean" },
+      "container-runtime-debug": { type: "boolean" },
       "default-runtime-class-name": { type: "string" },
       "runtime-class-overhead": { type: "string" },
       "without-runtime-class-overhead": { type: "boolean" },
@@ -120,6 +121,7 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     containerdFlavor: values["containerd-flavor"],
     maxUnavailable: maxUnavailable !== undefined && /^\d+$/.test(maxUnavailable) ? Number(maxUnavailable) : maxUnavailable,
     createDefaultRuntimeClass: values["without-default-runtime-class"] ? false : undefined,
+    containerRuntimeDebug: values["container-runtime-debug"] ? true : undefined,
     defaultRuntimeClassName: values["default-runtime-class-name"],
     runtimeClassOverheadEnabled: values["without-runtime-class-overhead"] ? false : undefined,
     nodeSelector: keyValues("node-selector", values["node-selector"]),

@@ -259,6 +259,8 @@ export interface KataSettings {
   runtimeClasses: Record<string, ShimRuntimeClass>;
   /** Also create RuntimeClass `defaultRuntimeClassName`, an alias of `kata-<defaultShim>`. */
   createDefaultRuntimeClass: boolean;
+  /** Also set the container runtime's own log level to debug (containerd `[debug] level`, CRI-O `log_level`). */
+  containerRuntimeDebug: boolean;
   /** Name of the default shim's alias RuntimeClass. */
   defaultRuntimeClassName: string;
   /**

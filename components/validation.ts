@@ -71,6 +71,7 @@ export interface KataSettingsInput {
   runtimeClassOverheadEnabled?: boolean;
   runtimeClassNodeSelector?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   createDefaultRuntimeClass?: boolean;
+  containerRuntimeDebug?: boolean;
   defaultRuntimeClassName?: string;
   createNamespace?: boolean;
   nodeSelector?: Readonly<Record<string, string>>;
@@ -208,6 +209,14 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   if (typeof createDefaultRuntimeClass !== "boolean") {
     fail("createDefaultRuntimeClass", `is ${quote(createDefaultRuntimeClass)}; allowed values: true, false`);
   }
+  const containerRuntimeDebug = input.containerRuntimeDebug ?? false;
+  if (typeof containerRuntimeDebug !== "boolean") fail("containerRuntimeDebug", `is ${quote(containerRuntimeDebug)}; allowed values: true, false`);
+  if (containerRuntimeDebug && runtimes.includes("containerd") && containerdFlavor !== "containerd") {
+    fail(
+      "containerRuntimeDebug",
+      `is true, but ${containerdFlavor} starts containerd itself and sets its log level from its own environment (CONTAINERD_LOG_LEVEL), not from the configuration kata-deploy edits; set CONTAINERD_LOG_LEVEL=debug in the ${containerdFlavor} service's environment instead`,
+    );
+  }
   const defaultRuntimeClassName = input.defaultRuntimeClassName ?? DEFAULT_RUNTIME_CLASS_NAME;
   // RuntimeClass names are DNS subdomains (kubernetes pkg/apis/node/validation ValidateRuntimeClass).
   if (!isDnsSubdomain(defaultRuntimeClassName)) {
@@ -289,6 +298,7 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     containerdFlavor: containerdFlavor as ContainerdFlavor,
     runtimeClasses,
     createDefaultRuntimeClass,
+    containerRuntimeDebug,
     defaultRuntimeClassName,
     nodeSelector: { ...nodeSelector },
     tolerations,

@@ -639,3 +639,12 @@ describe("the default RuntimeClass when the architectures' default shims differ"
     assert.ok(!(container(buildInstallerDaemonSet("containerd", options(off))).command ?? []).includes("--default-handler"), "no default RuntimeClass: no handler");
   });
 });
+
+describe("containerRuntimeDebug", () => {
+  it("passes --container-runtime-debug to every installer, only when asked", () => {
+    for (const runtime of ["containerd", "crio"] as const) {
+      assert.ok((container(buildInstallerDaemonSet(runtime, options({ containerRuntimeDebug: true }))).command ?? []).includes("--container-runtime-debug"), runtime);
+      assert.ok(!(container(buildInstallerDaemonSet(runtime, options())).command ?? []).includes("--container-runtime-debug"), `${runtime}: off by default`);
+    }
+  });
+});

@@ -90,6 +90,14 @@ describe("npm run render", () => {
     assert.deepEqual(installer.spec.updateStrategy, { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 2 } });
   });
 
+  it("--container-runtime-debug reaches every installer's command", () => {
+    const result = render(["--out", outDir, "--image", IMAGE, "--container-runtime-debug"]);
+    assert.equal(result.status, 0, result.stderr);
+    const installers = readDocuments(path.join(outDir, "kata-deploy.yaml")).slice(1) as { spec: { template: { spec: { containers: { command: string[] }[] } } } }[];
+    assert.equal(installers.length, 2);
+    for (const installer of installers) assert.ok(installer.spec.template.spec.containers[0].command.includes("--container-runtime-debug"));
+  });
+
   it("passes scheduling and pull-secret options through to the DaemonSets", () => {
     const result = render(["--out", outDir, "--image", IMAGE, "--node-selector", "pool.example.com/name=sandbox", "--tolerations", "[]",
       "--priority-class-name", "", "--image-pull-secrets", "regcred"]);

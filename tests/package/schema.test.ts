@@ -97,6 +97,7 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       runtimeClassOverhead: "map<ref:KataOverheadArgs>",
       runtimeClassOverheadEnabled: "boolean",
       runtimeClassNodeSelector: "map<map<string>>",
+      containerRuntimeDebug: "boolean",
       createDefaultRuntimeClass: "boolean",
       defaultRuntimeClassName: "string",
       cleanupTimeoutSeconds: "number",

@@ -40,7 +40,7 @@ import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
 const USAGE = `usage:
   kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
-                        [--default-handler kata]
+                        [--default-handler kata] [--container-runtime-debug]
                         [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
                         [--startup-taints KEY[:EFFECT],...]
@@ -314,6 +314,11 @@ async function runInstall(values: Options): Promise<void> {
     kata: kataConfig,
     ...(defaultHandler === undefined ? {} : { defaultHandler }),
   });
+  // containerd `[debug] level` / CRI-O `log_level`; Docker's daemon.json is not edited for it.
+  if (values["container-runtime-debug"] === true) {
+    if (runtime === "docker") log.warn("--container-runtime-debug is for containerd and CRI-O; ignored for --runtime docker");
+    else request.runtimeDebug = true;
+  }
   const customRuntimes = (kataConfig.customRuntimes ?? []).map((custom) => custom.name);
   // Per-architecture mode records the shims it labels the node with, so a later install or the uninstall removes them.
   const previous = choice.arch === undefined ? undefined : loadState(root, prefix)?.runtimes[runtime]?.details;

@@ -29,6 +29,11 @@ export interface KataConfigRequest {
    * `io.kubernetes.cri.untrusted-workload: "true"` annotation selects Kata. Undefined: no alias.
    */
   untrustedAlias?: KataRuntime;
+  /**
+   * Also raise the container runtime's own log level to debug (containerd `[debug] level`, CRI-O
+   * `[crio.runtime] log_level`), as upstream kata-deploy does with DEBUG=true.
+   */
+  runtimeDebug?: boolean;
 }
 
 /**

@@ -67,6 +67,8 @@ export interface ContainerdOwned {
    * does, pointing at runc): theirs is left alone and this says where it is.
    */
   untrustedAliasTakenBy?: string;
+  /** We added a `[debug]` table (`level = "debug"`) to the v1/v2 main file (a v3+ drop-in carries its own). */
+  debugTableAdded?: boolean;
 }
 
 type Read = (hostPath: string) => string | undefined;
@@ -137,6 +139,28 @@ function dropTakenAlias(
     };
   }
   return { stanzas };
+}
+
+/**
+ * containerRuntimeDebug: containerd's own log level (the top-level `[debug]` table, `level`; containerd
+ * services/server/config Debug.Level, read in both config versions), as upstream kata-deploy 4.1.0 writes it with
+ * DEBUG=true (tools/packaging/kata-deploy/binary/src/runtime/containerd.rs containerd_debug_level_toml_path).
+ */
+const DEBUG_STANZA: RuntimeStanza = { name: "debug", values: { level: "debug" } };
+
+/**
+ * A `[debug]` table (or `debug` key) the main file already has is the node's own: refused rather than edited (its
+ * `level` would have to be changed in place and given back on removal, and may be set there on purpose).
+ */
+function checkNoDebugTable(doc: TomlDocument, file: string): void {
+  if (valueAt(doc.value, [DEBUG_STANZA.name]) === undefined) return;
+  throw new ConfigError({
+    file,
+    line: lineDefining(doc, [DEBUG_STANZA.name]),
+    key: DEBUG_STANZA.name,
+    problem: "containerRuntimeDebug: the file already has a [debug] section, which kata-deploy does not edit",
+    fix: 'set `level = "debug"` there yourself and containerRuntimeDebug to false, or remove the section',
+  });
 }
 
 /** The effective table containerd sees for a stanza (for self-checks and tests). */
@@ -247,12 +271,21 @@ export function planContainerdInstall(a: {
   const kept = previous ? uninstallInto(view, layout, previous) : { runcKept: false };
   const stanzas = stanzasFor(request, layout.mainConfig);
   const list = a.list ?? (() => undefined);
+  if (request.runtimeDebug === true && layout.flavor !== "containerd") {
+    // k3s/rke2 start containerd themselves and set its log level on the command line from the environment
+    // (k3s pkg/agent/containerd/containerd.go Run: CONTAINERD_LOG_LEVEL → `-l`), which wins over the config.
+    throw new ConfigError({
+      file: layout.mainConfig,
+      problem: `containerRuntimeDebug: ${layout.flavor} starts containerd itself and sets its log level from its own environment, not from this configuration`,
+      fix: `set CONTAINERD_LOG_LEVEL=debug in the ${layout.flavor} service's environment instead, and containerRuntimeDebug to false`,
+    });
+  }
   const { owned, notices } =
     layout.kind === "template"
       ? installIntoTemplate(view, layout, stanzas)
       : layout.kind === "drop-in-dir"
         ? installIntoDropInDir(view, layout, stanzas, list)
-        : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2, list);
+        : installIntoPlain(view, layout, stanzas, a.defaultVersionWhenMissing ?? 2, list, request.runtimeDebug === true);
   // A runc we declared earlier and had to keep (others declared runtimes since) stays ours.
   if (kept.runcKept && !owned.runtimes.includes(BUILT_IN_RUNC.name)) owned.runtimes.unshift(BUILT_IN_RUNC.name);
   return { edits: view.edits(), owned, notices };
@@ -316,7 +349,7 @@ function refuseVersionless(file: string): never {
 const runcStandIn = (doc: TomlDocument, version: ContainerdConfigVersion, runtimesPath: TomlPath): RuntimeStanza[] =>
   version <= 2 && valueAt(doc.value, runtimesPath) === undefined ? [BUILT_IN_RUNC] : [];
 
-function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], defaultVersion: ContainerdConfigVersion, list: ListDir): Installed {
+function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], defaultVersion: ContainerdConfigVersion, list: ListDir, debug: boolean): Installed {
   const file = layout.mainConfig;
   const existing = view.get(file);
   const mainText = existing ?? skeleton(defaultVersion);
@@ -333,12 +366,14 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
     const { stanzas, takenBy, notice } = dropTakenAlias(wanted, [{ doc, file }], runtimesPath);
     const all = [...runcStandIn(doc, version, runtimesPath), ...stanzas];
     const platforms = platformStanzas(stanzas, version);
-    view.set(file, addRuntimeStanzas(doc, file, runtimesPath, all, 0, platforms));
+    if (debug) checkNoDebugTable(doc, file);
+    view.set(file, addRuntimeStanzas(doc, file, runtimesPath, all, 0, platforms, debug ? [DEBUG_STANZA] : []));
     return {
       owned: {
         version,
         runtimes: all.map((stanza) => stanza.name),
         ...(platforms.length > 0 ? { runtimePlatforms: platforms.map((stanza) => stanza.name) } : {}),
+        ...(debug ? { debugTableAdded: true } : {}),
         ...created,
         ...(takenBy ? { untrustedAliasTakenBy: takenBy } : {}),
       },
@@ -354,7 +389,7 @@ function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: Runt
   checkOwnedFileIsOurs(view.get(layout.dropIn), layout.dropIn);
   const { text: withImport, entry, keyAdded } = ensureImport(doc, file, layout.dropIn);
   view.set(file, withImport);
-  view.set(layout.dropIn, renderDropIn(version, stanzas, platforms, `imported from ${layout.mainConfig}; \`kata-deploy uninstall\` removes both`));
+  view.set(layout.dropIn, renderDropIn(version, stanzas, platforms, `imported from ${layout.mainConfig}; \`kata-deploy uninstall\` removes both`, debug));
   return {
     owned: {
       version,
@@ -537,11 +572,12 @@ function insertionPoint(doc: TomlDocument, runtimesPath: TomlPath): number {
  * text as one block: after the last runtime table (see insertionPoint). A table header ends the block's
  * last table wherever it lands, so the platform tables may sit inside the CRI section.
  */
-function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number, platforms: RuntimeStanza[] = []): string {
+function addRuntimeStanzas(doc: TomlDocument, file: string, runtimesPath: TomlPath, stanzas: RuntimeStanza[], lineOffset: number, platforms: RuntimeStanza[] = [], topLevel: RuntimeStanza[] = []): string {
   const { text } = doc;
   const groups = [
     { path: runtimesPath, stanzas },
     { path: RUNTIME_PLATFORMS_TABLE_PATH, stanzas: platforms },
+    { path: [] as TomlPath, stanzas: topLevel },
   ];
   for (const group of groups.filter((g) => g.stanzas.length > 0)) {
     for (let depth = 1; depth <= group.path.length; depth++) {
@@ -768,12 +804,15 @@ function removeImport(text: string, file: string, entry: string, keyAdded: boole
   return splice(text, offsetOf(doc, ours.item.loc.start), offsetOf(doc, ours.item.loc.end), "");
 }
 
-function renderDropIn(version: ContainerdConfigVersion, stanzas: RuntimeStanza[], platforms: RuntimeStanza[], provenance: string): string {
+function renderDropIn(version: ContainerdConfigVersion, stanzas: RuntimeStanza[], platforms: RuntimeStanza[], provenance: string, debug = false): string {
   const runtimesPath = runtimesTablePath(version);
   const style: StanzaStyle = { header: "", key: "  ", optionsHeader: "  ", optionsKey: "    " };
   const tables = [
     ...stanzas.map((stanza) => renderStanza(stanza, runtimesPath, style, "\n")),
     ...platforms.map((platform) => renderStanza(platform, RUNTIME_PLATFORMS_TABLE_PATH, style, "\n")),
+    // containerd 2.x merges an imported file's top-level settings over the main file's (cmd/containerd/server/
+    // config/config.go mergeConfig: mergo.Merge WithOverride), so this level wins unless the command line sets one.
+    ...(debug ? [renderStanza(DEBUG_STANZA, [], style, "\n")] : []),
   ];
   return [
     `${OWNED_FILE_MARKER} and ${provenance}.`,
@@ -816,6 +855,7 @@ function uninstallInto(view: FileView, layout: ContainerdLayout, previous: Conta
   if (previous.importEntry !== undefined) result = removeImport(result, file, previous.importEntry, previous.importsKeyAdded ?? false);
   let runcKept = false;
   if (previous.version <= 2) {
+    if (previous.debugTableAdded) result = removeRuntimeStanzas(result, file, [], [DEBUG_STANZA.name], 0);
     result = removeRuntimeStanzas(result, file, RUNTIME_PLATFORMS_TABLE_PATH, previous.runtimePlatforms ?? [], 0);
     ({ text: result, runcKept } = removeOurRuntimes(result, file, runtimesPath, previous, 0));
   }

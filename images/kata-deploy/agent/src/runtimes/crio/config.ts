@@ -38,10 +38,14 @@ export function renderCrioDropIn(request: KataConfigRequest): string {
   });
   // CRI-O has no equivalent of containerd's `untrusted` runtime (its trust annotations were removed
   // in 1.14): on CRI-O only a RuntimeClass selects Kata, so request.untrustedAlias is not written.
+  // containerRuntimeDebug: CRI-O's own log level, as upstream kata-deploy 4.1.0 writes it with DEBUG=true (its
+  // crio.conf.d/100-debug, tools/packaging/kata-deploy/binary/src/runtime/crio.rs); here in our one drop-in, which
+  // CRI-O applies after crio.conf (a later file wins per key).
+  const debug = request.runtimeDebug === true ? [`[${formatKeyPath(["crio", "runtime"])}]\nlog_level = "debug"`] : [];
   return [
     `${OWNED_FILE_MARKER}; \`kata-deploy uninstall\` removes this file. Local changes are overwritten.`,
     "",
-    tables.join("\n\n"),
+    [...debug, ...tables].join("\n\n"),
     "",
   ].join("\n");
 }
