@@ -10,6 +10,9 @@ import * as path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { KubeStandin, type KubeObject } from "../support/kube-standin";
 import { dumpWithHostContainerd, parseDump } from "../support/runtime-readback";
+import { buildRequest } from "../../images/kata-deploy/agent/src/lifecycle/request";
+import { planDockerInstall, planDockerUninstall } from "../../images/kata-deploy/agent/src/runtimes/docker/config";
+import { FakeHost } from "./config-fixtures";
 import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgentAsync as runAgent, snapshot, tempDir } from "./agent-harness";
 
 const P = "kata-containers.io";
@@ -129,6 +132,22 @@ describe("agent on mixed-architecture clusters (SHIMS_<ARCH>, issue 12 point 3)"
       const removal = await runAgent(["uninstall", "--runtime", "crio", "--host-root", root], env);
       assert.equal(removal.code, 0, removal.stderr);
       assert.deepEqual(snapshot(root), before);
+    });
+
+    it("Docker (shim-v2 form): daemon.json gets a runtime `kata` like kata-<default shim>; removal gives the file back byte for byte", function () {
+      const original = '{\n  "log-driver": "journald"\n}\n';
+      const host = new FakeHost({ "/etc/docker/daemon.json": original });
+      const { request } = buildRequest({
+        runtime: "docker", shims: ["clh", "qemu"], defaultShim: "qemu", prefix: "/opt/kata",
+        artifactsKata: path.join(artifacts(), "opt/kata"), snapshotters: new Map(), defaultHandler: "kata",
+      });
+      const plan = planDockerInstall({ read: host.read, request, form: "shim-v2" });
+      host.apply(plan.edits);
+      const runtimes = (JSON.parse(host.read("/etc/docker/daemon.json") ?? "{}") as { runtimes: Record<string, unknown> }).runtimes;
+      assert.deepEqual(Object.keys(runtimes).sort(), ["kata", "kata-clh", "kata-qemu"]);
+      assert.deepEqual(runtimes.kata, runtimes["kata-qemu"]);
+      host.apply(planDockerUninstall({ read: host.read, previous: plan.owned }));
+      assert.equal(host.read("/etc/docker/daemon.json"), original);
     });
 
     it("refuses a handler that is not a DNS label, or that a shim's runtime already has, before touching the host", async function () {
