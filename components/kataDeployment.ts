@@ -286,7 +286,11 @@ export interface KataDeploymentArgs {
    * from `CONTAINERD_LOG_LEVEL`). Kata's own debug logs are `shimConfig.<shim>.debug`. Defaults to `false`.
    */
   containerRuntimeDebug?: boolean;
-  /** Name of the default shim's RuntimeClass (handler `kata-<defaultShim>`); must not be a `kata-<shim>` name. Defaults to `kata`. */
+  /**
+   * Name of the default shim's RuntimeClass (handler `kata-<defaultShim>`; when `defaultShimByArch` names different
+   * shims, handler = this name, a DNS label then, run by each node with its own default shim); must not be a
+   * `kata-<shim>` name. Defaults to `kata`.
+   */
   defaultRuntimeClassName?: string;
   /** How long `pulumi destroy` waits for every node to be cleaned before failing, in whole seconds. Defaults to `600`. */
   cleanupTimeoutSeconds?: number;

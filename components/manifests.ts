@@ -431,7 +431,8 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
 
 /**
  * `kata-<shim>` per shim (handler = name), plus the optional alias `defaultRuntimeClassName` (handler
- * `kata-<defaultShim>`, the default shim's overhead and scheduling), as upstream's chart renders them
+ * `kata-<defaultShim>`, the default shim's overhead and scheduling; per-node handler when the architectures' default
+ * shims differ: perNodeDefaultHandler), as upstream's chart renders them
  * (4.1.0 helm-chart/kata-deploy/templates/runtimeclasses.yaml). Pods naming one are scheduled only onto
  * nodes labelled `<prefix>/kata-runtime=true` plus the shim's own node labels (`scheduling.nodeSelector`,
  * merged into the pod's nodeSelector by the RuntimeClass admission plugin), and are charged the shim's

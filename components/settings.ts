@@ -257,7 +257,7 @@ export interface KataSettings {
   containerdFlavor: ContainerdFlavor;
   /** Overhead and scheduling of each shim's RuntimeClass, for every shim in `shims`. */
   runtimeClasses: Record<string, ShimRuntimeClass>;
-  /** Also create RuntimeClass `defaultRuntimeClassName`, an alias of `kata-<defaultShim>`. */
+  /** Also create RuntimeClass `defaultRuntimeClassName`, an alias of `kata-<defaultShim>` (per node when the architectures' defaults differ). */
   createDefaultRuntimeClass: boolean;
   /** Also set the container runtime's own log level to debug (containerd `[debug] level`, CRI-O `log_level`). */
   containerRuntimeDebug: boolean;
