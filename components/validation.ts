@@ -858,6 +858,9 @@ function checkPerNodeDefaultHandler(
       `is ${quote(name)}, which is also the handler of the default RuntimeClass while defaultShimByArch names different shims (${shims.join(", ")}), and a handler must be a DNS label (no '.'); choose a name such as ${quote(DEFAULT_RUNTIME_CLASS_NAME)}`,
     );
   }
+  if (RESERVED_HANDLERS.includes(name)) {
+    fail("defaultRuntimeClassName", `is ${quote(name)}, which is also the handler of the default RuntimeClass while defaultShimByArch names different shims, and kata-deploy writes a runtime of that name itself; choose another name such as ${quote(DEFAULT_RUNTIME_CLASS_NAME)}`);
+  }
   const selectors = shims.map((shim) => JSON.stringify(Object.entries(runtimeClasses[shim]?.nodeSelector ?? {}).sort()));
   if (new Set(selectors).size > 1) {
     fail(

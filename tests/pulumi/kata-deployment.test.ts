@@ -312,6 +312,11 @@ describe("KataDeployment (under Pulumi mocks)", () => {
         /defaultRuntimeClassName is "kata.default", which is also the handler of the default RuntimeClass while defaultShimByArch names different shims \(qemu, qemu-runtime-rs\), and a handler must be a DNS label \(no '.'\); choose a name such as "kata"$/,
       ],
       [
+        "different default shims per architecture, and a default RuntimeClass name kata-deploy uses as a runtime itself",
+        { shimsByArch: { amd64: ["qemu", "fc"], arm64: ["fc"] }, defaultShimByArch: { amd64: "qemu" }, defaultRuntimeClassName: "untrusted" },
+        /defaultRuntimeClassName is "untrusted", which is also the handler of the default RuntimeClass .*kata-deploy writes a runtime of that name itself; choose another name such as "kata"$/,
+      ],
+      [
         "different default shims per architecture whose RuntimeClass node labels differ",
         { shimsByArch: { amd64: ["qemu", "qemu-tdx"], arm64: ["qemu"] }, defaultShimByArch: { amd64: "qemu-tdx", arm64: "qemu" }, runtimeClassNodeSelector: { "qemu-tdx": { "intel.feature.node.kubernetes.io/tdx": "true" } } },
         /runtimeClassNodeSelector gives the default shims of defaultShimByArch \(qemu-tdx, qemu\) different node labels, but their default RuntimeClass has one nodeSelector for every architecture; give them the same labels, or set createDefaultRuntimeClass to false$/,
