@@ -11,7 +11,9 @@ import { planContainerdInstall } from "../../images/kata-deploy/agent/src/runtim
 import { containerdLayout } from "../../images/kata-deploy/agent/src/runtimes/containerd/layout";
 import { ConfigError } from "../../images/kata-deploy/agent/src/runtimes/types";
 import { formatConfigProblem } from "../../images/kata-deploy/agent/src/report/format";
-import { dumpWithHostContainerd, parseDump } from "../support/runtime-readback";
+import { dumpInImage, dumpWithHostContainerd, parseDump, type ReadBack } from "../support/runtime-readback";
+import { hasDocker, requireTool } from "../support/env";
+import { ensureNodeImage } from "../support/images";
 import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgentAsync as runAgent, snapshot } from "./agent-harness";
 import { QEMU } from "./config-fixtures";
 
@@ -56,6 +58,20 @@ describe("--container-runtime-debug: the container runtime's own log level", fun
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(debugTable(read(root, "etc/containerd/conf.d/99-kata-deploy.toml")), { level: "debug" });
     assert.equal(debugTable(read(root, "etc/containerd/config.toml")), null);
+  });
+
+  it("@integration containerd 2.1 (sid node image) takes the level from the imported drop-in of a v3 config (config dump)", async function () {
+    requireTool(this, "docker", hasDocker());
+    this.timeout(600_000);
+    const root = makeHost({ "/etc/containerd/config.toml": "version = 3\n" });
+    const result = await runAgent(install("containerd", root));
+    assert.equal(result.code, 0, result.stderr);
+    // The main file imports the drop-in by its host path: read both where they are, under the host root.
+    const main = path.join(root, "etc/containerd/config.toml");
+    fs.writeFileSync(main, read(root, "etc/containerd/config.toml").replace("/etc/containerd/conf.d/", `${root}/etc/containerd/conf.d/`));
+    const image = await ensureNodeImage("sid");
+    const dump = parseDump(dumpInImage(image, [root], [main]).get(main) as ReadBack, "v3 config importing the drop-in") as { debug: { level: string } };
+    assert.equal(dump.debug.level, "debug");
   });
 
   it("containerd: a config.toml with its own [debug] section is refused, naming the line and the way out, and left untouched", async function () {
