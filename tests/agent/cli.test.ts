@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { IN_CI } from "../support/env";
-import { artifacts, makeHost, removeTempDirs, runAgent, snapshot, spawnAgent } from "./agent-harness";
+import { AGENT_BUNDLE, artifacts, makeHost, removeTempDirs, runAgent, snapshot, spawnAgent } from "./agent-harness";
 
 const V2_WITH_MIRROR = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n  endpoint = ["https://mirror.example"]\n';
 
@@ -174,6 +174,30 @@ describe("agent CLI: refusals leave the host untouched", function () {
     assert.equal(report.installed, false);
     assert.deepEqual(report.runtimes, {});
     assert.equal(runAgent(["status", "--host-root", root, "--ready", "--runtime", "containerd"]).code, 1);
+  });
+
+  it("an unexpected error's trace names the TypeScript sources, though Node maps nothing at start-up", function () {
+    // A record with the right schema but no `runtimes` (a hand edit) is not validated field by field:
+    // status then fails inside the agent, which is the "unexpected error (a bug ...)" path with a trace.
+    const root = makeHost({ "/opt/kata/.kata-deploy/state.json": '{"schema":1,"prefix":"/opt/kata"}\n' });
+    const result = runAgent(["status", "--host-root", root]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /unexpected error \(a bug; please report it with this trace\): TypeError/);
+    const frames = [...result.stderr.matchAll(/^ {4}at (?:.* \()?(\/[^():]+\.ts):(\d+):(\d+)\)?$/gm)];
+    assert.ok(frames.length >= 2, `frames in the agent's sources expected:\n${result.stderr}`);
+    assert.doesNotMatch(result.stderr, /kata-deploy\.cjs:\d+:\d+/, "a frame left in the bundle's coordinates");
+    // Each mapped position is real: the file exists under the agent's src/, and the top frame's line is
+    // the one doing what the error says (Object.keys of the missing runtimes record).
+    const src = path.join(path.dirname(path.dirname(AGENT_BUNDLE)), "src");
+    for (const [, file] of frames) assert.ok(file.startsWith(`${src}/`) && fs.existsSync(file), `${file}: not a source of the agent`);
+    const [, topFile, topLine] = frames[0];
+    assert.match(fs.readFileSync(topFile, "utf8").split("\n")[Number(topLine) - 1], /Object\.keys\(state\.runtimes\)/);
+    // Node's --enable-source-maps reads the map and splits the bundle into lines at every start; the
+    // bundle names no map for it to find, and the image's wrappers do not pass the flag.
+    assert.doesNotMatch(fs.readFileSync(AGENT_BUNDLE, "utf8").slice(-300), /sourceMappingURL/);
+    for (const wrapper of ["kata-deploy", "kata-deploy-docker"]) {
+      assert.doesNotMatch(fs.readFileSync(path.join(__dirname, "../../images/kata-deploy", wrapper), "utf8"), /enable-source-maps/);
+    }
   });
 
   it("uninstall on a host where nothing was installed is a no-op that succeeds", function () {

@@ -140,12 +140,14 @@ export async function buildAgent() {
     ...common,
     entryPoints: [path.join(here, "src/cli.ts")],
     outfile: path.join(here, "dist/kata-deploy.cjs"),
-    // A separate map keeps start-up (parsing the bundle) fast; --enable-source-maps reads it only for stack traces.
-    sourcemap: "linked",
-    // Without the sources' text (2.5 of the map's 2.9 MB, most of it the embedded client chunk): Node
-    // with --enable-source-maps (the image's wrapper) reads and parses the whole map at every start;
-    // stack traces need only the mappings and the source names.
+    // The map is a separate file without a sourceMappingURL comment: src/report/source-mapped-stacks.ts
+    // (injected first into the bundle) reads it only when a stack trace is formatted. Node's own
+    // --enable-source-maps would read it, and split the whole bundle into lines, at every start.
+    sourcemap: "external",
+    // Without the sources' text (2.5 of the map's 2.9 MB, most of it the embedded client chunk): stack
+    // traces need only the mappings and the source names.
     sourcesContent: false,
+    inject: [path.join(here, "src/report/source-mapped-stacks.ts")],
     plugins: [embeddedKubeChunk(await buildKubeChunk()), await lazyBuiltins()],
     write: false,
   });
