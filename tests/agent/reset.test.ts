@@ -123,7 +123,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
     const node = fakeNode([], K3S_SOCKET);
     const result = runAgent(reset(makeHost()), isolatedEnv(node.env));
     assert.equal(result.code, 1);
-    assert.equal(result.stderr, "kata-deploy: none of the systemd units containerd, k3s, k3s-agent, rke2-server, rke2-agent exists on this host; pass --containerd-flavor or --runtime\n");
+    assert.equal(result.stderr, "kata-deploy: none of the systemd units containerd, k3s, k3s-agent, rke2-server, rke2-agent, k0sworker, k0scontroller, snap.microk8s.daemon-containerd exists on this host; pass --containerd-flavor or --runtime\n");
     assert.deepEqual(restarts(node), []);
   });
 });
