@@ -234,7 +234,11 @@ describe("KataDeployment (under Pulumi mocks)", () => {
       ["upper-case label prefix", { labelPrefix: "Kata.io" }, /labelPrefix is "Kata.io"/],
       ["zero maxUnavailable", { maxUnavailable: "0" }, /maxUnavailable is 0; allowed values: a whole number >= 1 or a percentage/],
       ["bad percentage", { maxUnavailable: "150%" }, /maxUnavailable is "150%"/],
-      ["unknown containerd flavor", { containerdFlavor: "k0s" as "k3s" }, /containerdFlavor is "k0s"; allowed values: containerd, k3s, rke2/],
+      ["unknown containerd flavor", { containerdFlavor: "k8s" as "k3s" }, /containerdFlavor is "k8s"; allowed values: auto, containerd, k3s, rke2, k0s, microk8s/],
+      ["relative containerdConfigPath", { containerdConfigPath: "etc/containerd/config.toml" }, /containerdConfigPath is "etc\/containerd\/config.toml"; must be an absolute, normalized host file path/],
+      ["containerdSocket with ..", { containerdSocket: "/run/../run/c.sock" }, /containerdSocket is "\/run\/..\/run\/c.sock"; must be an absolute, normalized host file path/],
+      ["containerdUnit with a space", { containerdUnit: "my containerd" }, /containerdUnit is "my containerd"; must be a systemd unit name/],
+      ["custom containerd with k3s", { containerdFlavor: "k3s", containerdSocket: "/run/c.sock" }, /containerdSocket describes a plain containerd, but containerdFlavor is "k3s"; drop containerdSocket or set containerdFlavor to "containerd"/],
       ["overhead for a shim not deployed", { runtimeClassOverhead: { clh: { memory: "1Gi" } } }, /runtimeClassOverhead.clh names a shim that is not in shims; allowed keys: qemu, fc/],
       ["bad overhead quantity", { runtimeClassOverhead: { qemu: { memory: "lots" } } }, /runtimeClassOverhead.qemu.memory is "lots"; it must be a non-negative Kubernetes quantity/],
       // The OpenAPI schema's Quantity pattern lets these through; the API server's ParseQuantity does not.
