@@ -259,6 +259,7 @@ export interface KataDeploymentArgs {
   /**
    * A plain containerd whose config is not /etc/containerd/config.toml: the host path of its config file
    * (e.g. `/etc/containerd-custom/config.toml`). Only with `containerdFlavor` `auto` or `containerd`.
+   * Defaults to `/etc/containerd/config.toml`.
    */
   containerdConfigPath?: string;
   /** That containerd's socket on the host (what `ctr --address` talks to). Defaults to /run/containerd/containerd.sock. */

@@ -34,7 +34,9 @@ function seedFromImage(image: string, nodePath: string, dest: string): void {
   if (created.status !== 0) throw new Error(`docker create ${image}: ${created.stderr}`);
   const id = created.stdout.trim();
   try {
-    const exists = spawnSync("docker", ["cp", `${id}:${nodePath}/.`, dest], { encoding: "utf8" });
+    // As a tar stream, extracted by tar: `docker cp` into a directory refuses relative symlinks that lead out of
+    // the copied directory (the installers share whole /etc and /var, where /etc/os-release -> ../usr/lib/os-release).
+    const exists = spawnSync("sh", ["-c", `docker cp '${id}:${nodePath}/.' - | tar -x -C '${dest}' --strip-components=1`], { encoding: "utf8", maxBuffer: 64 << 20 });
     // A path the image does not have starts empty (hostPath DirectoryOrCreate would create it).
     if (exists.status !== 0 && !/Could not find the file|No such container:path/.test(exists.stderr)) {
       throw new Error(`docker cp ${image}:${nodePath}: ${exists.stderr}`);
