@@ -17,7 +17,7 @@ export interface SimNode {
   name: string;
   suite: Suite;
   running: RunningNode;
-  /** Outer-host directory behind a node path that was shared at start. */
+  /** Outer-host directory behind a node path that was shared at start (or lies under one that was). */
   hostDir(nodePath: string): string;
   exec(args: string[], input?: string): SpawnSyncReturns<string>;
   /** exec that throws with stderr on a non-zero exit. */
@@ -73,7 +73,9 @@ export async function startSimNode(
     suite,
     running,
     hostDir(nodePath) {
-      const dir = dirs.get(nodePath);
+      // A path under a shared directory (the containerd installer shares all of /etc and /var) is inside its copy.
+      const parent = [...dirs.keys()].filter((shared) => nodePath === shared || nodePath.startsWith(`${shared}/`)).sort((a, b) => b.length - a.length)[0];
+      const dir = parent === undefined ? undefined : path.join(dirs.get(parent) as string, nodePath.slice(parent.length));
       if (!dir) throw new Error(`node ${options.name} does not share ${nodePath} (shared: ${[...dirs.keys()].join(", ")})`);
       return dir;
     },
