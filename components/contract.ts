@@ -26,16 +26,23 @@ export const AGENT_RUNTIMES = [...CONTAINER_RUNTIMES, "docker"] as const;
 export type AgentRuntime = (typeof AGENT_RUNTIMES)[number];
 
 /**
- * containerd distributions. They differ in where containerd's configuration lives on the node (the only host
- * directory besides the install prefix that the containerd installer mounts) and in its systemd unit.
+ * containerd distributions. They differ in where containerd's configuration lives on the node, its systemd
+ * unit and its socket. The agent checks the flavour on every node (one cluster can mix them): `auto` uses what
+ * each node runs, an explicit flavour that a node does not run is refused there with the reason.
  */
 export const ContainerdFlavor = {
-  /** containerd's own packages: /etc/containerd, unit containerd. */
+  /** Detect per node (from the distributions' files and units; a node keeps the flavour it was installed with). */
+  auto: "auto",
+  /** containerd's own packages: /etc/containerd, unit containerd (or a custom containerdConfigPath/Socket/Unit). */
   containerd: "containerd",
   /** k3s: /var/lib/rancher/k3s/agent/etc/containerd, units k3s / k3s-agent. */
   k3s: "k3s",
   /** RKE2: /var/lib/rancher/rke2/agent/etc/containerd, units rke2-server / rke2-agent. */
   rke2: "rke2",
+  /** k0s: a drop-in in /etc/k0s/containerd.d, socket /run/k0s/containerd.sock, units k0sworker / k0scontroller. */
+  k0s: "k0s",
+  /** MicroK8s: /var/snap/microk8s/current/args/containerd-template.toml, unit snap.microk8s.daemon-containerd. */
+  microk8s: "microk8s",
 } as const;
 export type ContainerdFlavor = (typeof ContainerdFlavor)[keyof typeof ContainerdFlavor];
 export const CONTAINERD_FLAVORS: readonly ContainerdFlavor[] = Object.values(ContainerdFlavor);
@@ -100,6 +107,10 @@ export const AGENT_OPTIONS = {
   restart: { type: "string" },
   prefix: { type: "string" },
   "containerd-flavor": { type: "string" },
+  // A containerd that is not where the flavour puts it (issue 12 point 4).
+  "containerd-config": { type: "string" },
+  "containerd-socket": { type: "string" },
+  "containerd-unit": { type: "string" },
   "docker-runtime-form": { type: "string" },
   "label-prefix": { type: "string" },
   "startup-taints": { type: "string" },

@@ -256,8 +256,22 @@ export interface KataDeploymentArgs {
    * percentage of the nodes (`"25%"`). A string for every Pulumi language (as in Pulumi config). Defaults to `"1"`.
    */
   maxUnavailable?: string;
-  /** containerd distribution, which decides the config directory mounted: `containerd`, `k3s` or `rke2`. Defaults to `containerd`. */
+  /**
+   * containerd distribution: `auto` (each node detects its own: k3s, rke2, k0s, microk8s or plain containerd,
+   * so one cluster can mix them), or one of `containerd`, `k3s`, `rke2`, `k0s`, `microk8s`, which a node that
+   * runs another refuses with the reason (in `pulumi up` and the installer's log). Defaults to `auto`.
+   */
   containerdFlavor?: ContainerdFlavor;
+  /**
+   * A plain containerd whose config is not /etc/containerd/config.toml: the host path of its config file
+   * (e.g. `/etc/containerd-custom/config.toml`). Only with `containerdFlavor` `auto` or `containerd`.
+   * Defaults to `/etc/containerd/config.toml`.
+   */
+  containerdConfigPath?: string;
+  /** That containerd's socket on the host (what `ctr --address` talks to). Defaults to /run/containerd/containerd.sock. */
+  containerdSocket?: string;
+  /** That containerd's systemd unit, restarted after a config change. Defaults to `containerd`. */
+  containerdUnit?: string;
   /**
    * Per-shim RuntimeClass `overhead.podFixed` overrides, e.g. `{ qemu: { memory: "512Mi" } }`, or
    * `{ fc: { enabled: false } }` for no overhead on `kata-fc`. Keys must be in `shims`. Defaults to upstream

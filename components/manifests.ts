@@ -31,7 +31,8 @@ import {
   ManifestOptions,
   NODE_ARCH_LABEL,
   NodeArch,
-  RUNTIME_CONFIG_DIRS,
+  CONTAINERD_HOST_DIRS,
+  CRIO_CONFIG_DIR,
   shimLabelKey,
   TOLERATE_EVERYTHING,
   Toleration,
@@ -278,11 +279,30 @@ export function buildLabelerDaemonSet(opts: ManifestOptions): DaemonSetManifest 
   });
 }
 
-/** The host directory holding `runtime`'s configuration; k3s/rke2 directories must already exist (a wrong flavor fails visibly). */
-function runtimeConfigMount(runtime: ContainerRuntime, opts: ManifestOptions): { volume: IVolume; mount: IVolumeMount } {
-  if (runtime === "crio") return hostMount("runtime-config", RUNTIME_CONFIG_DIRS.crio, "DirectoryOrCreate");
-  const dir = RUNTIME_CONFIG_DIRS[opts.containerdFlavor];
-  return hostMount("runtime-config", dir, opts.containerdFlavor === "containerd" ? "DirectoryOrCreate" : "Directory");
+/**
+ * The host directories holding `runtime`'s configuration. containerd: /etc and /var whatever the flavour
+ * (they exist on every node; the agent detects or checks the flavour there and refuses a mismatch with the
+ * reason, instead of a pod stuck on a flavour's missing directory), plus a custom config's own directory
+ * when it is outside them.
+ */
+function runtimeConfigMounts(runtime: ContainerRuntime, opts: ManifestOptions): { volume: IVolume; mount: IVolumeMount }[] {
+  if (runtime === "crio") return [hostMount("runtime-config", CRIO_CONFIG_DIR, "DirectoryOrCreate")];
+  const mounts = CONTAINERD_HOST_DIRS.map((dir) => hostMount(`host${dir.replace(/\//g, "-")}`, dir, "Directory"));
+  const custom = opts.containerdConfigPath;
+  if (custom !== undefined && !CONTAINERD_HOST_DIRS.some((dir) => custom.startsWith(`${dir}/`))) {
+    mounts.push(hostMount("containerd-config", custom.slice(0, custom.lastIndexOf("/")) || "/", "DirectoryOrCreate"));
+  }
+  return mounts;
+}
+
+/** The custom containerd's flags, for the commands that need them (`config`: install only). */
+function customContainerdArgs(runtime: ContainerRuntime, opts: ManifestOptions, withConfig: boolean): string[] {
+  if (runtime !== "containerd") return [];
+  return [
+    ...(withConfig && opts.containerdConfigPath !== undefined ? ["--containerd-config", opts.containerdConfigPath] : []),
+    ...(opts.containerdSocket !== undefined ? ["--containerd-socket", opts.containerdSocket] : []),
+    ...(opts.containerdUnit !== undefined ? ["--containerd-unit", opts.containerdUnit] : []),
+  ];
 }
 
 // --- snapshotter / guest pull (issue 12) ---
@@ -309,8 +329,8 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
   const name = NAMES.installer(runtime);
   const prefix = hostMount("kata-prefix", opts.installPrefix, "DirectoryOrCreate");
   const kataConfig = kataNodeConfigOf(opts);
-  const config = runtimeConfigMount(runtime, opts);
-  const flavorArgs = runtime === "containerd" ? ["--containerd-flavor", opts.containerdFlavor] : [];
+  const config = runtimeConfigMounts(runtime, opts);
+  const flavorArgs = runtime === "containerd" ? ["--containerd-flavor", opts.containerdFlavor, ...customContainerdArgs(runtime, opts, true)] : [];
   const container: IContainer = {
     name: "installer",
     image: opts.image,
@@ -343,7 +363,8 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
     securityContext: { privileged: true },
     resources: structuredClone(opts.resources.installer),
     ...TERMINATION_MESSAGE,
-    volumeMounts: [prefix.mount, config.mount],
+    // Parents before children: the prefix may lie under /var (e.g. /var/lib/kata).
+    volumeMounts: [...config.map((entry) => entry.mount), prefix.mount],
     readinessProbe: {
       exec: { command: [KATA_DEPLOY, "status", "--host-root", HOST_ROOT, ...prefixArgs(opts), "--ready", "--runtime", runtime] },
       initialDelaySeconds: 5,
@@ -383,7 +404,7 @@ export function buildInstallerDaemonSet(runtime: ContainerRuntime, opts: Manifes
       tolerations: schedulingTolerations(opts),
       terminationGracePeriodSeconds: INSTALLER_TERMINATION_GRACE_SECONDS,
       containers: [container],
-      volumes: [prefix.volume, config.volume],
+      volumes: [...config.map((entry) => entry.volume), prefix.volume],
     },
     { type: "RollingUpdate", rollingUpdate: { maxUnavailable: opts.maxUnavailable } },
   );
@@ -406,6 +427,7 @@ export function buildCleanupDaemonSet(opts: ManifestOptions): DaemonSetManifest 
       "--restart", "systemd",
       // The flavor picks the unit and the containerd socket the restart is verified through (CRI-O ignores it).
       "--containerd-flavor", opts.containerdFlavor,
+      ...customContainerdArgs("containerd", opts, false),
       ...prefixArgs(opts),
       "--label-prefix", opts.labelPrefix,
       "--daemon",

@@ -39,7 +39,8 @@ export function renderManifests(opts: ManifestOptions): Record<string, string> {
 }
 
 const USAGE = `usage: npm run render -- [--out DIR] [--image REF] [--runtimes containerd,crio] [--shims qemu,fc]
-  [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor containerd|k3s|rke2]
+  [--default-shim SHIM] [--namespace NS] [--label-prefix PREFIX] [--containerd-flavor auto|containerd|k3s|rke2|k0s|microk8s]
+  [--containerd-config FILE] [--containerd-socket SOCKET] [--containerd-unit UNIT]
   [--max-unavailable N|N%] [--without-default-runtime-class] [--default-runtime-class-name NAME] [--container-runtime-debug]
   [--runtime-class-overhead JSON] [--without-runtime-class-overhead] [--runtime-class-node-selector JSON]
   [--node-selector KEY=VALUE,...] [--tolerations JSON] [--affinity JSON] [--priority-class-name NAME|""]
@@ -86,6 +87,9 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
       namespace: { type: "string" },
       "label-prefix": { type: "string" },
       "containerd-flavor": { type: "string" },
+      "containerd-config": { type: "string" },
+      "containerd-socket": { type: "string" },
+      "containerd-unit": { type: "string" },
       "max-unavailable": { type: "string" },
       "without-default-runtime-class": { type: "boolean" },
       "container-runtime-debug": { type: "boolean" },
@@ -119,6 +123,9 @@ export function parseRenderArgs(argv: string[]): { outDir: string; options: Mani
     namespace: values.namespace,
     labelPrefix: values["label-prefix"],
     containerdFlavor: values["containerd-flavor"],
+    containerdConfigPath: values["containerd-config"],
+    containerdSocket: values["containerd-socket"],
+    containerdUnit: values["containerd-unit"],
     maxUnavailable: maxUnavailable !== undefined && /^\d+$/.test(maxUnavailable) ? Number(maxUnavailable) : maxUnavailable,
     createDefaultRuntimeClass: values["without-default-runtime-class"] ? false : undefined,
     containerRuntimeDebug: values["container-runtime-debug"] ? true : undefined,

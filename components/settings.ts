@@ -20,13 +20,15 @@ export type { StartupTaint } from "./contract";
 // Mixed-architecture clusters (issue 12 point 3): shared with the agent.
 export { NODE_ARCH_LABEL, NODE_ARCHES, NodeArch, shimLabelKey } from "./contract";
 
-/** Host directory holding the runtime's configuration, per runtime and containerd flavor. */
-export const RUNTIME_CONFIG_DIRS: Record<ContainerdFlavor, string> & { crio: string } = {
-  containerd: "/etc/containerd",
-  k3s: "/var/lib/rancher/k3s/agent/etc/containerd",
-  rke2: "/var/lib/rancher/rke2/agent/etc/containerd",
-  crio: "/etc/crio",
-};
+/**
+ * Host directories the containerd installer mounts: every flavour keeps containerd's configuration under
+ * /etc (containerd, k0s) or /var (k3s, rke2 under /var/lib/rancher, microk8s under /var/snap), and both exist
+ * on every node, so a pod never waits on a missing hostPath; the agent tells the flavour from what it finds
+ * there. A custom containerdConfigPath outside them adds its own directory.
+ */
+export const CONTAINERD_HOST_DIRS = ["/etc", "/var"] as const;
+/** Host directory holding CRI-O's configuration. */
+export const CRIO_CONFIG_DIR = "/etc/crio";
 
 /** Resources a pod sandbox costs on top of its containers (RuntimeClass `overhead.podFixed`). */
 export interface PodOverhead {
@@ -255,6 +257,12 @@ export interface KataSettings {
   /** Installer rolling-update budget: a positive integer or a percentage such as "25%". */
   maxUnavailable: number | string;
   containerdFlavor: ContainerdFlavor;
+  /** A plain containerd elsewhere: its config file on the host (`--containerd-config`). */
+  containerdConfigPath?: string;
+  /** Its socket on the host (`--containerd-socket`). */
+  containerdSocket?: string;
+  /** Its systemd unit (`--containerd-unit`). */
+  containerdUnit?: string;
   /** Overhead and scheduling of each shim's RuntimeClass, for every shim in `shims`. */
   runtimeClasses: Record<string, ShimRuntimeClass>;
   /** Also create RuntimeClass `defaultRuntimeClassName`, an alias of `kata-<defaultShim>` (per node when the architectures' defaults differ). */

@@ -10,7 +10,8 @@
 //   serves: the runtime is not restarted and the old labels stay forever; destroy watches only the new key.
 // - containerdFlavor: a rollout (the preStop sees its DaemonSet still selecting the node and leaves Kata
 //   installed) installs into the new flavor's config directory and leaves the old one's Kata config with
-//   no owner; destroy uninstalls only the last one.
+//   no owner; destroy uninstalls only the last one. (The agent now refuses that on the node too.) Moving to
+//   `auto` is safe: it keeps each node's recorded flavour.
 // - namespace / createNamespace: everything namespaced is replaced (deleted, then created in the new
 //   namespace) or, when the component stops creating the namespace, the namespace is deleted after the
 //   program with every DaemonSet still in it; the ServiceAccount the preStop hooks authenticate with is
@@ -57,6 +58,12 @@ const WHY: Record<keyof GuardedSettings, string> = {
  * from an old state are not compared.
  */
 const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installPrefix: "/opt/kata" };
+/**
+ * Changes of a guarded setting that are safe anyway: moving to containerdFlavor `auto` keeps every node on the
+ * flavour its install recorded (the agent's `auto` follows a node's install record before detecting anything:
+ * cli.ts adapterFor, resolveInstallFlavor).
+ */
+const SAFE_NEW_VALUE: Partial<GuardedSettings> = { containerdFlavor: "auto" };
 
 /**
  * One line per refused change (empty: the change is safe), each naming the setting, the old and new value,
@@ -67,7 +74,7 @@ export function unsafeSettingChanges(olds: Partial<GuardedSettings> | undefined,
   const problems: string[] = [];
   for (const key of Object.keys(WHY) as (keyof GuardedSettings)[]) {
     const old = olds[key] ?? RECORDED_BEFORE_GUARDED[key];
-    if (old === undefined || old === news[key]) continue;
+    if (old === undefined || old === news[key] || SAFE_NEW_VALUE[key] === news[key]) continue;
     problems.push(
       `KataDeployment: ${key} changed from ${JSON.stringify(old)} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
         `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${key}`,

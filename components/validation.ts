@@ -1,5 +1,6 @@
 // Turns user-supplied settings into KataSettings, or fails with one line naming the field, the bad value
 // and what is allowed. Runs before any child resource is registered, so a bad argument changes nothing.
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseToml, TomlError } from "smol-toml";
 import {
@@ -67,6 +68,9 @@ export interface KataSettingsInput {
   labelPrefix?: string;
   maxUnavailable?: number | string;
   containerdFlavor?: string;
+  containerdConfigPath?: string;
+  containerdSocket?: string;
+  containerdUnit?: string;
   runtimeClassOverhead?: Readonly<Record<string, Partial<PodOverhead> & { enabled?: boolean }>>;
   runtimeClassOverheadEnabled?: boolean;
   runtimeClassNodeSelector?: Readonly<Record<string, Readonly<Record<string, string>>>>;
@@ -198,9 +202,27 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     fail("maxUnavailable", `is ${quote(maxUnavailable)}; allowed values: a whole number >= 1 or a percentage from "1%" to "100%"`);
   }
 
-  const containerdFlavor = input.containerdFlavor ?? "containerd";
+  const containerdFlavor = input.containerdFlavor ?? "auto";
   if (!(CONTAINERD_FLAVORS as readonly string[]).includes(containerdFlavor)) {
     fail("containerdFlavor", `is ${quote(containerdFlavor)}; ${allowed(CONTAINERD_FLAVORS)}`);
+  }
+  // A custom (plain) containerd: its config file, socket and unit, passed to the agent as they are.
+  const customContainerd: { containerdConfigPath?: string; containerdSocket?: string; containerdUnit?: string } = {};
+  for (const key of ["containerdConfigPath", "containerdSocket"] as const) {
+    const value = input[key];
+    if (value === undefined) continue;
+    const problem = typeof value !== "string" ? "must be a string" : hostFilePathProblem(value);
+    if (problem !== undefined) fail(key, `is ${quote(value)}; ${problem}`);
+    else customContainerd[key] = value;
+  }
+  if (input.containerdUnit !== undefined) {
+    if (typeof input.containerdUnit !== "string" || !/^[A-Za-z0-9:_.@-]+$/.test(input.containerdUnit)) {
+      fail("containerdUnit", `is ${quote(input.containerdUnit)}; must be a systemd unit name such as "containerd" or "containerd-custom.service"`);
+    } else customContainerd.containerdUnit = input.containerdUnit;
+  }
+  const customKeys = Object.keys(customContainerd);
+  if (customKeys.length > 0 && containerdFlavor !== "auto" && containerdFlavor !== "containerd") {
+    fail(customKeys[0], `describes a plain containerd, but containerdFlavor is ${quote(containerdFlavor)}; drop ${customKeys.join(", ")} or set containerdFlavor to "containerd"`);
   }
 
   const runtimeClasses = normalizeRuntimeClasses(input, shims, labelKeys(labelPrefix).kataRuntime, fail);
@@ -211,10 +233,13 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
   }
   const containerRuntimeDebug = input.containerRuntimeDebug ?? false;
   if (typeof containerRuntimeDebug !== "boolean") fail("containerRuntimeDebug", `is ${quote(containerRuntimeDebug)}; allowed values: true, false`);
-  if (containerRuntimeDebug && runtimes.includes("containerd") && containerdFlavor !== "containerd") {
+  // With `auto` a node detected as one of these flavours refuses it there (the containerd planner), with the same reason.
+  if (containerRuntimeDebug && runtimes.includes("containerd") && containerdFlavor !== "containerd" && containerdFlavor !== "auto") {
     fail(
       "containerRuntimeDebug",
-      `is true, but ${containerdFlavor} starts containerd itself and sets its log level from its own environment (CONTAINERD_LOG_LEVEL), not from the configuration kata-deploy edits; set CONTAINERD_LOG_LEVEL=debug in the ${containerdFlavor} service's environment instead`,
+      containerdFlavor === "k3s" || containerdFlavor === "rke2"
+        ? `is true, but ${containerdFlavor} starts containerd itself and sets its log level from its own environment (CONTAINERD_LOG_LEVEL), not from the configuration kata-deploy edits; set CONTAINERD_LOG_LEVEL=debug in the ${containerdFlavor} service's environment instead`
+        : `is true, but ${containerdFlavor} starts containerd itself and kata-deploy sets containerd's log level only for a plain containerd; set it through ${containerdFlavor}'s own configuration, and containerRuntimeDebug to false`,
     );
   }
   const defaultRuntimeClassName = input.defaultRuntimeClassName ?? DEFAULT_RUNTIME_CLASS_NAME;
@@ -296,6 +321,7 @@ export function normalizeSettings(input: KataSettingsInput, resource?: pulumi.Re
     labelPrefix,
     maxUnavailable,
     containerdFlavor: containerdFlavor as ContainerdFlavor,
+    ...customContainerd,
     runtimeClasses,
     createDefaultRuntimeClass,
     containerRuntimeDebug,
@@ -888,3 +914,14 @@ export function singlePlatformImageProblem(settings: Pick<KataSettings, "shimsBy
 }
 
 // ---- end of mixed-architecture clusters ---------------------------------------------------------------------
+
+/**
+ * Why `value` cannot be a host file path handed to the agent and mounted (containerdConfigPath,
+ * containerdSocket), or undefined: absolute, normalized, not a directory path, no `:` (hostPath volumes).
+ */
+export function hostFilePathProblem(value: string): string | undefined {
+  if (!value.startsWith("/") || path.posix.normalize(value) !== value || value.endsWith("/") || value.includes(":")) {
+    return "must be an absolute, normalized host file path without `:`, e.g. \"/etc/containerd-custom/config.toml\"";
+  }
+  return undefined;
+}

@@ -9,19 +9,26 @@
 //   the socket (default /run/containerd/containerd.sock); `plugins ls` prints the tabwriter table
 //   "TYPE ID PLATFORMS STATUS"; with nothing listening there it fails with "failed to dial".
 // The node's sockets: k3s-io/k3s pkg/agent/config/config_linux.go (/run/k3s/containerd/containerd.sock);
-// rke2 uses the same (docs.rke2.io/reference/cli_tools).
+// rke2 uses the same (docs.rke2.io/reference/cli_tools). k0s: <RunDir>/containerd.sock, RunDir /run/k0s
+// (k0sproject/k0s pkg/component/worker/containerd utils_other.go), and k0s restarts its containerd itself
+// when its drop-ins change (component.go watchDropinConfigs), so its unit (kubelet too) is not restarted.
+// microk8s: --address ${SNAP_COMMON}/run/containerd.sock (canonical/microk8s default-args/containerd), unit
+// snap.microk8s.daemon-containerd (snap/snapcraft.yaml app daemon-containerd).
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgent, tempDir } from "./agent-harness";
 import { fixture } from "./config-fixtures";
 
-type Flavor = "containerd" | "k3s" | "rke2";
+type Flavor = "containerd" | "k3s" | "rke2" | "k0s" | "microk8s";
 const K3S_SOCKET = "/run/k3s/containerd/containerd.sock";
-const NODES: { flavor: Flavor; unit: string; socket: string }[] = [
-  { flavor: "containerd", unit: "containerd", socket: "/run/containerd/containerd.sock" },
-  { flavor: "k3s", unit: "k3s-agent", socket: K3S_SOCKET },
-  { flavor: "rke2", unit: "rke2-server", socket: K3S_SOCKET },
+const DEFAULT_SOCKET = "/run/containerd/containerd.sock";
+const NODES: { flavor: Flavor; unit: string; socket: string; restarted: boolean }[] = [
+  { flavor: "containerd", unit: "containerd", socket: DEFAULT_SOCKET, restarted: true },
+  { flavor: "k3s", unit: "k3s-agent", socket: K3S_SOCKET, restarted: true },
+  { flavor: "rke2", unit: "rke2-server", socket: K3S_SOCKET, restarted: true },
+  { flavor: "k0s", unit: "k0sworker", socket: "/run/k0s/containerd.sock", restarted: false },
+  { flavor: "microk8s", unit: "snap.microk8s.daemon-containerd", socket: "/var/snap/microk8s/common/run/containerd.sock", restarted: true },
 ];
 
 interface FakeNode {
@@ -76,28 +83,37 @@ printf 'io.containerd.grpc.v1           cri      linux/amd64    ok        \\n'
 
 const reset = (root: string, ...more: string[]): string[] => ["reset", "--runtime", "containerd", "--host-root", root, "--restart", "systemd", ...more];
 const restarts = (node: FakeNode): string[] => node.systemctl().filter((call) => call.startsWith("restart "));
-const expectedCtr = (socket: string): string => (socket === K3S_SOCKET ? `--address ${socket} plugins ls` : "plugins ls");
+const expectedCtr = (socket: string): string => (socket !== DEFAULT_SOCKET ? `--address ${socket} plugins ls` : "plugins ls");
 
 describe("kata-deploy reset: one restart-and-verify per containerd flavor", () => {
   after(removeTempDirs);
 
-  for (const { flavor, unit, socket } of NODES) {
-    it(`${flavor}: --containerd-flavor ${flavor} (as the cleanup DaemonSet passes it) restarts ${unit} and asks ctr at ${socket}`, () => {
+  for (const { flavor, unit, socket, restarted } of NODES) {
+    const what = restarted ? `restarts ${unit}` : `does not restart ${unit} (k0s restarts its containerd itself)`;
+    it(`${flavor}: --containerd-flavor ${flavor} (as the cleanup DaemonSet passes it) ${what} and asks ctr at ${socket}`, () => {
       const node = fakeNode([unit], socket);
       const result = runAgent(reset(makeHost(), "--containerd-flavor", flavor), isolatedEnv(node.env));
       assert.equal(result.code, 0, result.stderr);
-      assert.deepEqual(restarts(node), [`restart ${unit}`]);
+      assert.deepEqual(restarts(node), restarted ? [`restart ${unit}`] : []);
       assert.deepEqual(node.ctr(), [expectedCtr(socket)]);
     });
 
-    it(`${flavor}: without a flag or an install record, the flavor comes from the unit running (${unit})`, () => {
+    it(`${flavor}: with --containerd-flavor auto (the cleanup's default) and no install record, the flavor comes from the unit running (${unit})`, () => {
       const node = fakeNode([unit], socket);
-      const result = runAgent(reset(makeHost()), isolatedEnv(node.env));
+      const result = runAgent(reset(makeHost(), "--containerd-flavor", "auto"), isolatedEnv(node.env));
       assert.equal(result.code, 0, result.stderr);
-      assert.deepEqual(restarts(node), [`restart ${unit}`]);
+      assert.deepEqual(restarts(node), restarted ? [`restart ${unit}`] : []);
       assert.deepEqual(node.ctr(), [expectedCtr(socket)]);
     });
   }
+
+  it("custom containerd: --containerd-socket and --containerd-unit (as the cleanup passes them) restart that unit and ask that socket", () => {
+    const node = fakeNode(["containerd-custom"], "/run/cc/containerd.sock");
+    const result = runAgent(reset(makeHost(), "--containerd-flavor", "auto", "--containerd-socket", "/run/cc/containerd.sock", "--containerd-unit", "containerd-custom"), isolatedEnv(node.env));
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(restarts(node), ["restart containerd-custom"]);
+    assert.deepEqual(node.ctr(), ["--address /run/cc/containerd.sock plugins ls"]);
+  });
 
   it("k3s node: verifying the default socket fails the reset instead of passing it (the defect this guards)", () => {
     // The same node, reset with the wrong flavor: ctr asks /run/containerd/containerd.sock, where nothing listens.
@@ -123,7 +139,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
     const node = fakeNode([], K3S_SOCKET);
     const result = runAgent(reset(makeHost()), isolatedEnv(node.env));
     assert.equal(result.code, 1);
-    assert.equal(result.stderr, "kata-deploy: none of the systemd units containerd, k3s, k3s-agent, rke2-server, rke2-agent exists on this host; pass --containerd-flavor or --runtime\n");
+    assert.equal(result.stderr, "kata-deploy: none of the systemd units containerd, k3s, k3s-agent, rke2-server, rke2-agent, k0sworker, k0scontroller, snap.microk8s.daemon-containerd exists on this host; pass --containerd-flavor or --runtime\n");
     assert.deepEqual(restarts(node), []);
   });
 });

@@ -94,6 +94,17 @@ describe("--container-runtime-debug: the container runtime's own log level", fun
     }
   });
 
+  it("k0s and microk8s are refused: they start containerd themselves, and the level is set only for a plain containerd", function () {
+    for (const flavor of ["k0s", "microk8s"] as const) {
+      assert.throws(
+        () => planContainerdInstall({ layout: containerdLayout(flavor), read: () => undefined, request: { runtimes: [QEMU], runtimeDebug: true } }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          formatConfigProblem(error) === `containerRuntimeDebug: ${flavor} starts containerd itself, and kata-deploy sets containerd's log level only for a plain containerd; set it through ${flavor}'s own configuration, and containerRuntimeDebug to false`,
+      );
+    }
+  });
+
   it("CRI-O: [crio.runtime] log_level = \"debug\" in the kata-deploy drop-in, gone with it on uninstall", async function () {
     const root = makeHost({ "/etc/crio/crio.conf": "[crio.runtime]\nlog_level = \"info\"\n" });
     const before = snapshot(root);

@@ -135,7 +135,9 @@ for (const suite of Object.keys(NODE_RUNTIMES) as Suite[]) {
         assert.equal(node.exec(["test", "-f", configPath]).status, 0, `${handler}.options.ConfigPath ${configPath} exists on the node`);
       }
       assert.ok(runtimes.runc, "containerd's runc runtime is still there");
-      assert.equal(labels()[keys.kataRuntime], "true");
+      // Ready means the install is recorded complete; the label is the agent's next API call (`pulumi up` waits for
+      // the label, components/wait-for-installed-nodes.mjs), so on a loaded machine it may come a moment later.
+      await eventually(installer, `${keys.kataRuntime}=true label`, () => labels()[keys.kataRuntime] === "true", 60_000);
       configAfterInstall = snapshotTree(configDir());
       artifactsAfterInstall = snapshotTree(prefixDir());
     });

@@ -52,8 +52,9 @@ describe("e2e harness: DaemonSet pod spec → docker run", () => {
   it("binds each hostPath from the node's shared directory at the container's mountPath, plus the service account", () => {
     const mounts = flagValues(planPod(installer, placement).runArgs, "--mount");
     assert.deepEqual(mounts, [
+      "type=bind,source=/srv/nodes/worker-1/etc,target=/host/etc",
+      "type=bind,source=/srv/nodes/worker-1/var,target=/host/var",
       "type=bind,source=/srv/nodes/worker-1/opt/kata,target=/host/opt/kata",
-      "type=bind,source=/srv/nodes/worker-1/etc/containerd,target=/host/etc/containerd",
       `type=bind,source=/srv/sa,target=${SERVICE_ACCOUNT_DIR},readonly`,
     ]);
   });
@@ -88,7 +89,7 @@ describe("e2e harness: DaemonSet pod spec → docker run", () => {
     assert.deepEqual(plan.runArgs.slice(-2), ["--shims", "clh"]);
     assert.ok(plan.runArgs.includes("EXTRA=1"));
     assert.ok(plan.runArgs.includes("type=bind,source=/srv/nodes/worker-1/var/lib/extra,target=/host/var/lib/extra,readonly"));
-    assert.deepEqual(hostPathsOf([changed]), ["/etc/containerd", "/opt/kata", "/var/lib/extra"]);
+    assert.deepEqual(hostPathsOf([changed]), ["/etc", "/opt/kata", "/var", "/var/lib/extra"]);
   });
 
   it("refuses what it cannot emulate instead of dropping it", () => {

@@ -95,7 +95,7 @@ describe("manifest builders", () => {
     assert.equal(installer.image, IMAGE);
     assert.deepEqual(installer.command, [
       "kata-deploy", "install", "--runtime", "containerd", "--host-root", "/host", "--artifacts", "/opt/kata-artifacts",
-      "--shims", "qemu,fc", "--default-shim", "qemu", "--restart", "systemd", "--containerd-flavor", "containerd",
+      "--shims", "qemu,fc", "--default-shim", "qemu", "--restart", "systemd", "--containerd-flavor", "auto",
       "--label-prefix", "kata-containers.io", "--daemon",
     ]);
     assert.deepEqual(installer.lifecycle?.preStop?.exec?.command, [
@@ -131,19 +131,32 @@ describe("manifest builders", () => {
   });
   // --- end snapshotter / guest pull ---
 
-  it("installers mount only the install prefix and their runtime's config directory", () => {
-    const cases: [Parameters<typeof normalizeSettings>[0], "containerd" | "crio", string, string][] = [
-      [{}, "containerd", "/etc/containerd", "DirectoryOrCreate"],
-      [{}, "crio", "/etc/crio", "DirectoryOrCreate"],
-      [{ containerdFlavor: "k3s" }, "containerd", "/var/lib/rancher/k3s/agent/etc/containerd", "Directory"],
-      [{ containerdFlavor: "rke2" }, "containerd", "/var/lib/rancher/rke2/agent/etc/containerd", "Directory"],
-      [{ containerdFlavor: "k3s" }, "crio", "/etc/crio", "DirectoryOrCreate"],
+  it("installers mount the install prefix and host directories that exist on every node (never a pod stuck on a flavour's missing hostPath)", () => {
+    // containerd: /etc and /var hold every flavour's config (containerd, k0s: /etc; k3s, rke2, microk8s: /var),
+    // type Directory (they always exist); the agent detects or checks the flavour there (issue 12 point 4).
+    const etcVar: [string, string][] = [["/etc", "Directory"], ["/var", "Directory"]];
+    const cases: [Parameters<typeof normalizeSettings>[0], "containerd" | "crio", [string, string][]][] = [
+      [{}, "containerd", etcVar],
+      [{}, "crio", [["/etc/crio", "DirectoryOrCreate"]]],
+      [{ containerdFlavor: "k3s" }, "containerd", etcVar],
+      [{ containerdFlavor: "rke2" }, "containerd", etcVar],
+      [{ containerdFlavor: "k0s" }, "containerd", etcVar],
+      [{ containerdFlavor: "microk8s" }, "containerd", etcVar],
+      [{ containerdFlavor: "k3s" }, "crio", [["/etc/crio", "DirectoryOrCreate"]]],
+      [{ containerdConfigPath: "/etc/containerd-custom/config.toml" }, "containerd", etcVar],
+      // A custom config outside /etc and /var: its own directory too (the user said it is there).
+      [{ containerdConfigPath: "/opt/cd/config.toml" }, "containerd", [...etcVar, ["/opt/cd", "DirectoryOrCreate"]]],
     ];
-    for (const [settings, runtime, configDir, type] of cases) {
+    for (const [settings, runtime, configDirs] of cases) {
       const ds = buildInstallerDaemonSet(runtime, options(settings));
-      assert.deepEqual(hostPaths(ds), [["/opt/kata", "DirectoryOrCreate"], [configDir, type]], `${runtime} ${JSON.stringify(settings)}`);
-      assert.deepEqual(mountPaths(ds), ["/host/opt/kata", `/host${configDir}`]);
+      assert.deepEqual(hostPaths(ds), [...configDirs, ["/opt/kata", "DirectoryOrCreate"]], `${runtime} ${JSON.stringify(settings)}`);
+      assert.deepEqual(mountPaths(ds), [...configDirs.map(([dir]) => `/host${dir}`), "/host/opt/kata"]);
     }
+    const custom = container(buildInstallerDaemonSet("containerd", options({ containerdFlavor: "containerd", containerdConfigPath: "/opt/cd/config.toml", containerdSocket: "/run/cd.sock", containerdUnit: "cd" })));
+    const at = custom.command?.indexOf("--containerd-flavor") ?? -1;
+    assert.deepEqual(custom.command?.slice(at, at + 8), ["--containerd-flavor", "containerd", "--containerd-config", "/opt/cd/config.toml", "--containerd-socket", "/run/cd.sock", "--containerd-unit", "cd"]);
+    const customReset = container(buildCleanupDaemonSet(options({ containerdSocket: "/run/cd.sock", containerdUnit: "cd" }))).command ?? [];
+    assert.deepEqual(customReset.slice(customReset.indexOf("--containerd-flavor"), customReset.indexOf("--containerd-flavor") + 6), ["--containerd-flavor", "auto", "--containerd-socket", "/run/cd.sock", "--containerd-unit", "cd"], "reset restarts and asks the same containerd");
     const k3s = container(buildInstallerDaemonSet("containerd", options({ containerdFlavor: "k3s" })));
     assert.deepEqual(k3s.command?.slice(k3s.command.indexOf("--containerd-flavor"), k3s.command.indexOf("--containerd-flavor") + 2), ["--containerd-flavor", "k3s"]);
     assert.ok(!container(buildInstallerDaemonSet("crio", options())).command?.includes("--containerd-flavor"));
@@ -151,7 +164,7 @@ describe("manifest builders", () => {
 
   it("the cleanup DaemonSet runs reset only on nodes labelled cleanup", () => {
     const ds = buildCleanupDaemonSet(options({ labelPrefix: "example.com" }));
-    assert.deepEqual(container(ds).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--containerd-flavor", "containerd", "--label-prefix", "example.com", "--daemon"]);
+    assert.deepEqual(container(ds).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--containerd-flavor", "auto", "--label-prefix", "example.com", "--daemon"]);
     assert.deepEqual(podSpec(ds).nodeSelector, { "example.com/kata-runtime": "cleanup" });
     const rke2 = container(buildCleanupDaemonSet(options({ containerdFlavor: "rke2" }))).command ?? [];
     assert.deepEqual(rke2.slice(rke2.indexOf("--containerd-flavor"), rke2.indexOf("--containerd-flavor") + 2), ["--containerd-flavor", "rke2"], "reset verifies the flavor's containerd");
@@ -204,17 +217,17 @@ describe("manifest builders", () => {
     const installer = container(ds);
     assert.deepEqual(installer.command, [
       "kata-deploy", "install", "--runtime", "containerd", "--host-root", "/host", "--artifacts", "/opt/kata-artifacts",
-      "--shims", "qemu,fc", "--default-shim", "qemu", "--restart", "systemd", "--containerd-flavor", "containerd",
+      "--shims", "qemu,fc", "--default-shim", "qemu", "--restart", "systemd", "--containerd-flavor", "auto",
       "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io", "--daemon",
     ]);
     assert.deepEqual(installer.lifecycle?.preStop?.exec?.command, [
       "kata-deploy", "uninstall", "--runtime", "containerd", "--host-root", "/host", "--restart", "none", "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io",
     ]);
     assert.deepEqual(installer.readinessProbe?.exec?.command, ["kata-deploy", "status", "--host-root", "/host", "--prefix", "/var/lib/kata", "--ready", "--runtime", "containerd"]);
-    assert.deepEqual(hostPaths(ds), [["/var/lib/kata", "DirectoryOrCreate"], ["/etc/containerd", "DirectoryOrCreate"]]);
-    assert.deepEqual(mountPaths(ds), ["/host/var/lib/kata", "/host/etc/containerd"]);
+    assert.deepEqual(hostPaths(ds), [["/etc", "Directory"], ["/var", "Directory"], ["/var/lib/kata", "DirectoryOrCreate"]]);
+    assert.deepEqual(mountPaths(ds), ["/host/etc", "/host/var", "/host/var/lib/kata"]);
     const cleanup = buildCleanupDaemonSet(opts);
-    assert.deepEqual(container(cleanup).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--containerd-flavor", "containerd", "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io", "--daemon"]);
+    assert.deepEqual(container(cleanup).command, ["kata-deploy", "reset", "--host-root", "/host", "--restart", "systemd", "--containerd-flavor", "auto", "--prefix", "/var/lib/kata", "--label-prefix", "kata-containers.io", "--daemon"]);
     assert.deepEqual(hostPaths(cleanup), [["/var/lib/kata", "DirectoryOrCreate"]]);
     await assertValidManifests(allObjects(opts));
   });

@@ -28,7 +28,7 @@ import { RUNTIMES as AGENT_STATE_RUNTIMES } from "../../images/kata-deploy/agent
 import { AGENT_BUNDLE, artifacts, isolatedEnv, makeHost, removeTempDirs, runAgent, tempDir } from "../agent/agent-harness";
 
 // Compile-time half of the guard: the agent's own types accept every contract value.
-const _flavorsTheAgentTypes: readonly AgentContainerdFlavor[] = CONTAINERD_FLAVORS;
+const _flavorsTheAgentTypes: readonly (AgentContainerdFlavor | "auto")[] = CONTAINERD_FLAVORS;
 void _flavorsTheAgentTypes;
 
 /** One command line the component can make a container (or a probe, or a preStop hook) run. */
@@ -190,9 +190,9 @@ describe("the component/agent contract (components/contract.ts)", function () {
 
   it("the guard does catch a value the agent refuses", () => {
     // The same check on a command line the contract does not allow: proves the pattern matches real refusals.
-    const run = runAgent(["install", "--runtime", "containerd", "--containerd-flavor", "k0s", "--host-root", makeHost(), "--artifacts", artifacts()]);
+    const run = runAgent(["install", "--runtime", "containerd", "--containerd-flavor", "k8s", "--host-root", makeHost(), "--artifacts", artifacts()]);
     assert.match(run.stderr, ARGUMENT_REFUSED);
-    assert.match(run.stderr, /--containerd-flavor k0s: must be one of containerd, k3s, rke2/);
+    assert.match(run.stderr, /--containerd-flavor k8s: must be one of auto, containerd, k3s, rke2, k0s, microk8s/);
     assert.match(spawnAgentAt(AGENT_BUNDLE, ["install", "--flavour", "k3s"]).stderr, ARGUMENT_REFUSED);
     const badConfig = spawnAgentAt(AGENT_BUNDLE, ["install", "--runtime", "crio", "--host-root", makeHost(), "--artifacts", artifacts()], isolatedEnv({ [AGENT_ENV.kataConfig]: '{"shims":{"clh":{}}}' }));
     assert.match(badConfig.stderr, ARGUMENT_REFUSED);

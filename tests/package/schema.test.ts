@@ -101,6 +101,9 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
       createDefaultRuntimeClass: "boolean",
       defaultRuntimeClassName: "string",
       cleanupTimeoutSeconds: "number",
+      containerdConfigPath: "string",
+      containerdSocket: "string",
+      containerdUnit: "string",
       installTimeout: "string",
       createNamespace: "boolean",
       nodeSelector: "map<string>",
@@ -195,7 +198,7 @@ describe("the package as a Pulumi component provider (schema inferred by @pulumi
     assert.deepEqual(schema.types["kata-deploy:index:KataCustomRuntimeArgs"].required, ["baseShim", "name"]);
     assert.deepEqual(enumValues("KataLogLevel"), ["trace", "debug", "info", "warn", "error", "critical"]);
     assert.deepEqual(enumValues("ContainerRuntime"), ["containerd", "crio"]);
-    assert.deepEqual(enumValues("ContainerdFlavor"), ["containerd", "k3s", "rke2"]);
+    assert.deepEqual(enumValues("ContainerdFlavor"), ["containerd", "auto", "k3s", "rke2", "k0s", "microk8s"]);
     assert.deepEqual(enumValues("TolerationOperator"), ["Exists", "Equal"]);
     assert.deepEqual(enumValues("TaintEffect"), ["NoSchedule", "PreferNoSchedule", "NoExecute"]);
     assert.deepEqual(enumValues("DockerRuntimeForm"), ["auto", "shim-v2", "runc"]);

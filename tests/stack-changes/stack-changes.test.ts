@@ -41,12 +41,23 @@ describeStackChanges(({ play, cluster, olds }) => {
     assert.ok(cluster().kataOnDisk(r1), "the CRI-O node keeps Kata with no installer (what the fix prevents)");
   });
 
+  it("containerdFlavor: a stack deployed with an explicit flavour (the old default \"containerd\") may move to auto, not auto to an explicit one", async () => {
+    // auto keeps each node on the flavour its install recorded (agent cli.ts adapterFor → resolveInstallFlavor).
+    for (const old of ["containerd", "k3s"]) {
+      const failures = (await guardProvider.check!({ ...guardInputs(olds()), containerdFlavor: old }, guardInputs(olds()))).failures ?? [];
+      assert.deepEqual(failures, [], `${old} → auto`);
+    }
+    const back = (await guardProvider.check!(guardInputs(olds()), { ...guardInputs(olds()), containerdFlavor: "containerd" })).failures ?? [];
+    assert.equal(back.length, 1);
+    assert.match(back[0].reason, /containerdFlavor changed from "auto" to "containerd"/);
+  });
+
   it("changes that cannot be made safe are refused at preview, naming the setting and what to do; destroy still finishes", async () => {
     const refused: [KataDeploymentArgs, RegExp][] = [
       [{ namespace: "kata-system", createNamespace: true }, /namespace changed from "kata-deploy" to "kata-system"/],
       [{ namespace: "kata-deploy", createNamespace: false }, /createNamespace changed from true to false/],
       [{ labelPrefix: "example.com" }, /labelPrefix changed from "kata-containers\.io" to "example\.com"/],
-      [{ containerdFlavor: "k3s" }, /containerdFlavor changed from "containerd" to "k3s"/],
+      [{ containerdFlavor: "k3s" }, /containerdFlavor changed from "auto" to "k3s"/],
     ];
     for (const [args, message] of refused) {
       const news = await program(cluster(), args);

@@ -17,7 +17,7 @@ export interface SimNode {
   name: string;
   suite: Suite;
   running: RunningNode;
-  /** Outer-host directory behind a node path that was shared at start. */
+  /** Outer-host directory behind a node path that was shared at start (or lies under one that was). */
   hostDir(nodePath: string): string;
   exec(args: string[], input?: string): SpawnSyncReturns<string>;
   /** exec that throws with stderr on a non-zero exit. */
@@ -34,7 +34,9 @@ function seedFromImage(image: string, nodePath: string, dest: string): void {
   if (created.status !== 0) throw new Error(`docker create ${image}: ${created.stderr}`);
   const id = created.stdout.trim();
   try {
-    const exists = spawnSync("docker", ["cp", `${id}:${nodePath}/.`, dest], { encoding: "utf8" });
+    // As a tar stream, extracted by tar: `docker cp` into a directory refuses relative symlinks that lead out of
+    // the copied directory (the installers share whole /etc and /var, where /etc/os-release -> ../usr/lib/os-release).
+    const exists = spawnSync("sh", ["-c", `docker cp '${id}:${nodePath}/.' - | tar -x -C '${dest}' --strip-components=1`], { encoding: "utf8", maxBuffer: 64 << 20 });
     // A path the image does not have starts empty (hostPath DirectoryOrCreate would create it).
     if (exists.status !== 0 && !/Could not find the file|No such container:path/.test(exists.stderr)) {
       throw new Error(`docker cp ${image}:${nodePath}: ${exists.stderr}`);
@@ -71,7 +73,9 @@ export async function startSimNode(
     suite,
     running,
     hostDir(nodePath) {
-      const dir = dirs.get(nodePath);
+      // A path under a shared directory (the containerd installer shares all of /etc and /var) is inside its copy.
+      const parent = [...dirs.keys()].filter((shared) => nodePath === shared || nodePath.startsWith(`${shared}/`)).sort((a, b) => b.length - a.length)[0];
+      const dir = parent === undefined ? undefined : path.join(dirs.get(parent) as string, nodePath.slice(parent.length));
       if (!dir) throw new Error(`node ${options.name} does not share ${nodePath} (shared: ${[...dirs.keys()].join(", ")})`);
       return dir;
     },

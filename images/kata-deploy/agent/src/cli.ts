@@ -20,7 +20,7 @@ import {
 } from "../../../../components/contract";
 // Mixed-architecture clusters (issue 12 point 3).
 import { defaultShimEnvName, NODE_ARCHES, nodeArchOf, shimLabelKey, shimsEnvName, TEST_NODE_ARCH_ENV, type NodeArch } from "../../../../components/contract";
-import type { ContainerdConfigVersion, ContainerdFlavor } from "./runtimes/containerd/layout";
+import type { ContainerdConfigVersion, ContainerdFlavor, CustomContainerd } from "./runtimes/containerd/layout";
 import type { DockerRuntimeForm } from "./runtimes/docker/config";
 import { install, status, uninstall, type Target } from "./lifecycle/operations";
 import { dockerEngine, findDockerSocket } from "./runtimes/docker/engine-api";
@@ -35,20 +35,22 @@ import { removeStartupTaints, taintName } from "./kube/taints";
 import * as log from "./report/log";
 import { buildRequest, parsePullTypeMapping, parseSnapshotterMapping } from "./lifecycle/request";
 import { parseKataNodeConfig } from "./lifecycle/kata-settings";
-import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, type RuntimeAdapter } from "./runtimes";
+import { allContainerdUnits, containerdAdapter, crioAdapter, detectContainerdFlavor, dockerAdapter, resolveInstallFlavor, type RuntimeAdapter } from "./runtimes";
 import { RUNTIMES, loadState, type Runtime } from "./lifecycle/state";
 
 const USAGE = `usage:
   kata-deploy install   --runtime containerd|crio|docker --host-root DIR --artifacts DIR [--shims qemu,fc] [--default-shim qemu]
                         [--default-handler kata] [--container-runtime-debug]
-                        [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor containerd|k3s|rke2]
+                        [--restart none|systemd] [--prefix /opt/kata] [--containerd-flavor auto|containerd|k3s|rke2|k0s|microk8s]
+                        [--containerd-config FILE] [--containerd-socket SOCKET] [--containerd-unit UNIT]
                         [--docker-runtime-form auto|shim-v2|runc] [--label-prefix kata-containers.io] [--node NAME] [--daemon]
                         [--startup-taints KEY[:EFFECT],...]
                         (env SHIMS_<ARCH>/DEFAULT_SHIM_<ARCH>, ARCH = X86_64|AARCH64|S390X|PPC64LE: this node's
                         architecture's shims replace --shims/--default-shim; none listed: nothing is installed)
   kata-deploy uninstall --runtime containerd|crio|docker --host-root DIR [--restart none|systemd] [--prefix DIR] [--label-prefix P] [--node NAME]
   kata-deploy label     [--label-prefix P] [--node NAME] [--daemon]
-  kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--containerd-flavor F] [--prefix DIR]
+  kata-deploy reset     [--runtime R] [--host-root DIR] [--restart none|systemd] [--containerd-flavor F] [--containerd-socket S]
+                        [--containerd-unit U] [--prefix DIR]
                         [--label-prefix P] [--node NAME] [--daemon]
   kata-deploy status    --host-root DIR [--prefix DIR] [--ready --runtime R]
   kata-deploy-docker install|remove   (also: kata-deploy docker install|remove)`;
@@ -253,14 +255,57 @@ async function kubeOf(values: Options): Promise<{ client: KubeClient; node: stri
   return { client, node };
 }
 
-/** `recorded`: the details an earlier install saved (removal must edit the files that install edited). */
-async function adapterFor(runtime: Runtime, values: Options, root: HostRoot, host: HostCommands | undefined, recorded?: Record<string, unknown>): Promise<RuntimeAdapter> {
+/** `--containerd-config/-socket/-unit`, else what the install recorded: a plain containerd somewhere else. */
+function customContainerdOf(values: Options, recorded: Record<string, unknown> | undefined): CustomContainerd {
+  const given = (flag: "containerd-config" | "containerd-socket", recordedKey: string): string | undefined => {
+    const value = values[flag] ?? (recorded?.[recordedKey] as string | undefined);
+    if (value !== undefined && (!path.posix.isAbsolute(value) || path.posix.normalize(value) !== value || value.endsWith("/"))) {
+      throw new UserError(`--${flag} ${value}: must be an absolute, normalized file path on the host`);
+    }
+    return value;
+  };
+  const unit = values["containerd-unit"] ?? (recorded?.customUnit as string | undefined);
+  if (unit !== undefined && !/^[A-Za-z0-9:_.@-]+$/.test(unit)) throw new UserError(`--containerd-unit ${unit}: not a systemd unit name`);
+  const custom: CustomContainerd = { config: given("containerd-config", "customConfig"), socket: given("containerd-socket", "customSocket"), unit };
+  return Object.fromEntries(Object.entries(custom).filter(([, value]) => value !== undefined));
+}
+
+/**
+ * `recorded`: the details an earlier install saved (removal must edit the files that install edited).
+ * `install`: check the flavour against the node (auto: detect it) and against the install record already
+ * there (`installed`), see resolveInstallFlavor.
+ */
+async function adapterFor(
+  runtime: Runtime,
+  values: Options,
+  root: HostRoot,
+  host: HostCommands | undefined,
+  recorded?: Record<string, unknown>,
+  install?: { installed: Record<string, unknown> | undefined },
+): Promise<RuntimeAdapter> {
   if (runtime === "containerd") {
-    const flavor = oneOf("containerd-flavor", values["containerd-flavor"] ?? (recorded?.flavor as string | undefined), CONTAINERD_FLAVORS, "containerd");
+    const custom = customContainerdOf(values, recorded);
+    const requested = oneOf("containerd-flavor", values["containerd-flavor"] ?? (recorded?.flavor as string | undefined), CONTAINERD_FLAVORS, "auto");
+    if (Object.keys(custom).length > 0 && requested !== "containerd" && requested !== "auto") {
+      throw new UserError(`--containerd-config/--containerd-socket/--containerd-unit describe a plain containerd; they do not go with --containerd-flavor ${requested}`);
+    }
+    let flavor: ContainerdFlavor;
+    if (Object.keys(custom).length > 0) {
+      flavor = "containerd"; // the user said where it is: nothing to detect
+    } else if (install !== undefined) {
+      const exists = (hostPath: string): boolean => fs.existsSync(root.local(hostPath));
+      const installedFlavor = install.installed?.flavor as string | undefined;
+      const resolved = await resolveInstallFlavor({ requested, recorded: installedFlavor, plainConfig: "/etc/containerd/config.toml", exists, host });
+      log.info(`containerd flavor ${resolved.flavor} (${resolved.why})`);
+      flavor = resolved.flavor;
+    } else {
+      // Uninstall and reset follow the record; without one (and `auto`), plain containerd's layout.
+      flavor = requested === "auto" ? "containerd" : requested;
+    }
     const hint = recorded?.configVersionHint as ContainerdConfigVersion | undefined;
     // Fresh reads each time: k3s/rke2 pick their file from the node's, and re-render config.toml on restart.
     const read = (hostPath: string): string | undefined => readHostFile(root, hostPath).text;
-    return containerdAdapter({ flavor: flavor as ContainerdFlavor, host, configVersionHint: hint, read, recorded });
+    return containerdAdapter({ flavor, host, configVersionHint: hint, read, recorded, custom });
   }
   if (runtime === "crio") return crioAdapter(host);
   const recordedForm = recorded?.form as DockerRuntimeForm | undefined;
@@ -292,7 +337,9 @@ async function runInstall(values: Options): Promise<void> {
   if (!kube && startupTaints.length > 0) log.warn("--startup-taints: no Kubernetes API (neither KUBECONFIG nor KUBERNETES_SERVICE_HOST is set), so no taint is removed");
   const host = restart === "systemd" ? new HostCommands(root) : undefined;
   const target: Target = { root, prefix, host };
-  const adapter = await adapterFor(runtime, values, root, host);
+  // The record decides an `auto` flavour on re-install (and refuses an explicit one that differs from it).
+  const installed = runtime === "containerd" ? loadState(root, prefix)?.runtimes[runtime]?.details : undefined;
+  const adapter = await adapterFor(runtime, values, root, host, undefined, { installed });
   const snapshotters = parseSnapshotterMapping(process.env[AGENT_ENV.snapshotterHandlerMapping]);
   const guestPull = parsePullTypeMapping(process.env[AGENT_ENV.pullTypeMapping]);
   // Each mapping means something to one runtime only; elsewhere it is said, not silently dropped.
@@ -427,7 +474,10 @@ async function resetAdapter(runtime: Runtime, values: Options, root: HostRoot, h
     // An unreadable record must not keep the node from being cleaned up: restart what runs here.
     log.warn(`ignoring the install record: ${formatForOperator(error) ?? String(error)}`);
   }
-  let flavor = values["containerd-flavor"] ?? (recorded?.flavor as string | undefined);
+  // `auto` (the cleanup DaemonSet's default): the record, else the unit that runs here.
+  let flavor = (values["containerd-flavor"] === "auto" ? undefined : values["containerd-flavor"]) ?? (recorded?.flavor as string | undefined);
+  const custom = values["containerd-socket"] !== undefined || values["containerd-unit"] !== undefined || recorded?.customUnit !== undefined || recorded?.customSocket !== undefined;
+  if (runtime === "containerd" && flavor === undefined && custom) flavor = "containerd";
   if (runtime === "containerd" && flavor === undefined) {
     flavor = await detectContainerdFlavor(host);
     if (flavor === undefined) throw new UserError(`none of the systemd units ${allContainerdUnits().join(", ")} exists on this host; pass --containerd-flavor or --runtime`);

@@ -40,7 +40,7 @@ import {
 } from "../../formats/toml-document";
 import { OWNED_FILE_MARKER, checkOwnedFileIsOurs } from "../../formats/owned-file";
 import { ConfigError, type FileEdit, type KataConfigRequest } from "../types";
-import { BASE_TEMPLATE_HEADER, RUNTIME_PLATFORMS_TABLE_PATH, runtimesTablePath, versionOf, type ContainerdConfigVersion, type ContainerdLayout } from "./layout";
+import { BASE_TEMPLATE_HEADER, K0S_MANAGED_MARKER, RUNTIME_PLATFORMS_TABLE_PATH, runtimesTablePath, versionOf, type ContainerdConfigVersion, type ContainerdLayout } from "./layout";
 
 /** A JSON-serialisable record of exactly what we added. */
 export interface ContainerdOwned {
@@ -274,10 +274,16 @@ export function planContainerdInstall(a: {
   if (request.runtimeDebug === true && layout.flavor !== "containerd") {
     // k3s/rke2 start containerd themselves and set its log level on the command line from the environment
     // (k3s pkg/agent/containerd/containerd.go Run: CONTAINERD_LOG_LEVEL → `-l`), which wins over the config.
+    // k0s and microk8s start containerd themselves too; kata-deploy sets the level only where it owns the main file's tables.
+    const k3sLike = layout.flavor === "k3s" || layout.flavor === "rke2";
     throw new ConfigError({
       file: layout.mainConfig,
-      problem: `containerRuntimeDebug: ${layout.flavor} starts containerd itself and sets its log level from its own environment, not from this configuration`,
-      fix: `set CONTAINERD_LOG_LEVEL=debug in the ${layout.flavor} service's environment instead, and containerRuntimeDebug to false`,
+      problem: k3sLike
+        ? `containerRuntimeDebug: ${layout.flavor} starts containerd itself and sets its log level from its own environment, not from this configuration`
+        : `containerRuntimeDebug: ${layout.flavor} starts containerd itself, and kata-deploy sets containerd's log level only for a plain containerd`,
+      fix: k3sLike
+        ? `set CONTAINERD_LOG_LEVEL=debug in the ${layout.flavor} service's environment instead, and containerRuntimeDebug to false`
+        : `set it through ${layout.flavor}'s own configuration, and containerRuntimeDebug to false`,
     });
   }
   const { owned, notices } =
@@ -352,6 +358,10 @@ const runcStandIn = (doc: TomlDocument, version: ContainerdConfigVersion, runtim
 function installIntoPlain(view: FileView, layout: ContainerdLayout, wanted: RuntimeStanza[], defaultVersion: ContainerdConfigVersion, list: ListDir, debug: boolean): Installed {
   const file = layout.mainConfig;
   const existing = view.get(file);
+  if (existing === undefined && layout.flavor === "microk8s") {
+    // microk8s installs its template with the snap (snap/hooks/install); without it this is no microk8s node.
+    throw new ConfigError({ file, problem: "is missing, so microk8s's containerd has no template to render its config from", fix: "check that microk8s is installed on this node (or set containerdFlavor to what it runs) and run again" });
+  }
   const mainText = existing ?? skeleton(defaultVersion);
   const doc = parseToml(mainText, file);
   const version = versionOf(doc, file) ?? (existing === undefined ? defaultVersion : 1);
@@ -430,13 +440,8 @@ function installIntoDropInDir(view: FileView, layout: ContainerdLayout, wanted: 
   }
   const doc = parseToml(renderedText, rendered);
   const version = versionOf(doc, rendered) ?? 1;
-  if (version < 3 || !importEntries(doc).some((entry) => importCovers(entry, rendered, layout.dropIn))) {
-    throw new ConfigError({
-      file: rendered,
-      problem: `no longer imports ${layout.dropInDir}/*.toml (config version ${version})`,
-      fix: "run the install again so it picks the file to edit anew",
-    });
-  }
+  const problem = dropInNotRead(layout, renderedText, doc, version);
+  if (problem !== undefined) throw new ConfigError({ file: rendered, problem: problem.problem, fix: problem.fix });
   const runtimesPath = runtimesTablePath(version);
   checkCriEnabled(doc, version, rendered);
   const imported = importedFiles(view, doc, rendered, version, list, layout.dropIn);
@@ -455,6 +460,25 @@ function installIntoDropInDir(view: FileView, layout: ContainerdLayout, wanted: 
     },
     notices: notice ? [notice] : [],
   };
+}
+
+/**
+ * Why containerd would not read our drop-in through `renderedText` (the config it reads), or undefined when
+ * it would: the config imports it (k3s/rke2 v3 bases, k0s since June 2026), or it is a config k0s manages
+ * (first line `# k0s_managed=true`), whose older releases merge the drop-ins' CRI sections themselves
+ * (k0sproject/k0s pkg/component/worker/containerd configurer.go before commit 0955379).
+ */
+export function dropInNotRead(layout: ContainerdLayout, renderedText: string, doc: TomlDocument, version: ContainerdConfigVersion): { problem: string; fix: string } | undefined {
+  const rendered = layout.renderedConfig ?? layout.mainConfig;
+  if (importEntries(doc).some((entry) => importCovers(entry, rendered, layout.dropIn)) && (version >= 3 || layout.flavor === "k0s")) return undefined;
+  if (layout.flavor === "k0s") {
+    if (renderedText.split(/\r?\n/, 1)[0] === K0S_MANAGED_MARKER) return undefined;
+    return {
+      problem: `is not managed by k0s (its first line is not \`${K0S_MANAGED_MARKER}\`) and does not import ${layout.dropInDir}/*.toml, so containerd would never read Kata's drop-in there`,
+      fix: `add \`imports = ["${layout.dropInDir}/*.toml"]\` to it (what the config k0s manages says), or let k0s manage it, and run again`,
+    };
+  }
+  return { problem: `no longer imports ${layout.dropInDir}/*.toml (config version ${version})`, fix: "run the install again so it picks the file to edit anew" };
 }
 
 /** The raw string entries of a config's `imports` (what the file says, before resolution). */

@@ -26,7 +26,7 @@
 import { ConfigError } from "../../report/errors";
 import { parseToml } from "../../formats/toml-document";
 import { importCovers } from "./config";
-import { BASE_TEMPLATE_HEADER, DROP_IN_NAME, k3sConfigDir, versionOf, type ContainerdConfigVersion, type ContainerdFlavor, type K3sTarget } from "./layout";
+import { BASE_TEMPLATE_HEADER, DROP_IN_NAME, k3sConfigDir, versionOf, type ContainerdConfigVersion, type K3sFlavor, type K3sTarget } from "./layout";
 
 /** k3s's templateGenerations, in its order of preference (config.go), with the drop-in directory each base imports. */
 export const K3S_TEMPLATE_GENERATIONS = [
@@ -56,7 +56,7 @@ export interface K3sChoice extends K3sTarget {
  * has neither a template nor a rendered config yet. Throws ConfigError when k3s's choice cannot be told
  * or cannot be extended.
  */
-export function chooseK3sTarget(a: { flavor: Exclude<ContainerdFlavor, "containerd">; read: (hostPath: string) => string | undefined; containerdMajor?: number }): K3sChoice {
+export function chooseK3sTarget(a: { flavor: K3sFlavor; read: (hostPath: string) => string | undefined; containerdMajor?: number }): K3sChoice {
   const dir = k3sConfigDir(a.flavor);
   const rendered = `${dir}/config.toml`;
   const inUse = k3sTemplateInUse((filename) => a.read(`${dir}/${filename}`) !== undefined);
