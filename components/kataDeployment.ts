@@ -513,6 +513,7 @@ export class KataDeployment extends pulumi.ComponentResource {
         labelPrefix: settings.labelPrefix,
         containerdFlavor: settings.containerdFlavor,
         installPrefix: settings.installPrefix,
+        containerdConfigPath: settings.containerdConfigPath ?? "",
       },
       { parent: this },
     );

@@ -16,6 +16,8 @@
 //   namespace) or, when the component stops creating the namespace, the namespace is deleted after the
 //   program with every DaemonSet still in it; the ServiceAccount the preStop hooks authenticate with is
 //   deleted with them, so uninstalls are refused (401) and Kata stays on nodes with no owner.
+// - containerdConfigPath: like containerdFlavor, the new installers would write Kata into another file and leave
+//   the old file's entries with no owner (the agent refuses a path other than its install record's).
 // - installPrefix: a rollout (the preStop leaves Kata installed) whose new pods install into the new prefix,
 //   which the agent refuses while the runtime is still configured from the old one ("one Kata install per
 //   runtime"): every node's installer crash-loops, and the old prefix keeps no owner.
@@ -36,6 +38,8 @@ export interface GuardedSettings {
   containerdFlavor: string;
   /** Absent in guards recorded before the setting existed (treated as /opt/kata). */
   installPrefix?: string;
+  /** A plain containerd's config file; "" for the flavours' own (also in guards recorded before the setting existed). */
+  containerdConfigPath?: string;
 }
 
 /** The guarded form of the installers' required node affinity: its JSON, or "" when there is none. */
@@ -50,6 +54,7 @@ const WHY: Record<keyof GuardedSettings, string> = {
   labelPrefix: "nodes labelled with the old prefix would never be cleaned",
   containerdFlavor: "Kata would stay configured in the old flavor's containerd config with no owner",
   installPrefix: "the new installers would be refused while the nodes' runtimes still point at the old prefix, which would keep no owner",
+  containerdConfigPath: "Kata would stay configured in the old config file with no owner (the installers refuse a path other than the one their node's install recorded)",
 };
 
 /**
@@ -57,7 +62,7 @@ const WHY: Record<keyof GuardedSettings, string> = {
  * contract's INSTALL_PREFIX, spelled out: this is serialized into the state by value). Other settings missing
  * from an old state are not compared.
  */
-const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installPrefix: "/opt/kata" };
+const RECORDED_BEFORE_GUARDED: Partial<GuardedSettings> = { installPrefix: "/opt/kata", containerdConfigPath: "" };
 /**
  * Changes of a guarded setting that are safe anyway: moving to containerdFlavor `auto` keeps every node on the
  * flavour its install recorded (the agent's `auto` follows a node's install record before detecting anything:
@@ -73,10 +78,14 @@ export function unsafeSettingChanges(olds: Partial<GuardedSettings> | undefined,
   if (olds === undefined) return [];
   const problems: string[] = [];
   for (const key of Object.keys(WHY) as (keyof GuardedSettings)[]) {
+    // Both sides read alike: a setting missing on either stands for what a guard without it meant.
     const old = olds[key] ?? RECORDED_BEFORE_GUARDED[key];
-    if (old === undefined || old === news[key] || SAFE_NEW_VALUE[key] === news[key]) continue;
+    const now = news[key] ?? RECORDED_BEFORE_GUARDED[key];
+    if (old === undefined || old === now || SAFE_NEW_VALUE[key] === now) continue;
+    // "" stands for "not set" (containerdConfigPath): the flavour's own config file.
+    const shown = (value: unknown): string => (value === "" ? "unset" : JSON.stringify(value));
     problems.push(
-      `KataDeployment: ${key} changed from ${JSON.stringify(old)} to ${JSON.stringify(news[key])}, which cannot be applied in place (${WHY[key]}); ` +
+      `KataDeployment: ${key} changed from ${shown(old)} to ${shown(now)}, which cannot be applied in place (${WHY[key]}); ` +
         `run \`pulumi destroy\` (or remove the KataDeployment and \`pulumi up\`) first, then deploy with the new ${key}`,
     );
   }

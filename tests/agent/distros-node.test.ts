@@ -165,6 +165,22 @@ describe("more containerd distributions, detected per node (agent CLI on host ro
     assert.equal(node.calls().filter((call) => call === "restart containerd-custom").length, 2);
   });
 
+  it("custom containerd: installing into another config file than the node's install record is refused, and nothing changes", () => {
+    const first = "/etc/containerd-a/config.toml";
+    const second = "/etc/containerd-b/config.toml";
+    const original = 'version = 2\n\n[plugins."io.containerd.grpc.v1.cri"]\n';
+    const root = makeHost({ [first]: original, [second]: original });
+    assert.equal(runAgent(install(root, undefined, "none", ["--containerd-config", first])).code, 0);
+    const installed = snapshot(root, () => false);
+    for (const extra of [["--containerd-config", second], []]) {
+      const result = runAgent(install(root, undefined, "none", extra));
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(result.stderr.trim(), new RegExp(`^kata-deploy: --containerd-config ${extra.length > 0 ? second : "the flavour's own config"}: Kata is installed into ${first} on this node \\(install record\\); uninstall first`));
+      assert.deepEqual(snapshot(root, () => false), installed, "nothing changed");
+    }
+    assert.equal(read(root, second), original);
+  });
+
   it("custom containerd flags with another flavour are refused", () => {
     const result = runAgent(install(makeHost(), "k3s", "none", ["--containerd-config", "/etc/x/config.toml"]), isolatedEnv());
     assert.equal(result.code, 1);

@@ -528,6 +528,25 @@ describe("KataDeployment (under Pulumi mocks)", () => {
     });
   });
 
+  describe("the settings guard and containerdConfigPath", () => {
+    const recorded: GuardedSettings = { namespace: "kata-deploy", createNamespace: true, labelPrefix: "kata-containers.io", containerdFlavor: "auto", installPrefix: "/opt/kata" };
+
+    it("refuses a changed containerdConfigPath (Kata would stay in the old file with no owner); a guard recorded before the setting counts as unset", () => {
+      assert.deepEqual(unsafeSettingChanges(recorded, { ...recorded, containerdConfigPath: "" }), [], "old guard, setting still unset");
+      const [added] = unsafeSettingChanges(recorded, { ...recorded, containerdConfigPath: "/etc/containerd-custom/config.toml" });
+      assert.match(added, /^KataDeployment: containerdConfigPath changed from unset to "\/etc\/containerd-custom\/config\.toml", which cannot be applied in place \(Kata would stay configured in the old config file with no owner/);
+      const [moved] = unsafeSettingChanges({ ...recorded, containerdConfigPath: "/etc/a/config.toml" }, { ...recorded, containerdConfigPath: "/etc/b/config.toml" });
+      assert.match(moved, /containerdConfigPath changed from "\/etc\/a\/config\.toml" to "\/etc\/b\/config\.toml".*run `pulumi destroy`/);
+    });
+
+    it("records the path in the guard (unset: \"\")", async () => {
+      await deploy("kata", { containerdConfigPath: "/etc/containerd-custom/config.toml" });
+      assert.equal(registrationNamed("kata-settings").inputs.containerdConfigPath, "/etc/containerd-custom/config.toml");
+      await deploy("kata2", {});
+      assert.equal(registrationNamed("kata2-settings").inputs.containerdConfigPath, "");
+    });
+  });
+
   // ---- mixed-architecture clusters (issue 12 point 3) ----
   describe("shimsByArch (mixed-architecture clusters)", () => {
     const RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass";

@@ -58,6 +58,7 @@ describeStackChanges(({ play, cluster, olds }) => {
       [{ namespace: "kata-deploy", createNamespace: false }, /createNamespace changed from true to false/],
       [{ labelPrefix: "example.com" }, /labelPrefix changed from "kata-containers\.io" to "example\.com"/],
       [{ containerdFlavor: "k3s" }, /containerdFlavor changed from "auto" to "k3s"/],
+      [{ containerdConfigPath: "/etc/containerd-custom/config.toml" }, /containerdConfigPath changed from unset to "\/etc\/containerd-custom\/config\.toml"/],
     ];
     for (const [args, message] of refused) {
       const news = await program(cluster(), args);

@@ -289,6 +289,15 @@ async function adapterFor(
     if (Object.keys(custom).length > 0 && requested !== "containerd" && requested !== "auto") {
       throw new UserError(`--containerd-config/--containerd-socket/--containerd-unit describe a plain containerd; they do not go with --containerd-flavor ${requested}`);
     }
+    const installedConfig = install?.installed?.customConfig;
+    if (install?.installed !== undefined && values["containerd-config"] !== installedConfig && (values["containerd-config"] !== undefined || installedConfig !== undefined)) {
+      // Writing Kata into another file would leave the recorded one's entries with no owner (uninstall edits the recorded file).
+      const shown = (file: unknown): string => (typeof file === "string" ? file : "the flavour's own config");
+      throw new UserError(
+        `--containerd-config ${shown(values["containerd-config"])}: Kata is installed into ${shown(installedConfig)} on this node (install record); ` +
+          `uninstall first (remove the KataDeployment, or \`pulumi destroy\`), then install with the new path, or keep the old one`,
+      );
+    }
     let flavor: ContainerdFlavor;
     if (Object.keys(custom).length > 0) {
       flavor = "containerd"; // the user said where it is: nothing to detect
