@@ -83,24 +83,16 @@ describe("--container-runtime-debug: the container runtime's own log level", fun
     assert.deepEqual(snapshot(root), before);
   });
 
-  it("k3s and rke2 are refused: they start containerd with the level of CONTAINERD_LOG_LEVEL (k3s pkg/agent/containerd/containerd.go Run)", function () {
-    for (const flavor of ["k3s", "rke2"] as const) {
+  it("k3s, rke2, k0s and microk8s are refused: they start containerd themselves (k3s/rke2 with the level of CONTAINERD_LOG_LEVEL, k3s pkg/agent/containerd/containerd.go Run)", function () {
+    const k3sReason = (flavor: string): string =>
+      `containerRuntimeDebug: ${flavor} starts containerd itself and sets its log level from its own environment, not from this configuration; set CONTAINERD_LOG_LEVEL=debug in the ${flavor} service's environment instead, and containerRuntimeDebug to false`;
+    const ownReason = (flavor: string): string =>
+      `containerRuntimeDebug: ${flavor} starts containerd itself, and kata-deploy sets containerd's log level only for a plain containerd; set it through ${flavor}'s own configuration, and containerRuntimeDebug to false`;
+    for (const [flavor, reason] of [["k3s", k3sReason], ["rke2", k3sReason], ["k0s", ownReason], ["microk8s", ownReason]] as const) {
       assert.throws(
         () => planContainerdInstall({ layout: containerdLayout(flavor), read: () => undefined, request: { runtimes: [QEMU], runtimeDebug: true } }),
-        (error: unknown) =>
-          error instanceof ConfigError &&
-          formatConfigProblem(error) === `containerRuntimeDebug: ${flavor} starts containerd itself and sets its log level from its own environment, not from this configuration; set CONTAINERD_LOG_LEVEL=debug in the ${flavor} service's environment instead, and containerRuntimeDebug to false`,
-      );
-    }
-  });
-
-  it("k0s and microk8s are refused: they start containerd themselves, and the level is set only for a plain containerd", function () {
-    for (const flavor of ["k0s", "microk8s"] as const) {
-      assert.throws(
-        () => planContainerdInstall({ layout: containerdLayout(flavor), read: () => undefined, request: { runtimes: [QEMU], runtimeDebug: true } }),
-        (error: unknown) =>
-          error instanceof ConfigError &&
-          formatConfigProblem(error) === `containerRuntimeDebug: ${flavor} starts containerd itself, and kata-deploy sets containerd's log level only for a plain containerd; set it through ${flavor}'s own configuration, and containerRuntimeDebug to false`,
+        (error: unknown) => error instanceof ConfigError && formatConfigProblem(error) === reason(flavor),
+        flavor,
       );
     }
   });
