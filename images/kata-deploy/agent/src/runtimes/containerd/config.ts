@@ -441,7 +441,9 @@ function installIntoDropInDir(view: FileView, layout: ContainerdLayout, wanted: 
   const doc = parseToml(renderedText, rendered);
   const version = versionOf(doc, rendered) ?? 1;
   const problem = dropInNotRead(layout, renderedText, doc, version);
-  if (problem !== undefined) throw new ConfigError({ file: rendered, problem: problem.problem, fix: problem.fix });
+  if (problem !== undefined) {
+    throw new ConfigError({ file: rendered, problem: problem.consequence === undefined ? problem.condition : `${problem.condition}, ${problem.consequence}`, fix: problem.fix });
+  }
   const runtimesPath = runtimesTablePath(version);
   checkCriEnabled(doc, version, rendered);
   const imported = importedFiles(view, doc, rendered, version, list, layout.dropIn);
@@ -466,19 +468,26 @@ function installIntoDropInDir(view: FileView, layout: ContainerdLayout, wanted: 
  * Why containerd would not read our drop-in through `renderedText` (the config it reads), or undefined when
  * it would: the config imports it (k3s/rke2 v3 bases, k0s since June 2026), or it is a config k0s manages
  * (first line `# k0s_managed=true`), whose older releases merge the drop-ins' CRI sections themselves
- * (k0sproject/k0s pkg/component/worker/containerd configurer.go before commit 0955379).
+ * (k0sproject/k0s pkg/component/worker/containerd configurer.go before commit 0955379). `condition` is what is
+ * wrong with the file; `consequence`, when given, what install adds to it (the post-restart check says its own).
  */
-export function dropInNotRead(layout: ContainerdLayout, renderedText: string, doc: TomlDocument, version: ContainerdConfigVersion): { problem: string; fix: string } | undefined {
+export function dropInNotRead(
+  layout: ContainerdLayout,
+  renderedText: string,
+  doc: TomlDocument,
+  version: ContainerdConfigVersion,
+): { condition: string; consequence?: string; fix: string } | undefined {
   const rendered = layout.renderedConfig ?? layout.mainConfig;
   if (importEntries(doc).some((entry) => importCovers(entry, rendered, layout.dropIn)) && (version >= 3 || layout.flavor === "k0s")) return undefined;
   if (layout.flavor === "k0s") {
     if (renderedText.split(/\r?\n/, 1)[0] === K0S_MANAGED_MARKER) return undefined;
     return {
-      problem: `is not managed by k0s (its first line is not \`${K0S_MANAGED_MARKER}\`) and does not import ${layout.dropInDir}/*.toml, so containerd would never read Kata's drop-in there`,
+      condition: `is not managed by k0s (its first line is not \`${K0S_MANAGED_MARKER}\`) and does not import ${layout.dropInDir}/*.toml`,
+      consequence: "so containerd would never read Kata's drop-in there",
       fix: `add \`imports = ["${layout.dropInDir}/*.toml"]\` to it (what the config k0s manages says), or let k0s manage it, and run again`,
     };
   }
-  return { problem: `no longer imports ${layout.dropInDir}/*.toml (config version ${version})`, fix: "run the install again so it picks the file to edit anew" };
+  return { condition: `no longer imports ${layout.dropInDir}/*.toml (config version ${version})`, fix: "run the install again so it picks the file to edit anew" };
 }
 
 /** The raw string entries of a config's `imports` (what the file says, before resolution). */

@@ -181,7 +181,7 @@ export function renderedProblem(layout: ContainerdLayout, renderedText: string |
       return `${rendered} as ${layout.flavor} rendered it has no valid \`version\``;
     }
     const notRead = dropInNotRead(layout, renderedText, doc, version);
-    return notRead === undefined ? undefined : `${rendered} as ${layout.flavor} rendered it ${notRead.problem.replace(/, so containerd would never read .*$/, "")}, so Kata's runtimes are not loaded`;
+    return notRead === undefined ? undefined : `${rendered} as ${layout.flavor} rendered it ${notRead.condition}, so Kata's runtimes are not loaded`;
   }
   const names = runtimesInDump(renderedText) ?? [];
   // microk8s on config v3+: our tables are in the drop-in its template imports (installIntoPlain).
