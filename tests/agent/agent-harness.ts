@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import { parse as parseToml } from "smol-toml";
 import { AGENT_BUNDLE as BUILT_BUNDLE } from "../support/build-agent";
 import { makeKataArtifacts, TINY } from "../support/kata-artifacts";
@@ -27,12 +28,110 @@ export function isolatedEnv(extra: Record<string, string> = {}): NodeJS.ProcessE
   return { ...env, KATA_DEPLOY_HOST_COMMAND_PREFIX: "", ...extra };
 }
 
-export function runAgent(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): AgentRun {
-  const result = spawnSync(process.execPath, [AGENT_BUNDLE, ...args], { env, encoding: "utf8", timeout: 120_000 });
+/**
+ * The unit tier runs the agent in worker threads that keep the bundle loaded (tests/support/agent-thread.mjs):
+ * the same bundle and entry point (runCli) as its process, its own environment, argv and output. Every other
+ * tier, KATA_DEPLOY_TEST_AGENT_PROCESS=1, and what only a process can do (--daemon waits for a signal; the
+ * crash and stop test points signal their own process) run it as a process.
+ */
+const IN_THREADS = process.env.KATA_TEST_TIER === "unit" && process.env.KATA_DEPLOY_TEST_AGENT_PROCESS !== "1";
+const PROCESS_ONLY_VARIABLES = ["KATA_DEPLOY_TEST_CRASH_AT", "KATA_DEPLOY_TEST_STOP_AT"];
+const RUN_TIMEOUT_MS = 120_000;
+
+function needsProcess(args: string[], env: NodeJS.ProcessEnv): boolean {
+  return !IN_THREADS || args.includes("--daemon") || PROCESS_ONLY_VARIABLES.some((name) => (env[name] ?? "") !== "");
+}
+
+interface AgentThread {
+  worker: Worker;
+  /** Set to 1 by the thread when a synchronous run's result is on `port`. */
+  flag: Int32Array;
+  port: MessagePort;
+  busy: boolean;
+}
+
+const threads: AgentThread[] = [];
+
+function idleThread(): AgentThread {
+  const idle = threads.find((thread) => !thread.busy);
+  if (idle !== undefined) return idle;
+  const signal = new SharedArrayBuffer(4);
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(path.join(__dirname, "../support/agent-thread.mjs"), {
+    workerData: { bundle: AGENT_BUNDLE, signal, reply: port2 },
+    transferList: [port2],
+    stdout: true,
+    stderr: true,
+  });
+  // Idle threads must not keep mocha's process alive.
+  worker.unref();
+  port1.unref();
+  const thread: AgentThread = { worker, flag: new Int32Array(signal), port: port1, busy: false };
+  worker.on("exit", () => forget(thread));
+  // Reported to the run that was waiting (agent-thread.mjs ends it with the error); must not crash mocha.
+  worker.on("error", () => forget(thread));
+  threads.push(thread);
+  return thread;
+}
+
+/** A run's result; `fatal`: the agent threw outside its run, so the thread is not used again. */
+type ThreadResult = AgentRun & { fatal?: boolean };
+
+function finished(thread: AgentThread, { fatal, ...run }: ThreadResult): AgentRun {
+  thread.busy = false;
+  if (fatal === true) retire(thread);
+  return run;
+}
+
+function plainEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+}
+
+function forget(thread: AgentThread): void {
+  const index = threads.indexOf(thread);
+  if (index >= 0) threads.splice(index, 1);
+}
+
+function retire(thread: AgentThread): void {
+  forget(thread);
+  void thread.worker.terminate();
+}
+
+/** The bundle as its own process, in every tier: for what only a process shows (its exit status, Node's start-up). */
+export function runAgentProcess(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): AgentRun {
+  const result = spawnSync(process.execPath, [AGENT_BUNDLE, ...args], { env, encoding: "utf8", timeout: RUN_TIMEOUT_MS });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+export function runAgent(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): AgentRun {
+  if (needsProcess(args, env)) return runAgentProcess(args, env);
+  const thread = idleThread();
+  thread.busy = true;
+  Atomics.store(thread.flag, 0, 0);
+  thread.worker.postMessage({ args, env: plainEnv(env), sync: true });
+  const outcome = Atomics.wait(thread.flag, 0, 0, RUN_TIMEOUT_MS);
+  const reply = receiveMessageOnPort(thread.port);
+  if (outcome === "timed-out" || reply === undefined) {
+    retire(thread);
+    return { code: null, stdout: "", stderr: `agent thread: no result within ${RUN_TIMEOUT_MS} ms` };
+  }
+  return finished(thread, reply.message as ThreadResult);
+}
+
 export function runAgentAsync(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): Promise<AgentRun> {
+  if (!needsProcess(args, env)) {
+    const thread = idleThread();
+    thread.busy = true;
+    return new Promise((resolve) => {
+      const onExit = (code: number): void => resolve({ code: null, stdout: "", stderr: `agent thread exited (${code})` });
+      thread.worker.once("exit", onExit);
+      thread.worker.once("message", (result: ThreadResult) => {
+        thread.worker.off("exit", onExit);
+        resolve(finished(thread, result));
+      });
+      thread.worker.postMessage({ args, env: plainEnv(env), sync: false });
+    });
+  }
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [AGENT_BUNDLE, ...args], { env });
     let stdout = "";

@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { IN_CI } from "../support/env";
-import { AGENT_BUNDLE, artifacts, makeHost, removeTempDirs, runAgent, snapshot, spawnAgent } from "./agent-harness";
+import { AGENT_BUNDLE, artifacts, makeHost, removeTempDirs, runAgent, runAgentProcess, snapshot, spawnAgent } from "./agent-harness";
 
 const V2_WITH_MIRROR = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n  endpoint = ["https://mirror.example"]\n';
 
@@ -160,27 +160,28 @@ describe("agent CLI: refusals leave the host untouched", function () {
     }
   });
 
+  // These three run the bundle as its process in every tier: the exit status is the process's.
   it("prints usage for --help and exits 0", function () {
-    const result = runAgent(["--help"]);
+    const result = runAgentProcess(["--help"]);
     assert.equal(result.code, 0);
     for (const command of ["install", "uninstall", "label", "reset", "status", "kata-deploy-docker"]) assert.match(result.stdout, new RegExp(command));
   });
 
   it("status of an empty host is valid JSON saying nothing is installed, and --ready fails", function () {
     const root = makeHost();
-    const result = runAgent(["status", "--host-root", root]);
+    const result = runAgentProcess(["status", "--host-root", root]);
     assert.equal(result.code, 0);
     const report = JSON.parse(result.stdout) as { installed: boolean; runtimes: object };
     assert.equal(report.installed, false);
     assert.deepEqual(report.runtimes, {});
-    assert.equal(runAgent(["status", "--host-root", root, "--ready", "--runtime", "containerd"]).code, 1);
+    assert.equal(runAgentProcess(["status", "--host-root", root, "--ready", "--runtime", "containerd"]).code, 1);
   });
 
   it("an unexpected error's trace names the TypeScript sources, though Node maps nothing at start-up", function () {
     // A record with the right schema but no `runtimes` (a hand edit) is not validated field by field:
     // status then fails inside the agent, which is the "unexpected error (a bug ...)" path with a trace.
     const root = makeHost({ "/opt/kata/.kata-deploy/state.json": '{"schema":1,"prefix":"/opt/kata"}\n' });
-    const result = runAgent(["status", "--host-root", root]);
+    const result = runAgentProcess(["status", "--host-root", root]);
     assert.equal(result.code, 2, result.stderr);
     assert.match(result.stderr, /unexpected error \(a bug; please report it with this trace\): TypeError/);
     const frames = [...result.stderr.matchAll(/^ {4}at (?:.* \()?(\/[^():]+\.ts):(\d+):(\d+)\)?$/gm)];

@@ -575,19 +575,27 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-// Dependencies' deprecation warnings (the Kubernetes client's url.parse, punycode) are not the
-// operator's business, and stderr must stay one line on failure.
-process.noDeprecation = true;
-
-main(process.argv).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
+/**
+ * Runs one command line (`argv` as process.argv: node, script, arguments) to its exit status, with the
+ * operator's one-line reason on stderr for a failure (1: the operator can fix it; 2: a bug, with its trace).
+ * The bundle's own process exits with it; loaded as a module (the unit tier runs the bundle in worker
+ * threads: tests/support/agent-thread.mjs), nothing runs until this is called.
+ */
+export async function runCli(argv: string[]): Promise<number> {
+  // Dependencies' deprecation warnings (the Kubernetes client's url.parse, punycode) are not the
+  // operator's business, and stderr must stay one line on failure.
+  process.noDeprecation = true;
+  try {
+    return await main(argv);
+  } catch (error) {
     const reason = formatForOperator(error);
     if (reason !== undefined) {
       process.stderr.write(`kata-deploy: ${reason}\n`);
-      process.exit(1);
+      return 1;
     }
     process.stderr.write(`kata-deploy: unexpected error (a bug; please report it with this trace): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exit(2);
-  },
-);
+    return 2;
+  }
+}
+
+if (require.main === module) void runCli(process.argv).then((code) => process.exit(code));
