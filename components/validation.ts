@@ -878,7 +878,7 @@ function checkPerNodeDefaultHandler(
   fail: Fail,
 ): void {
   const shims = [...new Set(Object.values(defaultShimByArch))];
-  if (name.length > 63 || !DNS_LABEL.test(name)) {
+  if (name.length > 63 || !RUNTIME_HANDLER_PATTERN.test(name)) {
     fail(
       "defaultRuntimeClassName",
       `is ${quote(name)}, which is also the handler of the default RuntimeClass while defaultShimByArch names different shims (${shims.join(", ")}), and a handler must be a DNS label (no '.'); choose a name such as ${quote(DEFAULT_RUNTIME_CLASS_NAME)}`,
