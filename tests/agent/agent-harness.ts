@@ -249,6 +249,69 @@ exit 0
   };
 }
 
+export interface FakeContainerdNode {
+  env: Record<string, string>;
+  /** Every systemctl invocation, one argv string each. */
+  systemctl(): string[];
+  /** Every ctr invocation, one argv string each. */
+  ctr(): string[];
+}
+
+/**
+ * A node's host commands for containerd (the agent's systemd and ctr boundary): a `systemctl` where only
+ * `activeUnits` exist and are active, `onRestart` (shell, `$unit` set) run by `restart`; a `ctr` that answers
+ * `plugins ls` with the CRI plugin ok (containerd cmd/ctr plugins.go format) at `socket` (its default
+ * /run/containerd/containerd.sock when not given with --address/-a), and fails to dial any other; with no
+ * `socket`, it answers at every address.
+ */
+export function fakeContainerdNode(options: { activeUnits: string[]; socket?: string; onRestart?: string; verifyTimeoutSeconds?: number }): FakeContainerdNode {
+  const dir = tempDir("node");
+  const systemctlLog = path.join(dir, "systemctl.log");
+  const ctrLog = path.join(dir, "ctr.log");
+  const active = options.activeUnits.length === 0 ? "''" : options.activeUnits.map((unit) => `'${unit}'`).join("|");
+  fs.writeFileSync(
+    path.join(dir, "systemctl"),
+    `#!/bin/sh
+echo "$*" >> '${systemctlLog}'
+unit=""; for arg in "$@"; do unit="$arg"; done
+case "$1" in
+  is-active) case "$unit" in ${active}) echo active; exit 0 ;; *) echo inactive; exit 3 ;; esac ;;
+  show) case "$unit" in ${active}) echo loaded ;; *) echo not-found ;; esac ;;
+  restart) ${options.onRestart ?? ":"} ;;
+esac
+exit 0
+`,
+    { mode: 0o755 },
+  );
+  const dialCheck =
+    options.socket === undefined
+      ? ""
+      : `if [ "$address" != '${options.socket}' ]; then echo "ctr: failed to dial \\"$address\\": connection error: desc = \\"transport: error while dialing: dial unix $address: connect: no such file or directory\\"" >&2; exit 1; fi
+`;
+  fs.writeFileSync(
+    path.join(dir, "ctr"),
+    `#!/bin/sh
+echo "$*" >> '${ctrLog}'
+address=/run/containerd/containerd.sock
+if [ "$1" = "--address" ] || [ "$1" = "-a" ]; then address="$2"; shift 2; fi
+${dialCheck}printf 'TYPE                            ID       PLATFORMS      STATUS    \\n'
+printf 'io.containerd.grpc.v1           cri      linux/amd64    ok        \\n'
+`,
+    { mode: 0o755 },
+  );
+  const lines = (file: string): string[] => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : []);
+  return {
+    env: {
+      KATA_DEPLOY_SYSTEMCTL: path.join(dir, "systemctl"),
+      KATA_DEPLOY_CTR: path.join(dir, "ctr"),
+      KATA_DEPLOY_CONTAINERD: path.join(dir, "no-containerd"),
+      KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS: String(options.verifyTimeoutSeconds ?? 2),
+    },
+    systemctl: () => lines(systemctlLog),
+    ctr: () => lines(ctrLog),
+  };
+}
+
 /**
  * Host paths a config points at (runtime binaries, Kata configs, imports), read independently of the agent;
  * for a Kata configuration, also the files Kata opens as it reads it with its drop-ins (kernel, image,

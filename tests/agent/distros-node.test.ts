@@ -11,7 +11,7 @@
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgent, snapshot, tempDir } from "./agent-harness";
+import { artifacts, fakeContainerdNode, isolatedEnv, makeHost, removeTempDirs, runAgent, snapshot, type FakeContainerdNode } from "./agent-harness";
 
 const FIXTURES = path.resolve(__dirname, "../fixtures/config/distros");
 const K0S_CONFIG = "/etc/k0s/containerd.toml";
@@ -29,35 +29,12 @@ const read = (root: string, hostPath: string): string | undefined => (fs.existsS
 const kataOnly = (rel: string): boolean => rel.startsWith("opt/kata");
 const configFiles = (root: string): Record<string, unknown> => snapshot(root, kataOnly);
 
-/** A systemctl where only `units` exist and are active; logs calls; `restart` of microk8s's unit renders its template (run-containerd-with-args). */
-function fakeNode(root: string, units: string[]): { env: Record<string, string>; calls: () => string[]; ctrCalls: () => string[] } {
-  const dir = tempDir("distro-node");
-  const log = path.join(dir, "calls.log");
-  const ctrLog = path.join(dir, "ctr.log");
+/** microk8s's containerd unit renders its template when it starts (snap/microk8s run-containerd-with-args). */
+const renderMicrok8sTemplate = (root: string): string => {
   const args = path.join(root, "var/snap/microk8s/current/args");
-  fs.writeFileSync(
-    path.join(dir, "systemctl"),
-    `#!/bin/sh
-echo "$*" >> '${log}'
-unit=""; for arg in "$@"; do unit="$arg"; done
-case "$1" in
-  is-active) case " ${units.join(" ")} " in *" $unit "*) echo active; exit 0 ;; *) echo inactive; exit 3 ;; esac ;;
-  show) case " ${units.join(" ")} " in *" $unit "*) echo loaded ;; *) echo not-found ;; esac ;;
-  restart) if [ "$unit" = snap.microk8s.daemon-containerd ]; then sed 's@\${SNAP}@/snap/microk8s/current@g;s@\${SNAP_DATA}@/var/snap/microk8s/current@g;s@\${SNAPSHOTTER}@overlayfs@g;s@\${RUNTIME}@runc@g' '${args}/containerd-template.toml' > '${args}/containerd.toml'; sed -i 's@\${RUNTIME_TYPE}@io.containerd.runc.v2@g' '${args}/containerd.toml'; fi ;;
-esac
-exit 0
-`,
-    { mode: 0o755 },
-  );
-  // ctr: records its socket; answers `plugins ls` with the CRI plugin ok (containerd cmd/ctr plugins.go format).
-  fs.writeFileSync(path.join(dir, "ctr"), `#!/bin/sh\necho "$*" >> '${ctrLog}'\nprintf 'TYPE ID PLATFORMS STATUS\\nio.containerd.grpc.v1 cri linux/amd64 ok\\n'\n`, { mode: 0o755 });
-  const lines = (file: string): string[] => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : []);
-  return {
-    env: { KATA_DEPLOY_SYSTEMCTL: path.join(dir, "systemctl"), KATA_DEPLOY_CTR: path.join(dir, "ctr"), KATA_DEPLOY_CONTAINERD: path.join(dir, "no-containerd"), KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS: "2" },
-    calls: () => lines(log),
-    ctrCalls: () => lines(ctrLog),
-  };
-}
+  return `if [ "$unit" = snap.microk8s.daemon-containerd ]; then sed 's@\${SNAP}@/snap/microk8s/current@g;s@\${SNAP_DATA}@/var/snap/microk8s/current@g;s@\${SNAPSHOTTER}@overlayfs@g;s@\${RUNTIME}@runc@g' '${args}/containerd-template.toml' > '${args}/containerd.toml'; sed -i 's@\${RUNTIME_TYPE}@io.containerd.runc.v2@g' '${args}/containerd.toml'; fi`;
+};
+const fakeNode = (root: string, units: string[]): FakeContainerdNode => fakeContainerdNode({ activeUnits: units, onRestart: renderMicrok8sTemplate(root) });
 
 describe("more containerd distributions, detected per node (agent CLI on host roots)", function () {
   this.timeout(120_000);
@@ -96,8 +73,8 @@ describe("more containerd distributions, detected per node (agent CLI on host ro
     const node = fakeNode(root, ["k0sworker"]);
     const result = runAgent(install(root, "auto", "systemd"), isolatedEnv(node.env));
     assert.equal(result.code, 0, result.stderr);
-    assert.ok(!node.calls().some((call) => call.startsWith("restart")), node.calls().join("\n"));
-    assert.ok(node.ctrCalls().length > 0 && node.ctrCalls().every((call) => call.startsWith("--address /run/k0s/containerd.sock")), node.ctrCalls().join("\n"));
+    assert.ok(!node.systemctl().some((call) => call.startsWith("restart")), node.systemctl().join("\n"));
+    assert.ok(node.ctr().length > 0 && node.ctr().every((call) => call.startsWith("--address /run/k0s/containerd.sock")), node.ctr().join("\n"));
   });
 
   for (const flavor of ["microk8s", "auto"]) {
@@ -111,8 +88,8 @@ describe("more containerd distributions, detected per node (agent CLI on host ro
       assert.ok(template.startsWith(microk8sTemplate.slice(0, 200)), "the template's own text is kept");
       assert.match(template, /\[plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.kata-qemu\]/);
       assert.match(read(root, MICROK8S_RENDERED) ?? "", /runtimes\.kata-qemu\]/, "what microk8s renders has Kata");
-      assert.ok(node.calls().includes("restart snap.microk8s.daemon-containerd"), node.calls().join("\n"));
-      assert.ok(node.ctrCalls().every((call) => call.startsWith("--address /var/snap/microk8s/common/run/containerd.sock")), node.ctrCalls().join("\n"));
+      assert.ok(node.systemctl().includes("restart snap.microk8s.daemon-containerd"), node.systemctl().join("\n"));
+      assert.ok(node.ctr().every((call) => call.startsWith("--address /var/snap/microk8s/common/run/containerd.sock")), node.ctr().join("\n"));
       const removed = runAgent(uninstall(root, "systemd"), isolatedEnv(node.env));
       assert.equal(removed.code, 0, removed.stderr);
       const after = configFiles(root) as Record<string, unknown>;
@@ -157,12 +134,12 @@ describe("more containerd distributions, detected per node (agent CLI on host ro
     assert.equal(result.code, 0, result.stderr);
     assert.match(read(root, config) ?? "", /runtimes\.kata-qemu\]/);
     assert.equal(read(root, "/etc/containerd/config.toml"), undefined, "the default config is not created");
-    assert.ok(node.calls().includes("restart containerd-custom"), node.calls().join("\n"));
-    assert.ok(node.ctrCalls().every((call) => call.startsWith("--address /run/cc.sock")), node.ctrCalls().join("\n"));
+    assert.ok(node.systemctl().includes("restart containerd-custom"), node.systemctl().join("\n"));
+    assert.ok(node.ctr().every((call) => call.startsWith("--address /run/cc.sock")), node.ctr().join("\n"));
     const removed = runAgent(uninstall(root, "systemd"), isolatedEnv(node.env));
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(configFiles(root), before);
-    assert.equal(node.calls().filter((call) => call === "restart containerd-custom").length, 2);
+    assert.equal(node.systemctl().filter((call) => call === "restart containerd-custom").length, 2);
   });
 
   it("custom containerd: installing into another config file than the node's install record is refused, and nothing changes", () => {

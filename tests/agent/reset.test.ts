@@ -15,9 +15,7 @@
 // microk8s: --address ${SNAP_COMMON}/run/containerd.sock (canonical/microk8s default-args/containerd), unit
 // snap.microk8s.daemon-containerd (snap/snapcraft.yaml app daemon-containerd).
 import { strict as assert } from "node:assert";
-import * as fs from "node:fs";
-import * as path from "node:path";
-import { artifacts, isolatedEnv, makeHost, removeTempDirs, runAgent, tempDir } from "./agent-harness";
+import { artifacts, fakeContainerdNode, isolatedEnv, makeHost, removeTempDirs, runAgent, type FakeContainerdNode } from "./agent-harness";
 import { fixture } from "./config-fixtures";
 
 type Flavor = "containerd" | "k3s" | "rke2" | "k0s" | "microk8s";
@@ -31,58 +29,8 @@ const NODES: { flavor: Flavor; unit: string; socket: string; restarted: boolean 
   { flavor: "microk8s", unit: "snap.microk8s.daemon-containerd", socket: "/var/snap/microk8s/common/run/containerd.sock", restarted: true },
 ];
 
-interface FakeNode {
-  env: Record<string, string>;
-  systemctl(): string[];
-  ctr(): string[];
-}
-
-/** A node whose `activeUnits` run, whose containerd answers only at `socket`, with a standalone ctr on PATH. */
-function fakeNode(activeUnits: string[], socket: string): FakeNode {
-  const dir = tempDir("node");
-  const systemctlLog = path.join(dir, "systemctl.log");
-  const ctrLog = path.join(dir, "ctr.log");
-  const active = activeUnits.map((unit) => `'${unit}'`).join("|");
-  fs.writeFileSync(
-    path.join(dir, "systemctl"),
-    `#!/bin/sh
-echo "$*" >> '${systemctlLog}'
-unit=""; for arg in "$@"; do unit="$arg"; done
-case "$1" in
-  is-active) case "$unit" in ${active}) echo active; exit 0 ;; *) echo inactive; exit 3 ;; esac ;;
-  show) case "$unit" in ${active}) echo loaded ;; *) echo not-found ;; esac ;;
-esac
-exit 0
-`,
-    { mode: 0o755 },
-  );
-  fs.writeFileSync(
-    path.join(dir, "ctr"),
-    `#!/bin/sh
-echo "$*" >> '${ctrLog}'
-address=/run/containerd/containerd.sock
-if [ "$1" = "--address" ] || [ "$1" = "-a" ]; then address="$2"; shift 2; fi
-if [ "$address" != '${socket}' ]; then echo "ctr: failed to dial \\"$address\\": connection error: desc = \\"transport: error while dialing: dial unix $address: connect: no such file or directory\\"" >&2; exit 1; fi
-printf 'TYPE                            ID       PLATFORMS      STATUS    \\n'
-printf 'io.containerd.grpc.v1           cri      linux/amd64    ok        \\n'
-`,
-    { mode: 0o755 },
-  );
-  const lines = (file: string): string[] => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : []);
-  return {
-    env: {
-      KATA_DEPLOY_SYSTEMCTL: path.join(dir, "systemctl"),
-      KATA_DEPLOY_CTR: path.join(dir, "ctr"),
-      KATA_DEPLOY_CONTAINERD: path.join(dir, "no-containerd"),
-      KATA_DEPLOY_VERIFY_TIMEOUT_SECONDS: "0",
-    },
-    systemctl: () => lines(systemctlLog),
-    ctr: () => lines(ctrLog),
-  };
-}
-
 const reset = (root: string, ...more: string[]): string[] => ["reset", "--runtime", "containerd", "--host-root", root, "--restart", "systemd", ...more];
-const restarts = (node: FakeNode): string[] => node.systemctl().filter((call) => call.startsWith("restart "));
+const restarts = (node: FakeContainerdNode): string[] => node.systemctl().filter((call) => call.startsWith("restart "));
 const expectedCtr = (socket: string): string => (socket !== DEFAULT_SOCKET ? `--address ${socket} plugins ls` : "plugins ls");
 
 describe("kata-deploy reset: one restart-and-verify per containerd flavor", () => {
@@ -91,7 +39,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
   for (const { flavor, unit, socket, restarted } of NODES) {
     const what = restarted ? `restarts ${unit}` : `does not restart ${unit} (k0s restarts its containerd itself)`;
     it(`${flavor}: --containerd-flavor ${flavor} (as the cleanup DaemonSet passes it) ${what} and asks ctr at ${socket}`, () => {
-      const node = fakeNode([unit], socket);
+      const node = fakeContainerdNode({ activeUnits: [unit], socket: socket, verifyTimeoutSeconds: 0 });
       const result = runAgent(reset(makeHost(), "--containerd-flavor", flavor), isolatedEnv(node.env));
       assert.equal(result.code, 0, result.stderr);
       assert.deepEqual(restarts(node), restarted ? [`restart ${unit}`] : []);
@@ -99,7 +47,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
     });
 
     it(`${flavor}: with --containerd-flavor auto (the cleanup's default) and no install record, the flavor comes from the unit running (${unit})`, () => {
-      const node = fakeNode([unit], socket);
+      const node = fakeContainerdNode({ activeUnits: [unit], socket: socket, verifyTimeoutSeconds: 0 });
       const result = runAgent(reset(makeHost(), "--containerd-flavor", "auto"), isolatedEnv(node.env));
       assert.equal(result.code, 0, result.stderr);
       assert.deepEqual(restarts(node), restarted ? [`restart ${unit}`] : []);
@@ -108,7 +56,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
   }
 
   it("custom containerd: --containerd-socket and --containerd-unit (as the cleanup passes them) restart that unit and ask that socket", () => {
-    const node = fakeNode(["containerd-custom"], "/run/cc/containerd.sock");
+    const node = fakeContainerdNode({ activeUnits: ["containerd-custom"], socket: "/run/cc/containerd.sock", verifyTimeoutSeconds: 0 });
     const result = runAgent(reset(makeHost(), "--containerd-flavor", "auto", "--containerd-socket", "/run/cc/containerd.sock", "--containerd-unit", "containerd-custom"), isolatedEnv(node.env));
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(restarts(node), ["restart containerd-custom"]);
@@ -117,7 +65,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
 
   it("k3s node: verifying the default socket fails the reset instead of passing it (the defect this guards)", () => {
     // The same node, reset with the wrong flavor: ctr asks /run/containerd/containerd.sock, where nothing listens.
-    const node = fakeNode(["k3s", "containerd"], K3S_SOCKET);
+    const node = fakeContainerdNode({ activeUnits: ["k3s", "containerd"], socket: K3S_SOCKET, verifyTimeoutSeconds: 0 });
     const result = runAgent(reset(makeHost(), "--containerd-flavor", "containerd"), isolatedEnv(node.env));
     assert.equal(result.code, 1);
     assert.match(result.stderr, /^kata-deploy: containerd: not healthy after the restart \(ctr: failed to dial/);
@@ -128,7 +76,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
     const root = makeHost({ [`${dir}/config.toml`]: fixture("containerd", "v2-k3s-rendered-config.toml") });
     const install = runAgent(["install", "--runtime", "containerd", "--containerd-flavor", "rke2", "--host-root", root, "--artifacts", artifacts(), "--shims", "qemu", "--restart", "none"]);
     assert.equal(install.code, 0, install.stderr);
-    const node = fakeNode(["containerd", "rke2-server"], K3S_SOCKET);
+    const node = fakeContainerdNode({ activeUnits: ["containerd", "rke2-server"], socket: K3S_SOCKET, verifyTimeoutSeconds: 0 });
     const result = runAgent(reset(root), isolatedEnv(node.env));
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(restarts(node), ["restart rke2-server"]);
@@ -136,7 +84,7 @@ describe("kata-deploy reset: one restart-and-verify per containerd flavor", () =
   });
 
   it("no containerd unit of any flavor: one line naming the units and the flag", () => {
-    const node = fakeNode([], K3S_SOCKET);
+    const node = fakeContainerdNode({ activeUnits: [], socket: K3S_SOCKET, verifyTimeoutSeconds: 0 });
     const result = runAgent(reset(makeHost()), isolatedEnv(node.env));
     assert.equal(result.code, 1);
     assert.equal(result.stderr, "kata-deploy: none of the systemd units containerd, k3s, k3s-agent, rke2-server, rke2-agent, k0sworker, k0scontroller, snap.microk8s.daemon-containerd exists on this host; pass --containerd-flavor or --runtime\n");
