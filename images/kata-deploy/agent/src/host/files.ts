@@ -2,7 +2,8 @@
 // the host would see them, and writes atomically (temp file in the same directory, fsync, rename,
 // fsync of the directory) so that a crash leaves either the old or the new file, never a torn one.
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { sha256 as sha256Digest } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
@@ -19,8 +20,13 @@ export function tempPathFor(localPath: string): string {
   return path.join(path.dirname(localPath), `.${path.basename(localPath)}${TEMP_SUFFIX}`);
 }
 
+/**
+ * SHA-256, hex. @noble/hashes rather than node:crypto: the hashes are of config files (kilobytes), and
+ * loading node:crypto is 15-25 ms of CPU on every run that hashes, the no-op re-install of every pod
+ * start among them (issue 13; `npm run bench`, no-op line).
+ */
 export function sha256(data: Buffer | string): string {
-  return createHash("sha256").update(data).digest("hex");
+  return bytesToHex(sha256Digest(typeof data === "string" ? Buffer.from(data, "utf8") : data));
 }
 
 /** Where the host's `/` is mounted. Host paths are absolute paths as the node sees them. */
