@@ -68,10 +68,16 @@ export const KATA_DEPLOYMENT_TYPE = "kata-deploy:index:KataDeployment";
 export const PACKAGE_ROOT = findPackageRoot(__dirname);
 /** Build context of the kata-deploy image, found from this file so that consumer stacks build the same image. @internal */
 export const IMAGE_CONTEXT = path.join(PACKAGE_ROOT, "images/kata-deploy");
-/** The destroy-time wait script (plain JavaScript: it runs wherever `pulumi destroy` runs). @internal */
-export const WAIT_SCRIPT = path.join(PACKAGE_ROOT, "components/wait-for-clean-nodes.mjs");
-/** The create-time wait script: `pulumi up` returns only once Kata is installed on every selected node. @internal */
-export const INSTALL_WAIT_SCRIPT = path.join(PACKAGE_ROOT, "components/wait-for-installed-nodes.mjs");
+/**
+ * The destroy-time wait script (plain JavaScript: it runs wherever `pulumi destroy` runs), as bundled by
+ * `npm run build` (components/build-wait-scripts.mjs) from components/wait-for-clean-nodes.mjs: one file
+ * that starts in a third of the CPU time the source with @kubernetes/client-node from node_modules takes.
+ * The source is shipped too: stacks deployed by older versions recorded its path as their destroy command.
+ * @internal
+ */
+export const WAIT_SCRIPT = path.join(PACKAGE_ROOT, "dist/components/wait-for-clean-nodes.mjs");
+/** The create-time wait script: `pulumi up` returns only once Kata is installed on every selected node (bundled likewise). @internal */
+export const INSTALL_WAIT_SCRIPT = path.join(PACKAGE_ROOT, "dist/components/wait-for-installed-nodes.mjs");
 /** The component/agent contract's source, which the agent bundle includes (absent from the installed package). @internal */
 export const CONTRACT_SOURCE = path.join(PACKAGE_ROOT, "components/contract.ts");
 
@@ -604,6 +610,8 @@ export class KataDeployment extends pulumi.ComponentResource {
       KATA_DEPLOY_RUNTIMES: settings.runtimes.join(","),
     };
     if (args.kubeconfig !== undefined) environment.KATA_DEPLOY_KUBECONFIG = pulumi.secret(args.kubeconfig);
+    const waitBundleProblem = waitScriptBundleProblem(PACKAGE_ROOT);
+    if (waitBundleProblem !== undefined) throw new pulumi.ResourceError(`KataDeployment: ${waitBundleProblem}`, this, true);
     const waitForCleanNodes = new command.local.Command(
       `${name}-wait-for-clean-nodes`,
       {
@@ -839,6 +847,31 @@ export function agentBundleProblem(contextDir: string, alsoBundled: readonly str
   const releaseSources = fs.existsSync(releaseDir) ? fs.readdirSync(releaseDir).filter((file) => file.endsWith(".mjs")) : [];
   for (const file of releaseSources.map((name) => path.join(releaseDir, name))) {
     if (fs.statSync(file).mtimeMs > releaseTime) return `the image's release step bundle ${releaseBundle} is older than ${file}; ${fix}`;
+  }
+  return undefined;
+}
+
+/**
+ * Why the wait script bundles (WAIT_SCRIPT, INSTALL_WAIT_SCRIPT under `packageRoot`) cannot be run, or
+ * undefined: missing (a checkout never built), or older than their source or the kube-wait.mjs both import
+ * (edited or checked out since the last build), which would run other code than the source says. Sources
+ * absent (a package shipped without them) are no problem. Checked at preview, so a `pulumi up` or `destroy`
+ * does not fail (or wait by older rules) at the step itself.
+ * @internal
+ */
+export function waitScriptBundleProblem(packageRoot: string): string | undefined {
+  const fix = `run \`npm run build\` in ${packageRoot}`;
+  for (const bundle of [WAIT_SCRIPT, INSTALL_WAIT_SCRIPT].map((script) => path.join(packageRoot, path.relative(PACKAGE_ROOT, script)))) {
+    let bundleTime: number;
+    try {
+      bundleTime = fs.statSync(bundle).mtimeMs;
+    } catch {
+      return `the wait script bundle ${bundle} is missing; ${fix}`;
+    }
+    for (const source of [path.join(packageRoot, "components", path.basename(bundle)), path.join(packageRoot, "components/kube-wait.mjs")]) {
+      const sourceTime = fs.statSync(source, { throwIfNoEntry: false })?.mtimeMs;
+      if (sourceTime !== undefined && sourceTime > bundleTime) return `the wait script bundle ${bundle} is older than ${source}; ${fix}`;
+    }
   }
   return undefined;
 }

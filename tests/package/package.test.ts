@@ -155,7 +155,7 @@ function deletedBefore(recorded: readonly Registration[]): (first: string, secon
 }
 
 describe("the package, installed into another project", function () {
-  // npm pack runs the build (agent bundle + tsc); the consumer is type-checked twice.
+  // npm pack runs the build (agent bundle, wait script bundles, tsc); the consumer is type-checked twice.
   this.timeout(300_000);
   let scratch: string;
   let consumer: string;
@@ -215,7 +215,17 @@ describe("the package, installed into another project", function () {
     const files = new Set(packedFiles.map((file) => file.path));
     assert.deepEqual(packed.exports["."], { types: "./dist/components/index.d.ts", default: "./dist/components/index.js" });
     for (const entry of [packed.main, packed.types]) assert.ok(files.has(entry), `${entry} is not in the tarball`);
-    for (const present of ["components/wait-for-clean-nodes.mjs", "PulumiPlugin.yaml", "CHANGELOG.md", "README.md", "images/kata-deploy/agent/dist/kata-deploy.cjs"]) {
+    for (const present of [
+      "dist/components/wait-for-clean-nodes.mjs",
+      "dist/components/wait-for-installed-nodes.mjs",
+      "components/wait-for-clean-nodes.mjs",
+      "components/wait-for-installed-nodes.mjs",
+      "components/kube-wait.mjs",
+      "PulumiPlugin.yaml",
+      "CHANGELOG.md",
+      "README.md",
+      "images/kata-deploy/agent/dist/kata-deploy.cjs",
+    ]) {
       assert.ok(files.has(present), `${present} is not in the tarball`);
     }
     const leaked = [...files].filter((file) => (/\.ts$/.test(file) && !/\.d\.ts$/.test(file)) || /^(tests|examples|docs|\.ci)\/|agent\/src\/|^index\.|^Pulumi\.[a-z.]*yaml$/.test(file));
@@ -285,11 +295,11 @@ describe("the package, installed into another project", function () {
     assert.deepEqual(await valueOf(program.eastRuntimeClasses), ["kata-qemu", "kata-clh", "kata"]);
     assert.deepEqual(await valueOf(program.dockerRuntimes), ["kata-qemu", "kata-fc"]);
 
-    // The install and destroy-time waits run the installed package's scripts, by paths relative to the project.
+    // The install and destroy-time waits run the installed package's bundled scripts, by paths relative to the project.
     for (const deployment of ["kata-east", "kata-west"]) {
       for (const [step, phase] of [["wait-for-clean-nodes", "delete"], ["wait-for-installed-nodes", "create"]]) {
         const script = String(named(`${deployment}-${step}`).inputs[phase]);
-        assert.equal(script, `node_modules/kata-deploy/components/${step}.mjs`);
+        assert.equal(script, `node_modules/kata-deploy/dist/components/${step}.mjs`);
         assert.ok(fs.existsSync(path.join(consumer, script)), `${script} is not in the installed package`);
       }
     }
@@ -313,6 +323,31 @@ describe("the package, installed into another project", function () {
     assert.ok(!before("sandboxed-nginx", "kata-west-installer-containerd") && !before("kata-west-cleanup", "kata-east-cleanup"));
     // The Docker host's removal job runs while the image it runs is still there.
     assert.ok(before("laptop-removal", "laptop-install") && before("laptop-removal", "laptop-image"));
+  });
+
+  it("runs the wait steps from the installed package: the bundles, and the sources older versions recorded in stacks' state", () => {
+    // A stack deployed before the bundles has node_modules/kata-deploy/components/wait-for-clean-nodes.mjs as its
+    // destroy command; the Command provider runs it (with the stored environment) from the project directory.
+    const kubeconfig = JSON.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "none", cluster: { server: "https://127.0.0.1:1" } }],
+      users: [{ name: "u", user: { token: "t" } }],
+      contexts: [{ name: "none", context: { cluster: "none", user: "u" } }],
+      "current-context": "none",
+    });
+    for (const dir of ["dist/components", "components"]) {
+      for (const step of ["wait-for-clean-nodes", "wait-for-installed-nodes"]) {
+        const script = `node_modules/kata-deploy/${dir}/${step}.mjs`;
+        const result = spawnSync(process.execPath, [script], {
+          cwd: consumer,
+          encoding: "utf8",
+          env: { PATH: process.env.PATH ?? "", HOME: "/nonexistent", KATA_DEPLOY_KUBECONFIG: kubeconfig, KATA_DEPLOY_RUNTIMES: "containerd", KATA_DEPLOY_TIMEOUT_SECONDS: "0.2", KATA_DEPLOY_POLL_SECONDS: "0.1" },
+        });
+        assert.equal(result.status, 1, `${script}: ${result.stderr}`);
+        assert.match(result.stderr, /^kata-deploy: timed out after 0\.2s: the Kubernetes API could not be queried .*ECONNREFUSED/, script);
+      }
+    }
   });
 
   it("serves both components to Pulumi's component provider host from the installed main", () => {

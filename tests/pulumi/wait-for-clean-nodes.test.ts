@@ -1,5 +1,6 @@
 // The destroy-time wait script, run for real (a node process, as the Command provider runs it) against a
-// local HTTP stand-in of the Kubernetes API that keeps Node objects.
+// local HTTP stand-in of the Kubernetes API that keeps Node objects. What runs is WAIT_SCRIPT, the bundle
+// built from components/wait-for-clean-nodes.mjs (tests/support/build-agent.ts rebuilds it for each run).
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
 import * as http from "node:http";
@@ -100,6 +101,8 @@ describe("wait-for-clean-nodes (destroy-time wait)", () => {
     };
     const result = await runWait({ KATA_DEPLOY_KUBECONFIG: kubeconfig, KATA_DEPLOY_LABEL_PREFIX: PREFIX, KATA_DEPLOY_TIMEOUT_SECONDS: "30" });
     assert.equal(result.code, 0, result.stderr);
+    // Nothing else on stderr: the bundle prints no warning that its dependencies, loaded from node_modules, would not.
+    assert.equal(result.stderr, "");
     assert.match(result.stdout, /waiting for cleanup of 2 node\(s\): node-a .*node-b/);
     assert.match(result.stdout, /every node is clean/);
     assert.ok(api.requests.length >= 8, `kept polling (${api.requests.length} requests)`);

@@ -2,16 +2,19 @@
 // Command provider runs it (a node process with only the environment the component gives it) against the
 // Kubernetes API stand-in. What it must do is issue 8 point 3: return only once every node the installers
 // select is labelled `<prefix>/kata-runtime=true`, including on a first `up` where the installers select no
-// node yet; fail naming a failed node and the agent's reason; time out naming the nodes not ready.
+// node yet; fail naming a failed node and the agent's reason; time out naming the nodes not ready. What runs
+// is INSTALL_WAIT_SCRIPT, the bundle of components/wait-for-installed-nodes.mjs (rebuilt by tests/support/build-agent.ts).
 import { strict as assert } from "node:assert";
 import { spawn } from "node:child_process";
 import * as path from "node:path";
-import { INSTALL_WAIT_SCRIPT } from "../../components/kataDeployment";
+import { INSTALL_WAIT_SCRIPT, PACKAGE_ROOT } from "../../components/kataDeployment";
 import { runtimeFromVersion as agentRuntimeFromVersion } from "../../images/kata-deploy/agent/src/kube/labels";
 import { isStartupTaint as agentIsStartupTaint } from "../../images/kata-deploy/agent/src/kube/taints";
 import { KubeStandin, type KubeObject } from "../support/kube-standin";
 
 const P = "kata-containers.io";
+/** The wait scripts' shared module, as source: its functions are compared with the agent's (the script runs bundled). */
+const KUBE_WAIT = path.join(PACKAGE_ROOT, "components/kube-wait.mjs");
 const NS = "kata-deploy";
 
 function node(name: string, runtimeVersion: string, labels: Record<string, string> = {}, taints?: { key: string; effect: string; value?: string }[]): KubeObject {
@@ -108,6 +111,8 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
       if (lists === 12) label("n2", { [`${P}/kata-runtime`]: "true" });
     });
     assert.equal(result.code, 0, result.stderr);
+    // Nothing else on stderr: the bundle prints no warning that its dependencies, loaded from node_modules, would not.
+    assert.equal(result.stderr, "");
     assert.ok(kube.requests.filter((r) => r.path === "/api/v1/nodes").length >= 12, "it kept waiting until n2 was installed");
     assert.match(result.stdout, /waiting for Kata on 2 node\(s\): n1, n2/);
     assert.match(result.stdout, /not installing on 1 node\(s\): n3: container runtime "docker:\/\/24\.0\.7" is not supported/);
@@ -156,7 +161,7 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
     // selector.go Requirement.Matches (NotIn and DoesNotExist match an absent key; Gt/Lt compare integers and
     // never match an absent or non-integer label) and component-helpers nodeaffinity.go (terms ORed, an
     // empty term matches nothing, matchFields on metadata.name).
-    const kubeWait = path.join(path.dirname(INSTALL_WAIT_SCRIPT), "kube-wait.mjs");
+    const kubeWait = KUBE_WAIT;
     type Requirement = { key: string; operator: string; values?: string[] };
     type Term = { matchExpressions?: Requirement[]; matchFields?: Requirement[] };
     const { nodeAffinityMatches } = (await import(kubeWait)) as { nodeAffinityMatches: (node: unknown, required: { nodeSelectorTerms: Term[] } | undefined) => boolean };
@@ -234,7 +239,7 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
     });
 
     it("match taints exactly as the agent does (key, and effect unless none is given)", async () => {
-      const kubeWait = path.join(path.dirname(INSTALL_WAIT_SCRIPT), "kube-wait.mjs");
+      const kubeWait = KUBE_WAIT;
       const { startupTaintsLeft } = (await import(kubeWait)) as { startupTaintsLeft: (n: KubeObject, m: { key: string; effect?: string }[]) => string[] };
       const taints = [{ key: "a.example.com/x", effect: "NoSchedule" }, { key: "a.example.com/x", effect: "NoExecute" }, { key: "a.example.com/y", value: "v", effect: "PreferNoSchedule" }, { key: "x", effect: "NoSchedule" }];
       for (const matchers of [[{ key: "a.example.com/x" }], [{ key: "a.example.com/x", effect: "NoExecute" }], [{ key: "a.example.com/y", effect: "NoSchedule" }], [{ key: "x" }, { key: "a.example.com/y" }], []]) {
@@ -297,7 +302,7 @@ describe("wait-for-installed-nodes (create-time wait)", function () {
 
   it("maps runtime versions exactly as the agent's labeler does", async () => {
     // A path, not a module name: the main type-check has no allowJs (ts-node would then compile .mjs files).
-    const kubeWait = path.join(path.dirname(INSTALL_WAIT_SCRIPT), "kube-wait.mjs");
+    const kubeWait = KUBE_WAIT;
     const { runtimeFromVersion } = (await import(kubeWait)) as { runtimeFromVersion: (v: string | undefined) => string | undefined };
     for (const version of ["containerd://1.7.24", "containerd://2.0.0-k3s1", "cri-o://1.29.1", "docker://24.0.7", "cri-dockerd://0.3", "", undefined, "CONTAINERD://1.7", "containerd:/x"]) {
       assert.equal(runtimeFromVersion(version), agentRuntimeFromVersion(version), String(version));
