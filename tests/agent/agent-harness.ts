@@ -98,17 +98,21 @@ function retire(thread: AgentThread): void {
 }
 
 /** The bundle as its own process, in every tier: for what only a process shows (its exit status, Node's start-up). */
-export function runAgentProcess(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): AgentRun {
-  const result = spawnSync(process.execPath, [AGENT_BUNDLE, ...args], { env, encoding: "utf8", timeout: RUN_TIMEOUT_MS });
+export function runAgentProcess(args: string[], env: NodeJS.ProcessEnv = isolatedEnv(), entry = AGENT_BUNDLE): AgentRun {
+  const result = spawnSync(process.execPath, [entry, ...args], { env, encoding: "utf8", timeout: RUN_TIMEOUT_MS });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-export function runAgent(args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): AgentRun {
-  if (needsProcess(args, env)) return runAgentProcess(args, env);
+/**
+ * Runs the agent to its end. `entry`: the script the process is started as (argv[1]); a link to the bundle
+ * named kata-deploy-docker runs the Docker quick start, as in the image.
+ */
+export function runAgent(args: string[], env: NodeJS.ProcessEnv = isolatedEnv(), entry = AGENT_BUNDLE): AgentRun {
+  if (needsProcess(args, env)) return runAgentProcess(args, env, entry);
   const thread = idleThread();
   thread.busy = true;
   Atomics.store(thread.flag, 0, 0);
-  thread.worker.postMessage({ args, env: plainEnv(env), sync: true });
+  thread.worker.postMessage({ args, env: plainEnv(env), entry, sync: true });
   const outcome = Atomics.wait(thread.flag, 0, 0, RUN_TIMEOUT_MS);
   const reply = receiveMessageOnPort(thread.port);
   if (outcome === "timed-out" || reply === undefined) {

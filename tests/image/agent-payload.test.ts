@@ -3,11 +3,10 @@
 // `kata-deploy install` refuses any other shim before touching the host (the image test checks the same
 // inside a real image; this one runs the agent bundle directly, in milliseconds).
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { AGENT_BUNDLE } from "../support/build-agent";
+import { runAgent } from "../agent/agent-harness";
 import { makeKataArtifacts, TINY } from "../support/kata-artifacts";
 
 describe("agent: installs only shims the image carries (kata-deploy-payload.json)", function () {
@@ -22,7 +21,7 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
 
   const install = (shims: string) => {
     const root = fs.mkdtempSync(path.join(dir, "host-"));
-    const result = spawnSync(process.execPath, [AGENT_BUNDLE, "install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts, "--shims", shims], { encoding: "utf8" });
+    const result = runAgent(["install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts, "--shims", shims]);
     return { ...result, hostEntries: fs.readdirSync(root) };
   };
   const writePayload = (text: string) => fs.writeFileSync(path.join(artifacts, "kata-deploy-payload.json"), text);
@@ -30,7 +29,7 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
   it("refuses a shim the image does not carry in one line naming it and the fix, and writes nothing", () => {
     writePayload(JSON.stringify({ version: "4.1.0", arch: "amd64", shims: ["qemu", "fc"] }));
     const result = install("qemu,clh");
-    assert.equal(result.status, 1);
+    assert.equal(result.code, 1);
     assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
     assert.match(
       result.stderr,
@@ -42,13 +41,13 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
   it("installs shims the image carries", () => {
     writePayload(JSON.stringify({ version: "4.1.0", arch: "amd64", shims: ["qemu", "fc"] }));
     const result = install("fc");
-    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.code, 0, result.stderr);
   });
 
   it("refuses a payload file it cannot read, naming it and the fix", () => {
     writePayload("{");
     const result = install("qemu");
-    assert.equal(result.status, 1);
+    assert.equal(result.code, 1);
     assert.match(result.stderr, /^kata-deploy: .*kata-deploy-payload\.json: not valid JSON; rebuild the image \(npm run image:build\)\n$/);
   });
 
@@ -80,7 +79,7 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
     };
     const installCloudHypervisor = () => {
       const root = fs.mkdtempSync(path.join(dir, "host-"));
-      const result = spawnSync(process.execPath, [AGENT_BUNDLE, "install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts, "--shims", "cloud-hypervisor"], { encoding: "utf8" });
+      const result = runAgent(["install", "--runtime", "crio", "--host-root", root, "--artifacts", artifacts, "--shims", "cloud-hypervisor"]);
       return { result, root };
     };
 
@@ -90,7 +89,7 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
         runtimes: { "cloud-hypervisor": { runtime: "rust", binary: rustBinary, config: rustConfig } },
       }));
       const { result, root } = installCloudHypervisor();
-      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.code, 0, result.stderr);
       const dropIn = installedDropIn(root);
       assert.match(dropIn, new RegExp(`/opt/kata/${rustBinary.replace(/[/.]/g, "\\$&")}`));
       // Its configuration is the handler's copy of the runtime-rs file the payload names (not the Go shim's).
@@ -100,7 +99,7 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
     it("without a payload file, knows it from the image build's runtime-rs shim list", () => {
       fs.rmSync(path.join(artifacts, "kata-deploy-payload.json"), { force: true });
       const { result, root } = installCloudHypervisor();
-      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.code, 0, result.stderr);
       assert.match(installedDropIn(root), /runtime-rs\/bin\/containerd-shim-kata-v2/);
       assert.ok(installedKataConfig(root).includes(RUST_MARKER), "the installed configuration is a copy of the runtime-rs one");
     });
@@ -111,13 +110,13 @@ describe("agent: installs only shims the image carries (kata-deploy-payload.json
         runtimes: { "cloud-hypervisor": { runtime: "rust", binary: "../../usr/bin/sh", config: rustConfig } },
       }));
       const { result } = installCloudHypervisor();
-      assert.equal(result.status, 1);
+      assert.equal(result.code, 1);
       assert.match(result.stderr, /^kata-deploy: .*kata-deploy-payload\.json: runtimes\.cloud-hypervisor needs "binary" and "config" paths inside opt\/kata; rebuild the image \(npm run image:build\)\n$/);
     });
   });
 
   it("without a payload file (artifacts not made by the image build) checks nothing extra", () => {
     fs.rmSync(path.join(artifacts, "kata-deploy-payload.json"));
-    assert.equal(install("qemu,clh").status, 0);
+    assert.equal(install("qemu,clh").code, 0);
   });
 });

@@ -5,7 +5,6 @@
 // containerd flavour, shim, restart mode and Docker runtime form: a flag or value the agent does not accept
 // fails here instead of crash-looping every installer after a successful preview.
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -182,7 +181,7 @@ describe("the component/agent contract (components/contract.ts)", function () {
       // The image's entry points: kata-deploy, and kata-deploy-docker (a symlink to the same bundle).
       // The variables the agent reads from the container's environment (KATA_DEPLOY_KATA_CONFIG, ...) too.
       const agentEnv = { ...env, ...Object.fromEntries(Object.entries(containerEnv ?? {}).filter(([name]) => (Object.values(AGENT_ENV) as string[]).includes(name))) };
-      const run = spawnAgentAt(argv[0] === AGENT_EXECUTABLE ? AGENT_BUNDLE : dockerEntry, args, agentEnv);
+      const run = runAgent(args, agentEnv, argv[0] === AGENT_EXECUTABLE ? AGENT_BUNDLE : dockerEntry);
       if (ARGUMENT_REFUSED.test(run.stderr) && !RELEASE_LACKS_SHIM.test(run.stderr)) refused.push(`${where}: ${argv.join(" ")}\n  ${run.stderr.trim()}`);
     }
     assert.deepEqual(refused, []);
@@ -193,14 +192,8 @@ describe("the component/agent contract (components/contract.ts)", function () {
     const run = runAgent(["install", "--runtime", "containerd", "--containerd-flavor", "k8s", "--host-root", makeHost(), "--artifacts", artifacts()]);
     assert.match(run.stderr, ARGUMENT_REFUSED);
     assert.match(run.stderr, /--containerd-flavor k8s: must be one of auto, containerd, k3s, rke2, k0s, microk8s/);
-    assert.match(spawnAgentAt(AGENT_BUNDLE, ["install", "--flavour", "k3s"]).stderr, ARGUMENT_REFUSED);
-    const badConfig = spawnAgentAt(AGENT_BUNDLE, ["install", "--runtime", "crio", "--host-root", makeHost(), "--artifacts", artifacts()], isolatedEnv({ [AGENT_ENV.kataConfig]: '{"shims":{"clh":{}}}' }));
+    assert.match(runAgent(["install", "--flavour", "k3s"]).stderr, ARGUMENT_REFUSED);
+    const badConfig = runAgent(["install", "--runtime", "crio", "--host-root", makeHost(), "--artifacts", artifacts()], isolatedEnv({ [AGENT_ENV.kataConfig]: '{"shims":{"clh":{}}}' }));
     assert.match(badConfig.stderr, ARGUMENT_REFUSED);
   });
 });
-
-function spawnAgentAt(bundle: string, args: string[], env: NodeJS.ProcessEnv = isolatedEnv()): { code: number | null; stdout: string; stderr: string } {
-  // A --daemon run that got through waits for SIGTERM: the timeout sends it.
-  const result = spawnSync(process.execPath, [bundle, ...args], { env, encoding: "utf8", timeout: 60_000 });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}

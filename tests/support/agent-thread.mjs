@@ -37,7 +37,7 @@ const runCli =
     return 2;
   });
 
-/** @param {{ args: string[]; env: Record<string, string>; sync: boolean }} request */
+/** @param {{ args: string[]; env: Record<string, string>; entry?: string; sync: boolean }} request */
 async function run(request) {
   for (const key of Object.keys(process.env)) delete process.env[key];
   Object.assign(process.env, request.env);
@@ -45,7 +45,8 @@ async function run(request) {
   captured.stderr = [];
   let code;
   try {
-    code = await runCli([process.execPath, workerData.bundle, ...request.args]);
+    // argv[1] as the process would have it: a symlink named kata-deploy-docker selects the Docker flow.
+    code = await runCli([process.execPath, request.entry ?? workerData.bundle, ...request.args]);
   } catch (error) {
     captured.stderr.push(`agent thread: runCli threw: ${error instanceof Error ? error.stack : String(error)}\n`);
     code = 2;
@@ -67,7 +68,7 @@ for (const event of ["uncaughtException", "unhandledRejection"]) {
   });
 }
 
-/** @param {{ args: string[]; env: Record<string, string>; sync: boolean }} request */
+/** @param {{ args: string[]; env: Record<string, string>; entry?: string; sync: boolean }} request */
 function runToEnd(request) {
   return new Promise((resolve) => {
     failRun = (error) => {
