@@ -29,7 +29,7 @@ describe("test tiers", () => {
     this.timeout(120_000);
     const mocha = path.join(REPO, "node_modules/mocha/bin/mocha.js");
     const args = [mocha, "--no-config", "--no-package", ...unitConfig.require.flatMap((file) => ["--require", file]), "--extension", "ts", "--grep", unitConfig.grep, "--invert", "--reporter", "spec", "tests/fixtures/tiers/misplaced.spec.ts"];
-    // The bundle is built already (this run's build-agent.ts): the child must not rewrite it under the other worker.
+    // The bundles are built already (this run's build-agent.ts): the child must not rewrite them under the other worker.
     const run = spawnSync(process.execPath, args, { cwd: REPO, encoding: "utf8", env: { ...process.env, CI: "", KATA_DEPLOY_AGENT_BUILT: AGENT_BUNDLE } });
     const output = run.stdout + run.stderr;
     assert.notEqual(run.status, 0, output);
