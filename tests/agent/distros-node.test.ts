@@ -34,7 +34,8 @@ const renderMicrok8sTemplate = (root: string): string => {
   const args = path.join(root, "var/snap/microk8s/current/args");
   return `if [ "$unit" = snap.microk8s.daemon-containerd ]; then sed 's@\${SNAP}@/snap/microk8s/current@g;s@\${SNAP_DATA}@/var/snap/microk8s/current@g;s@\${SNAPSHOTTER}@overlayfs@g;s@\${RUNTIME}@runc@g' '${args}/containerd-template.toml' > '${args}/containerd.toml'; sed -i 's@\${RUNTIME_TYPE}@io.containerd.runc.v2@g' '${args}/containerd.toml'; fi`;
 };
-const fakeNode = (root: string, units: string[]): FakeContainerdNode => fakeContainerdNode({ activeUnits: units, onRestart: renderMicrok8sTemplate(root) });
+// Half a second bounds the agent's wait for k0s to pick up its drop-in (K0S_RELOAD_SETTLE_MS, capped by the verify timeout): the fakes answer at once.
+const fakeNode = (root: string, units: string[]): FakeContainerdNode => fakeContainerdNode({ activeUnits: units, onRestart: renderMicrok8sTemplate(root), verifyTimeoutSeconds: 0.5 });
 
 describe("more containerd distributions, detected per node (agent CLI on host roots)", function () {
   this.timeout(120_000);
