@@ -14,6 +14,7 @@ import { createRequire } from "node:module";
 import * as path from "node:path";
 import { getPulumiComponents } from "@pulumi/pulumi/provider/experimental";
 import { Registration, registrations, settled, valueOf } from "../support/pulumi-mocks";
+import { runWaitScriptWithoutApi } from "../support/bundle-checks";
 
 const ROOT = path.resolve(__dirname, "../..");
 /** CommonJS `require`, as Pulumi loads a program (and run-plugin a plugin directory). */
@@ -328,22 +329,10 @@ describe("the package, installed into another project", function () {
   it("runs the wait steps from the installed package: the bundles, and the sources older versions recorded in stacks' state", () => {
     // A stack deployed before the bundles has node_modules/kata-deploy/components/wait-for-clean-nodes.mjs as its
     // destroy command; the Command provider runs it (with the stored environment) from the project directory.
-    const kubeconfig = JSON.stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      clusters: [{ name: "none", cluster: { server: "https://127.0.0.1:1" } }],
-      users: [{ name: "u", user: { token: "t" } }],
-      contexts: [{ name: "none", context: { cluster: "none", user: "u" } }],
-      "current-context": "none",
-    });
     for (const dir of ["dist/components", "components"]) {
       for (const step of ["wait-for-clean-nodes", "wait-for-installed-nodes"]) {
         const script = `node_modules/kata-deploy/${dir}/${step}.mjs`;
-        const result = spawnSync(process.execPath, [script], {
-          cwd: consumer,
-          encoding: "utf8",
-          env: { PATH: process.env.PATH ?? "", HOME: "/nonexistent", KATA_DEPLOY_KUBECONFIG: kubeconfig, KATA_DEPLOY_RUNTIMES: "containerd", KATA_DEPLOY_TIMEOUT_SECONDS: "0.2", KATA_DEPLOY_POLL_SECONDS: "0.1" },
-        });
+        const result = runWaitScriptWithoutApi(script, consumer);
         assert.equal(result.status, 1, `${script}: ${result.stderr}`);
         assert.match(result.stderr, /^kata-deploy: timed out after 0\.2s: the Kubernetes API could not be queried .*ECONNREFUSED/, script);
       }

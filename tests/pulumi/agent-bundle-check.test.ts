@@ -2,6 +2,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { writeAged } from "../support/bundle-checks";
 import { agentBundleProblem, CONTRACT_SOURCE, IMAGE_CONTEXT } from "../../components/kataDeployment";
 
 // The image build copies the prebuilt agent bundle; building with a missing or stale one must stop at
@@ -16,12 +17,7 @@ describe("KataDeployment image build: the agent bundle check", () => {
   });
   afterEach(() => fs.rmSync(context, { recursive: true, force: true }));
 
-  const touch = (relative: string, secondsAgo: number): void => {
-    const file = path.join(context, relative);
-    fs.writeFileSync(file, "x");
-    const when = new Date(Date.now() - secondsAgo * 1000);
-    fs.utimesSync(file, when, when);
-  };
+  const touch = (relative: string, secondsAgo: number): void => writeAged(path.join(context, relative), secondsAgo);
 
   it("names the missing bundle and the command that builds it", () => {
     touch("agent/src/cli.ts", 10);

@@ -1,8 +1,8 @@
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { runWaitScriptWithoutApi, writeAged } from "../support/bundle-checks";
 import { INSTALL_WAIT_SCRIPT, PACKAGE_ROOT, WAIT_SCRIPT, waitScriptBundleProblem } from "../../components/kataDeployment";
 
 const SCRIPTS = ["wait-for-clean-nodes.mjs", "wait-for-installed-nodes.mjs"];
@@ -19,12 +19,7 @@ describe("KataDeployment: the wait script bundle check", () => {
   });
   afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
-  const touch = (relative: string, secondsAgo: number): void => {
-    const file = path.join(root, relative);
-    fs.writeFileSync(file, "x");
-    const when = new Date(Date.now() - secondsAgo * 1000);
-    fs.utimesSync(file, when, when);
-  };
+  const touch = (relative: string, secondsAgo: number): void => writeAged(path.join(root, relative), secondsAgo);
   const sources = (secondsAgo: number): void => {
     for (const file of [...SCRIPTS, "kube-wait.mjs"]) touch(`components/${file}`, secondsAgo);
   };
@@ -62,23 +57,10 @@ describe("KataDeployment: the wait script bundle check", () => {
   });
 
   it("each bundle is self-contained: copied where no node_modules is, it starts and reaches for the API", () => {
-    const kubeconfig = JSON.stringify({
-      apiVersion: "v1",
-      kind: "Config",
-      // Nothing listens on port 1: the script gets as far as its first request.
-      clusters: [{ name: "none", cluster: { server: "https://127.0.0.1:1" } }],
-      users: [{ name: "u", user: { token: "t" } }],
-      contexts: [{ name: "none", context: { cluster: "none", user: "u" } }],
-      "current-context": "none",
-    });
     for (const script of [WAIT_SCRIPT, INSTALL_WAIT_SCRIPT]) {
       const copy = path.join(root, path.basename(script));
       fs.copyFileSync(script, copy);
-      const run = spawnSync(process.execPath, [copy], {
-        cwd: root,
-        encoding: "utf8",
-        env: { PATH: process.env.PATH ?? "", HOME: "/nonexistent", KATA_DEPLOY_KUBECONFIG: kubeconfig, KATA_DEPLOY_RUNTIMES: "containerd", KATA_DEPLOY_TIMEOUT_SECONDS: "0.2", KATA_DEPLOY_POLL_SECONDS: "0.1" },
-      });
+      const run = runWaitScriptWithoutApi(copy, root);
       assert.equal(run.status, 1, `${script}: ${run.stderr}`);
       assert.match(run.stderr, /^kata-deploy: timed out after 0\.2s: the Kubernetes API could not be queried .*ECONNREFUSED 127\.0\.0\.1:1/, script);
     }
